@@ -1,0 +1,80 @@
+"""litewf: durable workflows in one SQLite file, no server needed.
+
+Workflows, their checkpointed steps, events and message queues live in one WAL-mode
+SQLite file. A workflow whose process dies resumes where it left off; callers wait for
+its events and talk to it with messages, from this process or another one.
+"""
+
+from __future__ import annotations
+
+from ._client import Client
+from ._exceptions import (
+    CorruptDatabaseError,
+    DatabaseBusyError,
+    DatabaseError,
+    DatabaseWriteError,
+    EventAlreadySetError,
+    ExecutorConflictError,
+    ForeignDatabaseError,
+    InvalidValueError,
+    LitewfError,
+    MaxRecoveryAttemptsExceededError,
+    NonDeterminismError,
+    NotADatabaseError,
+    NotInWorkflowError,
+    RuntimeNotLaunchedError,
+    SchemaTooNewError,
+    SerializationError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from ._runtime import Runtime
+from ._serialization import JsonSerializer, PickleSerializer, Serializer
+from ._step import Step
+from ._types import Status, WorkflowStatus
+from ._workflow import Workflow, WorkflowHandle
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Client",
+    "CorruptDatabaseError",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "DatabaseWriteError",
+    "EventAlreadySetError",
+    "ExecutorConflictError",
+    "ForeignDatabaseError",
+    "InvalidValueError",
+    "JsonSerializer",
+    "LitewfError",
+    "MaxRecoveryAttemptsExceededError",
+    "NonDeterminismError",
+    "NotADatabaseError",
+    "NotInWorkflowError",
+    "PickleSerializer",
+    "Runtime",
+    "RuntimeNotLaunchedError",
+    "SchemaTooNewError",
+    "SerializationError",
+    "Serializer",
+    "Status",
+    "Step",
+    "Workflow",
+    "WorkflowCancelledError",
+    "WorkflowConflictError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+)
+
+# Public names show as litewf.X in tracebacks and reprs, and stored error types read
+# "litewf.WorkflowNotFoundError", so they can be rebuilt wherever litewf is imported.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("litewf."):
+        _obj.__module__ = __name__
+del _name, _obj

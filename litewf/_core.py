@@ -1,0 +1,186 @@
+"""What a Runtime and a Client share: the database, the notifier and its poller.
+
+Everything here works from any process and outside workflows; the workflow-side
+variants of send and get_event (which are recorded operations) live in the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import _store as store
+from ._db import Database, Durability
+from ._exceptions import (
+    LitewfError,
+    MaxRecoveryAttemptsExceededError,
+    WorkflowCancelledError,
+    WorkflowNotFoundError,
+)
+from ._notifier import Notifier, event_key, message_key, poll_changes, status_key
+from ._serialization import Serializer, decode_exception, dumps_checked, loads_checked
+from ._types import Status, WorkflowStatus
+from ._validate import check_id, check_key, check_timeout, check_value
+
+__all__ = ["Core"]
+
+logger = logging.getLogger("litewf")
+
+#: Changes older than this are pruned; pollers that slept longer fall back on re-checks.
+CHANGE_RETENTION_S = 600.0
+
+
+class Core:
+    """An open database plus the machinery to wait on it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        serializer: Serializer,
+        durability: Durability,
+        poll_interval: float,
+        create: bool,
+    ) -> None:
+        self.db = Database(path, durability=durability, create=create)
+        self.serializer = serializer
+        self.notifier = Notifier()
+        self.poll_interval = poll_interval
+
+    async def open(self, tg: TaskGroup) -> None:
+        await self.db.open()
+        tg.start_soon(self._poll_forever)
+
+    async def _poll_forever(self) -> None:
+        """Run the poller; a failing read is logged and retried, never fatal."""
+        while True:
+            try:
+                await poll_changes(self.db, self.notifier, self.poll_interval)
+            except LitewfError:
+                logger.exception("litewf poller failed; retrying in 1 s")
+                await anyio.sleep(1.0)
+
+    # -- workflows ---------------------------------------------------------------------
+
+    async def get_status(self, workflow_id: str) -> WorkflowStatus:
+        status = await store.get_status(self.db, check_id(workflow_id))
+        if status is None:
+            raise WorkflowNotFoundError(workflow_id)
+        return status
+
+    async def require_exists(self, workflow_id: str) -> None:
+        if not await store.workflow_exists(self.db, workflow_id):
+            raise WorkflowNotFoundError(workflow_id)
+
+    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+        check_id(workflow_id)
+        timeout = check_timeout(timeout, optional=True)
+        deadline = None if timeout is None else time.time() + timeout
+
+        async def finished() -> store.ResultRow | None:
+            row = await store.get_result(self.db, workflow_id)
+            if row is None:
+                raise WorkflowNotFoundError(workflow_id)
+            return None if row.status is Status.PENDING else row
+
+        row = await self.notifier.wait_for(status_key(workflow_id), finished, deadline)
+        if row is None:
+            raise TimeoutError(
+                f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
+            )
+        if row.status is Status.SUCCESS:
+            if row.output is None:
+                return None
+            return loads_checked(self.serializer, row.output, f"result of {workflow_id!r}")
+        if row.status is Status.CANCELLED:
+            raise WorkflowCancelledError(workflow_id)
+        if row.status is Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
+            raise MaxRecoveryAttemptsExceededError(workflow_id, row.recovery_attempts)
+        assert row.error is not None
+        raise decode_exception(row.error)
+
+    async def list_workflows(
+        self,
+        *,
+        status: Status | str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowStatus]:
+        from ._exceptions import InvalidValueError
+
+        try:
+            wanted = None if status is None else Status(status)
+        except ValueError:
+            choices = ", ".join(s.value for s in Status)
+            raise InvalidValueError(f"status must be one of {choices}, got {status!r}") from None
+        name = check_key(name, "name", optional=True)
+        for value, what in ((limit, "limit"), (offset, "offset")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
+        return await store.list_workflows(self.db, wanted, name, limit, offset)
+
+    async def cancel_workflow(self, workflow_id: str) -> None:
+        """Stop a PENDING workflow (it ends CANCELLED); finished ones are left as they are."""
+        check_id(workflow_id)
+        async with self.db.transaction() as tx:
+            if not await store.workflow_exists(tx, workflow_id):
+                raise WorkflowNotFoundError(workflow_id)
+            if await store.cancel_workflow(tx, workflow_id):
+                tx.after_commit(lambda: self.notifier.notify(status_key(workflow_id)))
+
+    # -- events and messages, outside workflows ---------------------------------------------
+
+    async def send(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None,
+        idempotency_key: str | None,
+    ) -> None:
+        check_id(destination_id, "destination_id")
+        check_value(message, "message")
+        topic = check_key(topic, "topic", optional=True)
+        idempotency_key = check_key(idempotency_key, "idempotency_key", optional=True)
+        data = dumps_checked(self.serializer, message, "the message")
+        async with self.db.transaction() as tx:
+            if not await store.workflow_exists(tx, destination_id):
+                raise WorkflowNotFoundError(destination_id)
+            if await store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
+                key = message_key(destination_id, topic)
+                tx.after_commit(lambda: self.notifier.notify(key))
+
+    async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
+        check_id(workflow_id)
+        key = check_key(key, "key")  # type: ignore[assignment]
+        timeout = check_timeout(timeout)  # type: ignore[assignment]
+        await self.require_exists(workflow_id)
+        found = await self.wait_event(workflow_id, key, time.time() + timeout)
+        return None if found is None else found[0]
+
+    async def wait_event(self, workflow_id: str, key: str, deadline: float) -> tuple[Any] | None:
+        """The event's decoded value in a 1-tuple, or None once ``deadline`` has passed."""
+
+        async def lookup() -> tuple[Any] | None:
+            data = await store.get_event(self.db, workflow_id, key)
+            if data is None:
+                return None
+            return (loads_checked(self.serializer, data, f"event {key!r}"),)
+
+        if math.isinf(deadline):
+            deadline = time.time() + 1e9
+        return await self.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
+
+    async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+        check_id(workflow_id)
+        await self.require_exists(workflow_id)
+        return {
+            key: loads_checked(self.serializer, value, f"event {key!r}")
+            for key, value in await store.get_all_events(self.db, workflow_id)
+        }

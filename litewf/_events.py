@@ -1,0 +1,75 @@
+"""Events as workflow operations: ``set_event`` and ``get_event`` called inside a workflow."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _store as store
+from ._exceptions import EventAlreadySetError, WorkflowNotFoundError
+from ._notifier import event_key
+from ._serialization import loads_checked
+
+if TYPE_CHECKING:
+    from ._context import WorkflowContext
+    from ._runtime import Runtime
+
+__all__ = ["get_event_in_workflow", "set_event_in_workflow"]
+
+
+async def set_event_in_workflow(rt: Runtime, ctx: WorkflowContext, key: str, data: str) -> None:
+    """Publish ``key``; the event row and the operation record commit together."""
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "set_event")
+    if recorded is not None:
+        ctx.outcome(recorded, "set_event")
+        return
+    error: EventAlreadySetError | None = None
+    async with rt.db.transaction() as tx:
+        if await store.insert_event(tx, ctx.workflow_id, key, data):
+            tx.after_commit(lambda: rt.notifier.notify(event_key(ctx.workflow_id, key)))
+        else:
+            error = EventAlreadySetError(ctx.workflow_id, key)
+        await ctx.record(tx, op_id, "set_event", error=error)
+    if error is not None:
+        raise error
+
+
+async def get_event_in_workflow(
+    rt: Runtime, ctx: WorkflowContext, workflow_id: str, key: str, timeout: float
+) -> Any:
+    """Wait for an event as an operation: the deadline is recorded first, the outcome last."""
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "get_event")
+    what = f"event {key!r}"
+    if recorded is not None and recorded.done:
+        return ctx.outcome(recorded, what)
+    if recorded is None:
+        deadline = time.time() + timeout
+        data: str | None = None
+        error: WorkflowNotFoundError | None = None
+        async with rt.db.transaction() as tx:
+            if not await store.workflow_exists(tx, workflow_id):
+                error = WorkflowNotFoundError(workflow_id)
+                await ctx.record(tx, op_id, "get_event", error=error)
+            else:
+                data = await store.get_event(tx, workflow_id, key)
+                await ctx.record(
+                    tx, op_id, "get_event", data, deadline=deadline, done=data is not None
+                )
+        if error is not None:
+            raise error
+        if data is not None:
+            return loads_checked(rt.serializer, data, what)
+    else:
+        assert recorded.deadline is not None
+        deadline = recorded.deadline
+
+    async def lookup() -> tuple[str] | None:
+        found = await store.get_event(rt.db, workflow_id, key)
+        return None if found is None else (found,)
+
+    got = await rt.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
+    async with rt.db.transaction() as tx:
+        await ctx.finish_wait(tx, op_id, "get_event", None if got is None else got[0])
+    return None if got is None else loads_checked(rt.serializer, got[0], what)

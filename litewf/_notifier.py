@@ -1,0 +1,129 @@
+"""Waking waiters: in-memory after our own commits, by polling for other processes'.
+
+The waiting rule that makes wake-ups impossible to lose: register the waiter, *then*
+read the database, then wait; after every wake, re-arm before reading again. A commit
+that lands between the read and the wait has already set the armed event.
+
+Other processes' commits are found by one poller per runtime or client: it reads
+``PRAGMA data_version`` (changes only when another connection commits; no table is
+scanned), and only when it changed reads the ``changes`` rows past the last one seen,
+waking just the waiters those rows concern. A slow safety timer re-checks regardless,
+so even a lost notification delays a waiter but never hangs it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import anyio
+
+from . import _store as store
+from ._db import Database
+
+__all__ = ["Key", "Notifier", "event_key", "message_key", "status_key"]
+
+T = TypeVar("T")
+Key = tuple[str, str, str | None]
+
+#: A waiter re-reads the database at least this often, notification or not.
+SAFETY_RECHECK_S = 2.0
+
+
+def status_key(workflow_id: str) -> Key:
+    return ("status", workflow_id, None)
+
+
+def event_key(workflow_id: str, key: str) -> Key:
+    return ("event", workflow_id, key)
+
+
+def message_key(workflow_id: str, topic: str | None) -> Key:
+    return ("message", workflow_id, topic)
+
+
+class _Waiter:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def arm(self) -> None:
+        if self.event.is_set():
+            self.event = anyio.Event()
+
+
+class Notifier:
+    """Keyed wake-ups: ``notify(key)`` wakes every waiter currently watching ``key``."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[Key, set[_Waiter]] = {}
+        self._listeners: list[Callable[[Key], None]] = []
+
+    @contextmanager
+    def _watch(self, key: Key) -> Iterator[_Waiter]:
+        waiter = _Waiter()
+        self._waiters.setdefault(key, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+    def notify(self, key: Key) -> None:
+        for waiter in self._waiters.get(key, ()):
+            waiter.event.set()
+        for listener in self._listeners:
+            listener(key)
+
+    def add_listener(self, listener: Callable[[Key], None]) -> None:
+        """Call ``listener(key)`` on every notification (used to stop cancelled workflows)."""
+        self._listeners.append(listener)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def wait_for(
+        self,
+        key: Key,
+        check: Callable[[], Awaitable[T | None]],
+        deadline: float | None,
+    ) -> T | None:
+        """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
+
+        Deadlines are wall-clock times because they are recorded and must mean the same
+        instant after a restart.
+        """
+        with self._watch(key) as waiter:
+            while True:
+                waiter.arm()
+                result = await check()
+                if result is not None:
+                    return result
+                remaining = math.inf if deadline is None else deadline - time.time()
+                if remaining <= 0:
+                    return None
+                with anyio.move_on_after(min(remaining, SAFETY_RECHECK_S)):
+                    await waiter.event.wait()
+
+
+async def poll_changes(db: Database, notifier: Notifier, interval: float) -> None:
+    """Forever: wake this process's waiters for commits made by other connections."""
+    version = await db.data_version()
+    seq = await store.last_change(db)
+    while True:
+        await anyio.sleep(interval)
+        current = await db.data_version()
+        if current == version:
+            continue
+        version = current
+        for change_seq, kind, workflow_id, key in await store.changes_since(db, seq):
+            seq = change_seq
+            notifier.notify((kind, workflow_id, key))

@@ -1,0 +1,89 @@
+"""The database schema: append-only migrations, versioned by ``PRAGMA user_version``.
+
+Migration ``i`` (0-based) upgrades a file from version ``i`` to ``i + 1``. Never edit a
+released entry; append a new one. ``APPLICATION_ID`` marks a file as litewf's so that a
+foreign SQLite file is refused instead of being "migrated".
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+
+#: "LWF1" as a 32-bit integer, stored in the SQLite header (offset 68).
+APPLICATION_ID = 0x4C574631
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: workflows, their operations, events, message queues and the change log.
+    """
+    CREATE TABLE workflows (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order
+        workflow_id       TEXT NOT NULL UNIQUE,
+        name              TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        inputs            TEXT NOT NULL,
+        output            TEXT,
+        error             TEXT,
+        error_type        TEXT,
+        error_message     TEXT,
+        executor_id       TEXT,
+        recovery_attempts INTEGER NOT NULL DEFAULT 0,
+        parent_id         TEXT,
+        created_at        REAL NOT NULL,
+        updated_at        REAL NOT NULL
+    );
+    CREATE INDEX workflows_by_status ON workflows (status, executor_id);
+    CREATE INDEX workflows_by_created ON workflows (created_at, seq);
+
+    -- One row per recorded operation (step, sleep, child start, send, recv, ...).
+    -- A waiting operation (recv, get_event) is first stored with done = 0 and its
+    -- deadline, so that after a restart it waits only until the original deadline.
+    CREATE TABLE operations (
+        workflow_id TEXT NOT NULL,
+        op_id       INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        done        INTEGER NOT NULL DEFAULT 1,
+        deadline    REAL,
+        output      TEXT,
+        error       TEXT,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (workflow_id, op_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        workflow_id TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (workflow_id, key)
+    ) WITHOUT ROWID;
+
+    -- Unconsumed messages; seq is the FIFO order (AUTOINCREMENT: never reused).
+    CREATE TABLE messages (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination_id TEXT NOT NULL,
+        topic          TEXT,
+        message        TEXT NOT NULL,
+        created_at     REAL NOT NULL
+    );
+    CREATE INDEX messages_by_queue ON messages (destination_id, topic, seq);
+
+    -- Idempotency keys outlive the message they admitted.
+    CREATE TABLE message_keys (
+        destination_id  TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        PRIMARY KEY (destination_id, idempotency_key)
+    ) WITHOUT ROWID;
+
+    -- What changed, for pollers in other processes: they read only rows past their last seq.
+    CREATE TABLE changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind        TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        key         TEXT,
+        created_at  REAL NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

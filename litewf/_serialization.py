@@ -1,0 +1,150 @@
+"""Turning values and exceptions into stored text and back, in one place.
+
+JSON is the default because reading a tampered database must never run code; pickle
+is available only as an explicit choice (``serializer=PickleSerializer()``).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import pickle
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from ._exceptions import SerializationError, WorkflowFailedError
+
+__all__ = [
+    "JsonSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "decode_exception",
+    "encode_exception",
+    "qualified_type_name",
+]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """How a runtime turns values into stored text; ``loads(dumps(v))`` must rebuild ``v``."""
+
+    def dumps(self, value: Any) -> str:
+        """Encode ``value``; raise any exception if it cannot be stored."""
+        ...
+
+    def loads(self, data: str) -> Any:
+        """Decode what ``dumps`` produced."""
+        ...
+
+
+class JsonSerializer:
+    """Strict JSON: no NaN or Infinity, which other JSON readers reject."""
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+    def loads(self, data: str) -> Any:
+        return json.loads(data)
+
+
+class PickleSerializer:
+    """Pickle, base64-encoded. Only for databases you trust: loading runs code."""
+
+    def dumps(self, value: Any) -> str:
+        return base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+    def loads(self, data: str) -> Any:
+        return pickle.loads(base64.b64decode(data))
+
+
+def dumps_checked(serializer: Serializer, value: Any, what: str) -> str:
+    """Serialize ``value`` or raise ``SerializationError`` naming ``what`` it was."""
+    try:
+        data = serializer.dumps(value)
+    except Exception as exc:  # any failure of a user-chosen serializer means "cannot store"
+        raise SerializationError(
+            f"cannot serialize {what} ({type(value).__name__}) with "
+            f"{type(serializer).__name__}: {exc}; pass values the serializer supports "
+            f"(JSON: dict, list, str, int, float, bool, None)"
+        ) from exc
+    if not isinstance(data, str):
+        raise SerializationError(
+            f"{type(serializer).__name__}.dumps returned {type(data).__name__}, not str"
+        )
+    return data
+
+
+def loads_checked(serializer: Serializer, data: str, what: str) -> Any:
+    """Deserialize stored ``data`` or raise ``SerializationError``."""
+    try:
+        return serializer.loads(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot read stored {what} with {type(serializer).__name__}: {exc}; "
+            f"was the database written with another serializer?"
+        ) from exc
+
+
+def qualified_type_name(cls: type[BaseException]) -> str:
+    """``"ValueError"`` for builtins, ``"module.Class"`` otherwise."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def encode_exception(exc: BaseException) -> str:
+    """Store an exception as its class's module, qualified name and message (never pickled)."""
+    cls = type(exc)
+    return json.dumps({"module": cls.__module__, "qualname": cls.__qualname__, "message": str(exc)})
+
+
+def exception_type_and_message(data: str) -> tuple[str, str]:
+    """The ``error_type`` and ``error_message`` of a stored exception."""
+    fields = json.loads(data)
+    module, qualname = fields["module"], fields["qualname"]
+    name = qualname if module == "builtins" else f"{module}.{qualname}"
+    return name, fields["message"]
+
+
+def decode_exception(data: str) -> Exception:
+    """Rebuild a stored exception as its own class when that class is already imported.
+
+    Only ``sys.modules`` is consulted, never an import, so a tampered database cannot make
+    us load code; anything we cannot rebuild faithfully becomes ``WorkflowFailedError``.
+    """
+    fields = json.loads(data)
+    module_name, qualname, message = fields["module"], fields["qualname"], fields["message"]
+    error_type, _ = exception_type_and_message(data)
+    module = builtins if module_name == "builtins" else sys.modules.get(module_name)
+    cls: Any = module
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        rebuilt = _rebuild(cls, message)
+        if rebuilt is not None:
+            return rebuilt
+    return WorkflowFailedError(error_type, message)
+
+
+def _rebuild(cls: type[Exception], message: str) -> Exception | None:
+    """``cls(message)`` if that reproduces the message, else an instance with the message as args."""
+    makers: tuple[Callable[[], Exception], ...] = (
+        lambda: cls(message),
+        lambda: _bare(cls, message),
+    )
+    for make in makers:
+        try:
+            exc = make()
+            if str(exc) == message:
+                return exc
+        except Exception:  # noqa: BLE001, S112 - a class we cannot rebuild falls back
+            continue
+    return None
+
+
+def _bare(cls: type[Exception], message: str) -> Exception:
+    exc = cls.__new__(cls)
+    exc.args = (message,)
+    return exc

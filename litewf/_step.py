@@ -1,0 +1,104 @@
+"""Checkpointed steps: run once, record the outcome, replay it forever after."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from . import _context as context
+from ._serialization import dumps_checked, loads_checked
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["Step"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Step(Generic[P, R]):
+    """A function whose outcome a workflow records, so that replay never runs it again.
+
+    The body is at-least-once (a crash before the record commits runs it again); its
+    outcome, value or exception, is exactly-once. Sync functions run in a worker thread.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        fn: Callable[P, Any],
+        name: str,
+        retries: int,
+        retry_interval: float,
+        backoff: float,
+    ) -> None:
+        self._runtime = runtime
+        self._fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self.name = name
+        self.retries = retries
+        self.retry_interval = retry_interval
+        self.backoff = backoff
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<litewf step {self.name!r}>"
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = context.current()
+        if ctx is None:
+            return await self._attempts(args, kwargs)  # outside a workflow: just run it
+        op_id = ctx.reserve()
+        recorded = ctx.replayed(op_id, self.name)
+        if recorded is not None:
+            result: R = ctx.outcome(recorded, f"result of step {self.name!r}")
+            return result
+        serializer = self._runtime.serializer
+        output: str | None = None
+        error: Exception | None = None
+        try:
+            value = await self._attempts(args, kwargs)
+            output = dumps_checked(serializer, value, f"the result of step {self.name!r}")
+            # Hand back the decoded form, so the first run sees what a replay will see.
+            result = loads_checked(serializer, output, f"result of step {self.name!r}")
+        except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
+            error = exc
+        async with self._runtime.db.transaction() as tx:
+            await ctx.record(tx, op_id, self.name, output, error)
+        if error is not None:
+            raise error
+        return result
+
+    async def _attempts(self, args: Any, kwargs: Any) -> R:
+        """Run the body, retrying ``retries`` more times with exponential backoff."""
+        delay = self.retry_interval
+        attempt = 0
+        while True:
+            try:
+                return await self._once(args, kwargs)
+            except Exception:
+                if attempt >= self.retries:
+                    raise
+            attempt += 1
+            await anyio.sleep(delay)
+            delay *= self.backoff
+
+    async def _once(self, args: Any, kwargs: Any) -> R:
+        token = context.enter_step()
+        try:
+            if self._is_async:
+                result: R = await self._fn(*args, **kwargs)
+                return result
+            # abandon_on_cancel: a shutdown need not wait for a slow sync body; its
+            # outcome is never recorded, so the step simply runs again on recovery.
+            return await anyio.to_thread.run_sync(
+                functools.partial(self._fn, *args, **kwargs), abandon_on_cancel=True
+            )
+        finally:
+            context.leave_step(token)

@@ -1,0 +1,74 @@
+"""Registered workflow functions and handles to stored workflows."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from ._core import Core
+    from ._runtime import Runtime
+    from ._types import WorkflowStatus
+
+__all__ = ["Workflow", "WorkflowHandle"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Workflow(Generic[P, R]):
+    """A workflow function registered on a runtime; calling it starts it and awaits its result.
+
+    The function re-runs from the top on recovery; its recorded operations return their
+    recorded outcomes, so it must make the same durable calls in the same order.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        name: str,
+    ) -> None:
+        self._runtime = runtime
+        self.fn = fn
+        self.name = name
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<litewf workflow {self.name!r}>"
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Start the workflow (a child, inside a workflow) and wait for its result."""
+        handle: WorkflowHandle[R] = await self._runtime._start(self, args, kwargs, None)
+        return await handle.get_result()
+
+
+class WorkflowHandle(Generic[R]):
+    """A reference to a stored workflow, valid in any process that opens the database."""
+
+    __slots__ = ("_core", "_workflow_id")
+
+    def __init__(self, core: Core, workflow_id: str) -> None:
+        self._core = core
+        self._workflow_id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self._workflow_id!r}>"
+
+    @property
+    def workflow_id(self) -> str:
+        return self._workflow_id
+
+    async def get_result(self, timeout: float | None = None) -> R:
+        """Wait for the workflow to finish; return its result or raise its error.
+
+        Raises the builtin ``TimeoutError`` if it has not finished within ``timeout``
+        seconds (the workflow keeps running).
+        """
+        result: R = await self._core.wait_result(self._workflow_id, timeout)
+        return result
+
+    async def get_status(self) -> WorkflowStatus:
+        """The workflow's stored status record."""
+        return await self._core.get_status(self._workflow_id)
