@@ -82,7 +82,11 @@ class ExecutorLock:
         # a moment; only a lock held past the grace period means a live twin.
         give_up = time.monotonic() + 0.5
         while True:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # a peer removed the empty folder just now
+                self._dir.mkdir(exist_ok=True)
+                continue
             if not _try_lock(fd):
                 os.close(fd)
                 if time.monotonic() > give_up:
