@@ -60,6 +60,9 @@ def _default_executor_id() -> str:
 
 
 def _warn_unclosed(description: str) -> None:
+    # ResourceWarning is hidden by Python's default filters, so say it in the log too.
+    logger.warning("%s was never shut down; its workflows stay PENDING until recovered",
+                   description)
     warnings.warn(
         f"{description} was never shut down; use 'async with rt:' or await rt.shutdown() "
         f"(its workflows stay PENDING and are recovered at the next launch)",
