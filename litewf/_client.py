@@ -132,7 +132,6 @@ class Client:
         async with core.db.transaction() as tx:
             if not await store.workflow_exists(tx, workflow_id):
                 raise WorkflowNotFoundError(workflow_id)
-            if await store.restart_workflow(tx, workflow_id, ""):
-                await store.release_workflows_by_id(tx, workflow_id)
+            if await store.restart_workflow(tx, workflow_id, None):
                 tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
         return WorkflowHandle(core, workflow_id)

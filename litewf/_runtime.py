@@ -61,8 +61,9 @@ def _default_executor_id() -> str:
 
 def _warn_unclosed(description: str) -> None:
     # ResourceWarning is hidden by Python's default filters, so say it in the log too.
-    logger.warning("%s was never shut down; its workflows stay PENDING until recovered",
-                   description)
+    logger.warning(
+        "%s was never shut down; its workflows stay PENDING until recovered", description
+    )
     warnings.warn(
         f"{description} was never shut down; use 'async with rt:' or await rt.shutdown() "
         f"(its workflows stay PENDING and are recovered at the next launch)",
@@ -554,6 +555,8 @@ class Runtime:
         for owner in await store.pending_owners(db):
             if owner == self.executor_id and not first:
                 continue
+            if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
+                continue  # cheap pre-check; repeated below under the write lock
             async with db.transaction() as tx:
                 if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
                     continue

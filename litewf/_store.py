@@ -239,8 +239,11 @@ async def cancel_workflow(tx: Tx, workflow_id: str) -> bool:
     return bool(changed)
 
 
-async def restart_workflow(tx: Tx, workflow_id: str, executor_id: str) -> bool:
-    """Make a stopped (not successful) workflow PENDING again under this executor."""
+async def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
+    """Make a stopped (not successful) workflow PENDING again, owned by ``executor_id``.
+
+    ``None`` leaves it unowned, for whichever live runtime has its function to claim.
+    """
     changed = await tx.execute(
         "UPDATE workflows SET status = ?, executor_id = ?, error = NULL, error_type = NULL, "
         "error_message = NULL, recovery_attempts = 0, updated_at = ? "
