@@ -7,6 +7,7 @@ whole transaction, and around reads so they never see another task's uncommitted
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -35,8 +36,10 @@ __all__ = ["Database", "Durability", "Tx"]
 Durability = Literal["full", "normal"]
 
 _HEADER = b"SQLite format 3\x00"
-#: How long SQLite itself waits for another process's write lock per attempt (ms).
-_BUSY_TIMEOUT_MS = 5_000
+#: How long SQLite itself waits for another process's write lock per attempt (ms). Short,
+#: because a cancelled caller must wait out the attempt in progress; litewf's own loop in
+#: ``_begin`` keeps retrying, cancellably, up to ``_BUSY_GIVE_UP_S``.
+_BUSY_TIMEOUT_MS = 1_000
 #: How long litewf keeps retrying a busy database before giving up with DatabaseBusyError.
 _BUSY_GIVE_UP_S = 120.0
 #: After a checkpoint, the WAL file is truncated to this size so it never stays large.
@@ -286,6 +289,16 @@ class Database:
             except sqlite3.OperationalError as exc:
                 if _code(exc) != sqlite3.SQLITE_BUSY or time.monotonic() > give_up:
                     raise
+            except BaseException:
+                # Cancelled while aiosqlite's thread still runs BEGIN IMMEDIATE (perhaps
+                # waiting out another process's lock): it runs to the end regardless. Wait
+                # for it behind a no-op, then undo it, or the connection would stay inside
+                # a transaction that holds the write lock for good.
+                with anyio.CancelScope(shield=True):
+                    with contextlib.suppress(sqlite3.Error):
+                        await conn.execute("SELECT 1")
+                    await self._rollback(conn)
+                raise
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
@@ -309,7 +322,7 @@ class Database:
         detail = str(exc)
         if code == sqlite3.SQLITE_NOTADB:
             return NotADatabaseError(
-                self.path, "is not an SQLite database; litewf left it untouched"
+                self.path, "is not an SQLite database; litewf left it untouched, give another path"
             )
         if code == sqlite3.SQLITE_CORRUPT:
             return CorruptDatabaseError(
