@@ -31,11 +31,12 @@ def spawn(module: str, *args: str | os.PathLike[str]) -> subprocess.Popen[bytes]
     )
 
 
-async def wait_for_file(path: Path, proc: subprocess.Popen[bytes] | None = None,
-                        timeout: float = 30.0) -> None:
+async def wait_for_file(
+    path: Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
+) -> None:
     """Wait until ``path`` exists; fail early if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not os.path.exists(path):  # noqa: ASYNC240 - a cheap stat in a polling loop
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(
@@ -57,7 +58,9 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 def finish(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
     """Wait for a child to exit successfully; return its stdout."""
     out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{out.decode()}\n{err.decode()}"
+    assert proc.returncode == 0, (
+        f"child failed ({proc.returncode}):\n{out.decode()}\n{err.decode()}"
+    )
     return out.decode()
 
 
