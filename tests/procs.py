@@ -53,6 +53,7 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    proc.communicate()  # close the pipes, or a ResourceWarning fails the test
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
@@ -62,6 +63,13 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
         f"child failed ({proc.returncode}):\n{out.decode()}\n{err.decode()}"
     )
     return out.decode()
+
+
+async def finish_async(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
+    """``finish`` without blocking the event loop (a runtime here may serve the child)."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(finish, proc, timeout)
 
 
 def touch(path: str | os.PathLike[str]) -> None:
