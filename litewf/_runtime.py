@@ -363,10 +363,11 @@ class Runtime:
             name, inputs = found
             wf = self._workflows.get(name)
             if not await store.restart_workflow(tx, workflow_id, self.executor_id):
-                wf = None  # SUCCESS or PENDING: nothing to restart
-            elif wf is None:
-                await store.release_workflows_by_id(tx, workflow_id)  # a peer may run it
-            tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
+                wf = None  # SUCCESS or PENDING: nothing to restart, nobody to wake
+            else:
+                if wf is None:
+                    await store.release_workflows_by_id(tx, workflow_id)  # a peer may run it
+                tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
         if wf is not None:
             self._spawn(workflow_id, wf, inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)

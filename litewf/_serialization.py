@@ -95,9 +95,18 @@ def qualified_type_name(cls: type[BaseException]) -> str:
 
 
 def encode_exception(exc: BaseException) -> str:
-    """Store an exception as its class's module, qualified name and message (never pickled)."""
+    """Store an exception as its class's module, qualified name, message and (when JSON can
+    hold them) constructor arguments; never pickled."""
     cls = type(exc)
-    return json.dumps({"module": cls.__module__, "qualname": cls.__qualname__, "message": str(exc)})
+    fields: dict[str, Any] = {
+        "module": cls.__module__,
+        "qualname": cls.__qualname__,
+        "message": str(exc),
+    }
+    try:  # KeyError's str is not its argument: keep the arguments to rebuild it faithfully
+        return json.dumps({**fields, "args": list(exc.args)}, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(fields)
 
 
 def exception_type_and_message(data: str) -> tuple[str, str]:
@@ -122,15 +131,17 @@ def decode_exception(data: str) -> Exception:
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
     if isinstance(cls, type) and issubclass(cls, Exception):
-        rebuilt = _rebuild(cls, message)
+        args = fields.get("args")
+        rebuilt = _rebuild(cls, message, args if isinstance(args, list) else None)
         if rebuilt is not None:
             return rebuilt
     return WorkflowFailedError(error_type, message)
 
 
-def _rebuild(cls: type[Exception], message: str) -> Exception | None:
-    """``cls(message)`` if that reproduces the message, else an instance with the message as args."""
+def _rebuild(cls: type[Exception], message: str, args: list[Any] | None) -> Exception | None:
+    """``cls(*args)`` or ``cls(message)``, whichever reproduces the message, else a bare one."""
     makers: tuple[Callable[[], Exception], ...] = (
+        lambda: cls(*(args if args is not None else [message])),
         lambda: cls(message),
         lambda: _bare(cls, message),
     )
