@@ -26,8 +26,9 @@ async def test_quickstart_flow(db_path: Path) -> None:
         assert await rt.get_event(h.workflow_id, "checkout_url", timeout=10) == (
             "https://pay.example/o-1"
         )
-        await rt.send(h.workflow_id, {"ok": True}, topic="checkout_complete",
-                      idempotency_key="evt_123")
+        await rt.send(
+            h.workflow_id, {"ok": True}, topic="checkout_complete", idempotency_key="evt_123"
+        )
         assert await h.get_result(timeout=30) == "paid"
         status = await h.get_status()
         assert status.status == "SUCCESS"
