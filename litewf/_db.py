@@ -165,12 +165,15 @@ class Database:
 
     @staticmethod
     async def _identity(conn: aiosqlite.Connection) -> tuple[int, int, int]:
-        async with conn.execute("PRAGMA application_id") as cur:
-            app_id = (await cur.fetchone() or (0,))[0]
-        async with conn.execute("PRAGMA user_version") as cur:
-            version = (await cur.fetchone() or (0,))[0]
-        async with conn.execute("SELECT count(*) FROM sqlite_master") as cur:
-            tables = (await cur.fetchone() or (0,))[0]
+        # One statement reads one snapshot: a peer's migration that commits meanwhile is
+        # seen whole or not at all (three reads could see its tables but not its app ID).
+        async with conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), "
+            "(SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master)"
+        ) as cur:
+            row = await cur.fetchone()
+        app_id, version, tables = row if row is not None else (0, 0, 0)
         return int(app_id), int(version), int(tables)
 
     def _check_identity(self, app_id: int, version: int, tables: int, existed: bool) -> None:

@@ -11,6 +11,8 @@ import hashlib
 import random
 import sqlite3
 import struct
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -598,3 +600,24 @@ async def test_unclosed_runtime_warns_and_lets_the_process_exit(db_path: Path) -
         handle = await rt.retrieve_workflow("left")
         await rt.send("left", "again", topic="go")
         assert await handle.get_result(timeout=10) == "got again"
+
+
+def test_simultaneous_first_launches_on_a_new_file(tmp_path: Path) -> None:
+    """Several processes launching on a path that does not exist yet all succeed: one
+    creates the schema and the others see it whole (never as a foreign database)."""
+    code = (
+        "import anyio, litewf, sys\n"
+        "async def main() -> None:\n"
+        "    async with litewf.Runtime(sys.argv[1]):\n"
+        "        pass\n"
+        "anyio.run(main)\n"
+    )
+    for round_ in range(8):
+        db = tmp_path / f"new-{round_}.db"
+        children = [
+            subprocess.Popen([sys.executable, "-c", code, str(db)], stderr=subprocess.PIPE)
+            for _ in range(6)
+        ]
+        for child in children:
+            _, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err.decode()
