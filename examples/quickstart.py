@@ -32,8 +32,9 @@ async def main() -> None:
         h = await rt.start_workflow(payment, "o-1", workflow_id="order-o-1")
         url = await rt.get_event(h.workflow_id, "checkout_url", timeout=10)
         print("checkout URL:", url)
-        await rt.send(h.workflow_id, {"ok": True}, topic="checkout_complete",
-                      idempotency_key="evt_123")
+        await rt.send(
+            h.workflow_id, {"ok": True}, topic="checkout_complete", idempotency_key="evt_123"
+        )
         print("result:", await h.get_result())
 
 
