@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _store as store
-from ._exceptions import NonDeterminismError, NotInWorkflowError, _Superseded
+from ._exceptions import InvalidValueError, NonDeterminismError, NotInWorkflowError, _Superseded
 from ._serialization import decode_exception, encode_exception, loads_checked
 
 if TYPE_CHECKING:
@@ -90,6 +90,28 @@ class WorkflowContext:
         ):
             raise _Superseded()
         self.recorded[op_id] = store.Operation(name, output, encoded)
+
+
+#: Operation names litewf records for its own calls; user steps may not take them.
+BUILTIN_OPERATIONS = frozenset({"sleep", "send", "recv", "set_event", "get_event"})
+CHILD_PREFIX = "start_workflow "
+
+
+def operation_kind(name: str) -> str:
+    """What kind of call recorded operation ``name`` was: step, child, or a builtin's name."""
+    if name in BUILTIN_OPERATIONS:
+        return name
+    if name.startswith(CHILD_PREFIX):
+        return "child"
+    return "step"
+
+
+def check_step_name(name: str) -> str:
+    if name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX):
+        raise InvalidValueError(
+            f"step name {name!r} is reserved for litewf's own operations; choose another"
+        )
+    return name
 
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("litewf_workflow", default=None)

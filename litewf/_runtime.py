@@ -311,7 +311,7 @@ class Runtime:
                 _check_same(wid, existing, wf.name)
         else:
             op_id = ctx.reserve()
-            op_name = f"start_workflow {wf.name}"
+            op_name = f"{context.CHILD_PREFIX}{wf.name}"
             recorded = ctx.replayed(op_id, op_name)
             if recorded is not None:
                 child_id: str = ctx.outcome(recorded, "child workflow ID")
@@ -599,7 +599,8 @@ class _StepDecorator:
         runtime, name, retries, interval, backoff = self._args
         if not callable(fn):
             raise InvalidValueError(f"@rt.step() needs a function, got {fn!r}")
-        return Step(runtime, fn, name or _qualified_name(fn), retries, interval, backoff)
+        step_name = context.check_step_name(name or _qualified_name(fn))
+        return Step(runtime, fn, step_name, retries, interval, backoff)
 
 
 def _check_same(workflow_id: str, existing: str | None, name: str) -> None:

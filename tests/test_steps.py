@@ -594,3 +594,14 @@ async def test_unserializable_step_result_is_its_recorded_outcome(db_path: Path)
     assert len(seen) == 2 and len(seen[0]) == 2
     assert seen[1] == seen[0]
     assert "opaque" in seen[0][0] and "not_a_number" in seen[0][1]
+
+
+def test_builtin_operation_names_are_reserved(db_path: Path) -> None:
+    """A step may not take a name litewf records for its own calls (sleep, send, ...)."""
+    rt = litewf.Runtime(db_path)
+    for name in ("sleep", "send", "recv", "set_event", "get_event", "start_workflow x"):
+        with pytest.raises(litewf.InvalidValueError, match="reserved"):
+
+            @rt.step(name=name)
+            async def clash() -> None:
+                pass
