@@ -30,6 +30,7 @@ from ._exceptions import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Client",
+    "CollectedCounts",
     "CorruptDatabaseError",
     "DatabaseBusyError",
     "DatabaseError",
@@ -55,6 +57,7 @@ __all__ = (
     "NotADatabaseError",
     "NotInWorkflowError",
     "PickleSerializer",
+    "QueuedMessage",
     "Runtime",
     "RuntimeNotLaunchedError",
     "SchemaTooNewError",
@@ -62,6 +65,7 @@ __all__ = (
     "Serializer",
     "Status",
     "Step",
+    "StepRecord",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowConflictError",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from types import TracebackType
+from datetime import timedelta
+from types import EllipsisType, TracebackType
 from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _management as management
 from . import _store as store
 from ._core import Core
 from ._exceptions import LitewfError, RuntimeNotLaunchedError, WorkflowNotFoundError
+from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._notifier import status_key
 from ._serialization import JsonSerializer, Serializer
 from ._types import Status, WorkflowStatus
@@ -135,3 +138,17 @@ class Client:
             if await store.restart_workflow(tx, workflow_id, None):
                 tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
         return WorkflowHandle(core, workflow_id)
+
+    async def list_steps(self, workflow_id: str) -> list[StepRecord]:
+        return await management.list_steps(self._open("list_steps"), workflow_id)
+
+    async def list_messages(
+        self, workflow_id: str, topic: str | EllipsisType | None = ...
+    ) -> list[QueuedMessage]:
+        return await management.list_messages(self._open("list_messages"), workflow_id, topic)
+
+    async def garbage_collect(
+        self, *, older_than: float | timedelta, keep_pending: bool = True
+    ) -> CollectedCounts:
+        core = self._open("garbage_collect")
+        return await management.garbage_collect(core, older_than, keep_pending)

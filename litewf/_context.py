@@ -41,6 +41,8 @@ class WorkflowContext:
 
     def replayed(self, op_id: int, name: str) -> store.Operation | None:
         """The recorded outcome of operation ``op_id``, checked against ``name``."""
+        if self.runtime._crash_hook is not None:  # litewf.testing: crash before this call
+            self.runtime._crash_hook(self.workflow_id, op_id, name)
         op = self.recorded.get(op_id)
         if op is not None and op.name != name:
             self.nondeterminism = NonDeterminismError(self.workflow_id, op_id, op.name, name)

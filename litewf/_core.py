@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import _store as store
+from ._clock import REAL_CLOCK, Clock
 from ._db import Database, Durability
 from ._exceptions import (
     LitewfError,
@@ -47,10 +47,12 @@ class Core:
         durability: Durability,
         poll_interval: float,
         create: bool,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.db = Database(path, durability=durability, create=create)
         self.serializer = serializer
-        self.notifier = Notifier()
+        self.clock = clock
+        self.notifier = Notifier(clock)
         self.poll_interval = poll_interval
 
     async def open(self, tg: TaskGroup) -> None:
@@ -81,7 +83,7 @@ class Core:
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
         check_id(workflow_id)
         timeout = check_timeout(timeout, optional=True)
-        deadline = None if timeout is None else time.time() + timeout
+        deadline = None if timeout is None else self.clock.time() + timeout
 
         async def finished() -> store.ResultRow | None:
             row = await store.get_result(self.db, workflow_id)
@@ -161,7 +163,7 @@ class Core:
         key = check_key(key, "key")  # type: ignore[assignment]
         timeout = check_timeout(timeout)  # type: ignore[assignment]
         await self.require_exists(workflow_id)
-        found = await self.wait_event(workflow_id, key, time.time() + timeout)
+        found = await self.wait_event(workflow_id, key, self.clock.time() + timeout)
         return None if found is None else found[0]
 
     async def wait_event(self, workflow_id: str, key: str, deadline: float) -> tuple[Any] | None:
@@ -174,7 +176,7 @@ class Core:
             return (loads_checked(self.serializer, data, f"event {key!r}"),)
 
         if math.isinf(deadline):
-            deadline = time.time() + 1e9
+            deadline = self.clock.time() + 1e9
         return await self.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import _store as store
@@ -45,7 +44,7 @@ async def get_event_in_workflow(
     if recorded is not None and recorded.done:
         return ctx.outcome(recorded, what)
     if recorded is None:
-        deadline = time.time() + timeout
+        deadline = rt.clock.time() + timeout
         data: str | None = None
         error: WorkflowNotFoundError | None = None
         async with rt.db.transaction() as tx:

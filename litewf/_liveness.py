@@ -100,6 +100,12 @@ class ExecutorLock:
                 return
             os.close(fd)
 
+    def abandon(self) -> None:
+        """Drop the lock as the OS does when the process dies: the file stays behind."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     def release(self) -> None:
         """Drop the lock and remove the file (a clean exit leaves nothing behind)."""
         fd, self._fd = self._fd, None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import _store as store
@@ -58,7 +57,7 @@ async def recv_in_workflow(
         return ctx.outcome(recorded, what)
     workflow_id = ctx.workflow_id
     if recorded is None:
-        deadline = time.time() + timeout
+        deadline = rt.clock.time() + timeout
         async with rt.db.transaction() as tx:
             data = await store.take_message(tx, workflow_id, topic)
             await ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)

@@ -13,8 +13,6 @@ so even a lost notification delays a waiter but never hangs it.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -22,7 +20,9 @@ from typing import TypeVar
 import anyio
 
 from . import _store as store
+from ._clock import REAL_CLOCK, Clock
 from ._db import Database
+from ._exceptions import LitewfError
 from ._walwatch import WalWatch
 
 __all__ = ["Key", "Notifier", "event_key", "message_key", "status_key"]
@@ -63,9 +63,11 @@ class _Waiter:
 class Notifier:
     """Keyed wake-ups: ``notify(key)`` wakes every waiter currently watching ``key``."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = REAL_CLOCK) -> None:
+        self.clock = clock
         self._waiters: dict[Key, set[_Waiter]] = {}
         self._listeners: list[Callable[[Key], None]] = []
+        self._closed: str | None = None
 
     @contextmanager
     def _watch(self, key: Key) -> Iterator[_Waiter]:
@@ -90,6 +92,13 @@ class Notifier:
         """Call ``listener(key)`` on every notification (used to stop cancelled workflows)."""
         self._listeners.append(listener)
 
+    def close(self, reason: str) -> None:
+        """Wake every waiter and make it (and any later one) raise ``LitewfError(reason)``."""
+        self._closed = reason
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
+
     @property
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
@@ -102,20 +111,21 @@ class Notifier:
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
 
-        Deadlines are wall-clock times because they are recorded and must mean the same
-        instant after a restart.
+        Deadlines are wall-clock times (read from ``self.clock``) because they are recorded
+        and must mean the same instant after a restart.
         """
+        clock = self.clock
         with self._watch(key) as waiter:
             while True:
                 waiter.arm()
+                if self._closed is not None:
+                    raise LitewfError(self._closed)
                 result = await check()
                 if result is not None:
                     return result
-                remaining = math.inf if deadline is None else deadline - time.time()
-                if remaining <= 0:
+                if deadline is not None and deadline <= clock.time():
                     return None
-                with anyio.move_on_after(min(remaining, SAFETY_RECHECK_S)):
-                    await waiter.event.wait()
+                await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
 
 
 async def poll_changes(db: Database, notifier: Notifier, interval: float) -> None:

@@ -7,19 +7,21 @@ import logging
 import os
 import secrets
 import socket
-import time
 import uuid
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
+from datetime import timedelta
+from types import EllipsisType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import _context as context
+from . import _management as management
 from . import _store as store
+from ._clock import REAL_CLOCK, Clock
 from ._core import Core
 from ._db import Database, Durability
 from ._events import get_event_in_workflow, set_event_in_workflow
@@ -32,6 +34,7 @@ from ._exceptions import (
     _Superseded,
 )
 from ._liveness import ExecutorLock, executor_alive
+from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._messages import recv_in_workflow, send_in_workflow
 from ._notifier import Key, Notifier, status_key
 from ._serialization import (
@@ -91,6 +94,7 @@ class Runtime:
         poll_interval: float = 0.01,
         max_recovery_attempts: int = 50,
         recovery_interval: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidValueError(f"durability must be 'full' or 'normal', got {durability!r}")
@@ -125,6 +129,17 @@ class Runtime:
         self._running: dict[str, anyio.CancelScope] = {}
         self._finishing: set[str] = set()
         self._warned: set[str] = set()
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidValueError(
+                f"clock must be a litewf.testing.VirtualClock, or None for real time; got {clock!r}"
+            )
+        #: Where deadlines are read and timed waits happen (real time unless a test says).
+        self.clock: Clock = REAL_CLOCK if clock is None else clock
+        self.clock.attach(self)
+        #: Set by litewf.testing to simulate a crash at a chosen point (see _die).
+        self._crash_hook: Callable[[str, int, str | None], None] | None = None
+        self._dead: str | None = None
+        self._background: anyio.CancelScope | None = None  # the recovery loop's scope
 
     def __repr__(self) -> str:
         return f"<litewf.Runtime {self.path!r} executor={self.executor_id!r}>"
@@ -207,7 +222,10 @@ class Runtime:
             durability=self.durability,
             poll_interval=self.poll_interval,
             create=True,
+            clock=self.clock,
         )
+        self._dead = None
+        self._background = anyio.CancelScope()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         lock: ExecutorLock | None = None
@@ -241,13 +259,17 @@ class Runtime:
         tg.cancel_scope.cancel()
         try:
             await tg.__aexit__(None, None, None)
+        except Exception:
+            if self._dead is None:
+                raise  # after a simulated crash, dying tasks' errors have no one to tell
         finally:
             self._core = self._tg = self._lock = None
             self._running.clear()
             with anyio.CancelScope(shield=True):
                 try:
-                    async with core.db.transaction() as tx:
-                        await store.release_workflows(tx, self.executor_id)
+                    if self._dead is None:  # a crashed process releases nothing
+                        async with core.db.transaction() as tx:
+                            await store.release_workflows(tx, self.executor_id)
                 finally:
                     await core.db.close()
                     if lock is not None:
@@ -258,7 +280,34 @@ class Runtime:
     def _launched(self, call: str) -> Core:
         if self._core is None:
             raise RuntimeNotLaunchedError(call)
+        if self._dead is not None:
+            raise LitewfError(self._dead)
         return self._core
+
+    def _die(self, where: str) -> None:
+        """Die as a SIGKILL would (for ``litewf.testing``): from now on write nothing.
+
+        Running workflows and the recovery loop are cancelled (a transaction not yet
+        committing rolls back), nothing is released, the executor lock is dropped the
+        way the OS drops it, and every call or wait on this runtime raises. The task
+        group is left to ``shutdown()``: cancelling it would cancel the caller's code.
+        """
+        core = self._core
+        if core is None or self._dead is not None:
+            return
+        self._dead = (
+            f"{self!r} crashed {where} (simulated by litewf.testing); launch a new Runtime "
+            f"on {self.path!r} to recover its workflows"
+        )
+        self._crash_hook = None
+        for scope in self._running.values():
+            scope.cancel()
+        if self._background is not None:
+            self._background.cancel()
+        if self._lock is not None:
+            self._lock.abandon()
+            self._lock = None
+        core.notifier.close(self._dead)
 
     @property
     def db(self) -> Database:
@@ -372,6 +421,27 @@ class Runtime:
             self._spawn(workflow_id, wf, inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)
 
+    async def list_steps(self, workflow_id: str) -> list[StepRecord]:
+        """The workflow's recorded operations (steps, sleeps, messages, events, children)."""
+        return await management.list_steps(self._launched("list_steps"), workflow_id)
+
+    async def list_messages(
+        self, workflow_id: str, topic: str | EllipsisType | None = ...
+    ) -> list[QueuedMessage]:
+        """Messages queued for the workflow and not received yet; every topic by default."""
+        return await management.list_messages(self._launched("list_messages"), workflow_id, topic)
+
+    async def garbage_collect(
+        self, *, older_than: float | timedelta, keep_pending: bool = True
+    ) -> CollectedCounts:
+        """Delete workflows finished more than ``older_than`` (seconds) ago, with their data.
+
+        ``keep_pending=False`` also deletes PENDING workflows not updated for that long (a
+        running one stops). Safe while workflows run: it deletes in short transactions.
+        """
+        core = self._launched("garbage_collect")
+        return await management.garbage_collect(core, older_than, keep_pending)
+
     def current_workflow_id(self) -> str | None:
         """The ID of the workflow running in this task (also inside its steps), or None."""
         return context.current_workflow_id()
@@ -386,19 +456,17 @@ class Runtime:
         seconds = check_timeout(seconds, "seconds")  # type: ignore[assignment]
         ctx = context.current()
         if ctx is None:
-            await anyio.sleep(seconds)
+            await self.clock.sleep(seconds)
             return
         op_id = ctx.reserve()
         recorded = ctx.replayed(op_id, "sleep")
         if recorded is not None:
             wake_at = float(ctx.outcome(recorded, "wake-up time"))
         else:
-            wake_at = time.time() + seconds
+            wake_at = self.clock.time() + seconds
             async with self.db.transaction() as tx:
                 await ctx.record(tx, op_id, "sleep", self.serializer.dumps(wake_at))
-        remaining = wake_at - time.time()
-        if remaining > 0:
-            await anyio.sleep(remaining)
+        await self.clock.sleep_until(wake_at)
 
     async def set_event(self, key: str, value: Any) -> None:
         """Publish an immutable key-value pair from the running workflow."""
@@ -480,6 +548,9 @@ class Runtime:
         try:
             with scope:
                 await self._execute(workflow_id, wf, inputs, fresh)
+        except (_Crashed, Exception):
+            if self._dead is None:
+                raise  # else: the simulated crash stopped it; a dead process reports nothing
         finally:
             self._running.pop(workflow_id, None)
             self._finishing.discard(workflow_id)
@@ -511,6 +582,8 @@ class Runtime:
         error_type, error_message = (
             (None, None) if encoded is None else exception_type_and_message(encoded)
         )
+        if self._crash_hook is not None:
+            self._crash_hook(workflow_id, ctx.next_op, None)
         self._finishing.add(workflow_id)
         async with self.db.transaction() as tx:
             if await store.finish_workflow(
@@ -536,12 +609,14 @@ class Runtime:
     # -- recovery --------------------------------------------------------------------------
 
     async def _recovery_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.recovery_interval)
-            try:
-                await self._recover(first=False)
-            except LitewfError:
-                logger.exception("litewf recovery scan failed; retrying")
+        assert self._background is not None
+        with self._background:
+            while True:
+                await anyio.sleep(self.recovery_interval)
+                try:
+                    await self._recover(first=False)
+                except LitewfError:
+                    logger.exception("litewf recovery scan failed; retrying")
 
     async def _recover(self, *, first: bool) -> None:
         """Claim and run PENDING workflows whose executor is gone (or that were released).
@@ -579,6 +654,10 @@ class Runtime:
                         workflow_id,
                         name,
                     )
+
+
+class _Crashed(BaseException):
+    """Unwinds a workflow at a simulated crash point without letting it write anything."""
 
 
 class _StepDecorator:

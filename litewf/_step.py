@@ -86,7 +86,7 @@ class Step(Generic[P, R]):
                 if attempt >= self.retries:
                     raise
             attempt += 1
-            await anyio.sleep(delay)
+            await self._runtime.clock.sleep(delay)
             delay *= self.backoff
 
     async def _once(self, args: Any, kwargs: Any) -> R:

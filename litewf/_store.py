@@ -481,3 +481,108 @@ async def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | 
         (destination_id, topic),
     )
     return None if row is None else str(row[0])
+
+
+# -- management (listing, garbage collection, health) ------------------------------------------
+
+
+async def list_operations(
+    db: Database, workflow_id: str
+) -> list[tuple[int, str, bool, float | None, str | None, str | None, float]]:
+    """Every recorded operation: op_id, name, done, deadline, output, error, created_at."""
+    rows = await db.fetchall(
+        "SELECT op_id, name, done, deadline, output, error, created_at FROM operations "
+        "WHERE workflow_id = ? ORDER BY op_id",
+        (workflow_id,),
+    )
+    return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+
+async def list_queued(
+    db: Database, workflow_id: str, topic: str | None, every_topic: bool
+) -> list[tuple[str | None, str, float]]:
+    """Unconsumed messages (topic, message, created_at), oldest first."""
+    rows = await db.fetchall(
+        "SELECT topic, message, created_at FROM messages "
+        "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
+        (workflow_id, every_topic, topic),
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+#: What one garbage-collection batch deleted, by table.
+GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
+
+
+async def delete_finished(
+    tx: Tx, cutoff: float, keep_pending: bool, limit: int
+) -> tuple[dict[str, int], list[str]]:
+    """Delete up to ``limit`` workflows last updated before ``cutoff``, with their rows.
+
+    PENDING ones go only when ``keep_pending`` is False (a status change is logged so that
+    a process running one stops it). A finished child whose parent stays is kept: the
+    parent's replay reads the child's result. Returns the counts by table and the deleted
+    IDs. ``created_at <= updated_at`` lets the created_at index bound the scan.
+    """
+    rows = await tx.fetchall(
+        "DELETE FROM workflows WHERE seq IN (SELECT w.seq FROM workflows w "
+        "WHERE w.created_at < ? AND w.updated_at < ? AND (? OR w.status != ?) "
+        "AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id "
+        "AND p.status = ? AND (? OR p.updated_at >= ?)) "
+        "ORDER BY w.created_at, w.seq LIMIT ?) RETURNING workflow_id, status",
+        (cutoff, cutoff, not keep_pending, _PENDING, _PENDING, keep_pending, cutoff, limit),
+    )
+    ids = [r[0] for r in rows]
+    counts = dict.fromkeys(GC_TABLES, 0)
+    counts["workflows"] = len(ids)
+    if not ids:
+        return counts, ids
+    marks = _in(ids)
+    for table, column in (
+        ("operations", "workflow_id"),
+        ("events", "workflow_id"),
+        ("messages", "destination_id"),
+        ("message_keys", "destination_id"),
+    ):
+        counts[table] = await tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+    for row in rows:
+        if row[1] == _PENDING:
+            await log_change(tx, "status", row[0], None)
+    return counts, ids
+
+
+async def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest change rows created before ``older_than``."""
+    return await tx.execute(
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
+        "ORDER BY seq LIMIT ?)",
+        (older_than, limit),
+    )
+
+
+async def database_info(db: Database, integrity_limit: int) -> dict[str, object]:
+    """Schema, journal and size facts plus row counts; reads only, writes nothing."""
+    info: dict[str, object] = {}
+    for pragma in (
+        "application_id",
+        "user_version",
+        "journal_mode",
+        "page_size",
+        "page_count",
+        "freelist_count",
+    ):
+        row = await db.fetchone(f"PRAGMA {pragma}")
+        info[pragma] = None if row is None else row[0]
+    rows = await db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
+    info["integrity_check"] = [str(r[0]) for r in rows]
+    rows = await db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
+    info["workflows"] = {r[0]: r[1] for r in rows}
+    for key, sql in (
+        ("queued_messages", "SELECT count(*) FROM messages"),
+        ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),
+        ("idempotency_keys", "SELECT count(*) FROM message_keys"),
+        ("change_rows", "SELECT count(*) FROM changes"),
+    ):
+        row = await db.fetchone(sql)
+        info[key] = 0 if row is None else row[0]
+    return info

@@ -1,0 +1,413 @@
+"""The ``litewf`` command line: inspect and steer the workflows in a database.
+
+It opens the database as a ``Client`` would (never creating one), so it works while an
+application process runs the workflows. Exit status: 0 on success, 1 on a user error
+(one line on stderr, no traceback), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from ._client import Client
+from ._exceptions import LitewfError
+from ._management import doctor
+from ._types import Status, WorkflowStatus
+
+__all__ = ["main"]
+
+#: Widest cell of a human-readable table; ``--json`` shows everything.
+CELL_WIDTH = 60
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_GLOBAL_VALUE_OPTIONS = ("--db",)
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; shown as one line, exit status 1."""
+
+
+Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    bench_args = _bench_arguments(args_list)
+    if bench_args is not None:
+        return _bench(bench_args)
+    parser = _parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    command: Command = args.run
+    try:
+        return anyio.run(_with_client, command, args, backend="asyncio")
+    except (LitewfError, UserError) as exc:
+        print(f"litewf: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("litewf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader (``| head``) left: silence the final flush, as the Python docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+async def _with_client(command: Command, args: argparse.Namespace) -> int:
+    async with Client(args.db) as client:
+        return await command(client, args)
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    default_db = os.environ.get("LITEWF_DB") or "litewf.db"
+    parser = argparse.ArgumentParser(
+        prog="litewf",
+        description="Inspect and steer the workflows stored in a litewf database.",
+        epilog="The database is --db, else $LITEWF_DB, else ./litewf.db; it is never created.",
+    )
+    _add_globals(parser, default_db, argparse.SUPPRESS)
+    parser.set_defaults(db=default_db, json=False)
+    # Globals after the command too ("litewf list --json"); SUPPRESS keeps earlier values.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_globals(common, argparse.SUPPRESS, argparse.SUPPRESS)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=summary, description=summary)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("list", _list, "list workflows, newest first")
+    p.add_argument("--status", choices=[s.value for s in Status], help="only this status")
+    p.add_argument("--name", help="only workflows of this (stored) function name")
+    p.add_argument("--limit", type=_count, default=50, metavar="K", help="at most K (default 50)")
+    command("show", _show, "a workflow's status, steps, events and waiting messages").add_argument(
+        "workflow_id", metavar="ID"
+    )
+    command("events", _events, "the events a workflow has set").add_argument(
+        "workflow_id", metavar="ID"
+    )
+    p = command("send", _send, "send a JSON message to a workflow")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("message", metavar="JSON", help="the message as JSON, e.g. '{\"ok\": true}'")
+    p.add_argument("--topic", help="the queue's topic (default: the topic-less queue)")
+    p.add_argument("--idempotency-key", help="deliver at most once per (workflow, key)")
+    p = command("get-event", _get_event, "print a workflow's event value")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument(
+        "--timeout", type=_duration, default=0.0, help="wait up to S for it (default: no wait)"
+    )
+    command("cancel", _cancel, "cancel a PENDING workflow").add_argument(
+        "workflow_id", metavar="ID"
+    )
+    command("resume", _resume, "run a cancelled or failed workflow again").add_argument(
+        "workflow_id", metavar="ID"
+    )
+    p = command("gc", _gc, "delete finished workflows and their data")
+    p.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="AGE",
+        help="last updated longer ago than AGE: 90s, 30m, 12h, 7d",
+    )
+    p.add_argument(
+        "--include-pending",
+        action="store_true",
+        help="also delete PENDING workflows not updated for AGE (running ones stop)",
+    )
+    command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
+    sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
+    return parser
+
+
+def _add_globals(parser: argparse.ArgumentParser, db: str, flag: Any) -> None:
+    parser.add_argument("--db", default=db, metavar="PATH", help="the database file")
+    parser.add_argument("--json", action="store_true", default=flag, help="output JSON")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``7d``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s, 30m, 12h or 7d, got {text!r}"
+        )
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _bench_arguments(argv: list[str]) -> list[str] | None:
+    """The arguments after ``bench`` when it is the command, else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_VALUE_OPTIONS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return argv[i + 1 :] if arg == "bench" else None
+    return None
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        bench = importlib.import_module("litewf._bench")
+    except ModuleNotFoundError as exc:
+        if exc.name != "litewf._bench":
+            raise
+        print("litewf: error: the benchmarks (litewf._bench) are not installed", file=sys.stderr)
+        return 1
+    result: int = bench.main(argv)
+    return result
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+async def _list(client: Client, args: argparse.Namespace) -> int:
+    found = await client.list_workflows(status=args.status, name=args.name, limit=args.limit)
+    if args.json:
+        _print_json([_status_json(s) for s in found])
+    elif not found:
+        print("no workflows")
+    else:
+        rows = [
+            [
+                s.workflow_id,
+                s.name,
+                s.status.value,
+                _when(s.created_at),
+                _when(s.updated_at),
+                _error(s),
+            ]
+            for s in found
+        ]
+        print(_table(["ID", "NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "ERROR"], rows))
+    return 0
+
+
+async def _show(client: Client, args: argparse.Namespace) -> int:
+    handle = await client.retrieve_workflow(args.workflow_id)
+    status = await handle.get_status()
+    steps = await client.list_steps(args.workflow_id)
+    events = await client.get_all_events(args.workflow_id)
+    messages = await client.list_messages(args.workflow_id)
+    if args.json:
+        _print_json(
+            {
+                "workflow": _status_json(status),
+                "steps": [dataclasses.asdict(r) for r in steps],
+                "events": events,
+                "messages": [dataclasses.asdict(m) for m in messages],
+            }
+        )
+        return 0
+    print(_status_text(status))
+    print(f"\nsteps ({len(steps)})")
+    if steps:
+        rows = [
+            [str(r.number), r.kind, r.name, r.outcome, r.summary, _when(r.created_at)]
+            for r in steps
+        ]
+        print(_indent(_table(["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"], rows)))
+    print(f"\nevents ({len(events)})")
+    if events:
+        print(_indent(_table(["KEY", "VALUE"], [[k, _value(v)] for k, v in events.items()])))
+    print(f"\nwaiting messages ({len(messages)})")
+    if messages:
+        rows = [[_topic(m.topic), _value(m.message), _when(m.created_at)] for m in messages]
+        print(_indent(_table(["TOPIC", "MESSAGE", "SENT (UTC)"], rows)))
+    return 0
+
+
+async def _events(client: Client, args: argparse.Namespace) -> int:
+    events = await client.get_all_events(args.workflow_id)
+    if args.json:
+        _print_json(events)
+    elif not events:
+        print(f"workflow {args.workflow_id!r} has set no events")
+    else:
+        print(_table(["KEY", "VALUE"], [[k, _value(v)] for k, v in events.items()]))
+    return 0
+
+
+async def _send(client: Client, args: argparse.Namespace) -> int:
+    try:
+        message = json.loads(args.message)
+    except ValueError as exc:
+        raise UserError(
+            f"the message is not valid JSON ({exc}); quote it for the shell, "
+            f"e.g. '{{\"ok\": true}}' or '\"text\"'"
+        ) from None
+    await client.send(args.workflow_id, message, args.topic, idempotency_key=args.idempotency_key)
+    if args.json:
+        _print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": True})
+    else:
+        print(f"sent to {args.workflow_id} (topic {_topic(args.topic)})")
+    return 0
+
+
+async def _get_event(client: Client, args: argparse.Namespace) -> int:
+    value = await client.get_event(args.workflow_id, args.key, timeout=args.timeout)
+    if value is None:
+        waited = f" within {args.timeout:g} s" if args.timeout else ""
+        raise UserError(f"workflow {args.workflow_id!r} has not set event {args.key!r}{waited}")
+    if args.json or not isinstance(value, str):
+        _print_json(value)
+    else:
+        print(value)
+    return 0
+
+
+async def _cancel(client: Client, args: argparse.Namespace) -> int:
+    await client.cancel_workflow(args.workflow_id)
+    status = await (await client.retrieve_workflow(args.workflow_id)).get_status()
+    if args.json:
+        _print_json(_status_json(status))
+    elif status.status is Status.CANCELLED:
+        print(f"{args.workflow_id}: CANCELLED")
+    else:
+        print(f"{args.workflow_id}: {status.status.value} (already finished; left unchanged)")
+    return 0
+
+
+async def _resume(client: Client, args: argparse.Namespace) -> int:
+    handle = await client.resume_workflow(args.workflow_id)
+    status = await handle.get_status()
+    if args.json:
+        _print_json(_status_json(status))
+    elif status.status is Status.PENDING:
+        print(f"{args.workflow_id}: PENDING (a runtime that has its function runs it)")
+    else:
+        print(f"{args.workflow_id}: {status.status.value} (finished; nothing to resume)")
+    return 0
+
+
+async def _gc(client: Client, args: argparse.Namespace) -> int:
+    counts = await client.garbage_collect(
+        older_than=args.older_than, keep_pending=not args.include_pending
+    )
+    if args.json:
+        _print_json(dataclasses.asdict(counts))
+    else:
+        rows = [[name, str(n)] for name, n in dataclasses.asdict(counts).items()]
+        print(_table(["DELETED", "ROWS"], rows))
+    return 0
+
+
+async def _doctor(client: Client, args: argparse.Namespace) -> int:
+    info = await doctor(client._open("doctor"))
+    if args.json:
+        _print_json(info)
+    else:
+        rows = []
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+            elif key == "application_id" and isinstance(value, int):
+                value = f"{value:#x}"
+            rows.append([key.replace("_", " "), str(value)])
+        print(_table(["CHECK", "VALUE"], rows, width=200))
+    if info["integrity"] != "ok":
+        print("litewf: error: the integrity check failed; restore a backup", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _status_json(status: WorkflowStatus) -> dict[str, Any]:
+    return {**dataclasses.asdict(status), "status": status.status.value}
+
+
+def _status_text(s: WorkflowStatus) -> str:
+    rows = [
+        ["workflow", s.workflow_id],
+        ["name", s.name],
+        ["status", s.status.value],
+        ["created", f"{_when(s.created_at)} UTC"],
+        ["updated", f"{_when(s.updated_at)} UTC"],
+        ["executor", s.executor_id or "-"],
+        ["recovery attempts", str(s.recovery_attempts)],
+    ]
+    if s.error_type is not None:
+        rows.append(["error", f"{s.error_type}: {s.error_message}"])
+    return _table(None, rows, width=200)
+
+
+def _table(headers: list[str] | None, rows: list[list[str]], width: int = CELL_WIDTH) -> str:
+    """Left-aligned columns two spaces apart; long or multi-line cells are shortened."""
+    body = [[_cell(c, width) for c in row] for row in rows]
+    lines = body if headers is None else [headers, *body]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _topic(topic: str | None) -> str:
+    return "(none)" if topic is None else topic
+
+
+def _error(status: WorkflowStatus) -> str:
+    return "" if status.error_type is None else f"{status.error_type}: {status.error_message}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

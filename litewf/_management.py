@@ -1,0 +1,254 @@
+"""Looking inside a database and cleaning it up: operations, queues, garbage collection, health.
+
+These work from a Runtime or a Client, in any process, while workflows run. Garbage
+collection deletes in short batches (one transaction each) so that it never keeps the
+write lock from running workflows for long.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any
+
+from . import _store as store
+from ._context import operation_kind
+from ._core import CHANGE_RETENTION_S
+from ._exceptions import InvalidValueError
+from ._notifier import status_key
+from ._serialization import exception_type_and_message, loads_checked
+from ._validate import check_id, check_key
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._core import Core
+
+__all__ = [
+    "CollectedCounts",
+    "QueuedMessage",
+    "StepRecord",
+    "doctor",
+    "garbage_collect",
+    "list_messages",
+    "list_steps",
+]
+
+#: Workflows deleted per garbage-collection transaction (each holds the write lock briefly).
+GC_BATCH = 500
+#: Change-log rows deleted per transaction.
+CHANGES_BATCH = 5_000
+#: Longest output shown in a ``StepRecord.summary``.
+SUMMARY_LENGTH = 80
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One recorded operation of a workflow, as ``list_steps`` reports it.
+
+    ``number`` is the operation's place in call order (from 0); ``kind`` is ``"step"``,
+    ``"child"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"`` or ``"get_event"``;
+    ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
+    waiting until ``deadline``); ``summary`` is a one-line account of the outcome.
+    """
+
+    workflow_id: str
+    number: int
+    name: str
+    kind: str
+    outcome: str
+    summary: str
+    created_at: datetime
+    deadline: datetime | None
+    error_type: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message sent to a workflow and not received yet."""
+
+    workflow_id: str
+    topic: str | None
+    message: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedCounts:
+    """How many rows ``garbage_collect`` deleted, by kind."""
+
+    workflows: int = 0
+    operations: int = 0
+    events: int = 0
+    messages: int = 0
+    message_keys: int = 0
+    changes: int = 0
+
+
+def _time(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _clock(ts: float) -> str:
+    return _time(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 3] + "..."
+
+
+async def list_steps(core: Core, workflow_id: str) -> list[StepRecord]:
+    """The workflow's recorded operations in call order."""
+    check_id(workflow_id)
+    await core.require_exists(workflow_id)
+    records = []
+    for number, name, done, deadline, output, error, created in await store.list_operations(
+        core.db, workflow_id
+    ):
+        kind = operation_kind(name)
+        error_type = error_message = None
+        if error is not None:
+            error_type, error_message = exception_type_and_message(error)
+            outcome, summary = "error", _shorten(f"{error_type}: {error_message}")
+        elif not done:
+            until = "forever" if deadline is None else _clock(deadline)
+            outcome, summary = "waiting", f"waiting until {until}"
+        else:
+            outcome, summary = "ok", _summary(core, kind, output)
+        records.append(
+            StepRecord(
+                workflow_id=workflow_id,
+                number=number,
+                name=name,
+                kind=kind,
+                outcome=outcome,
+                summary=summary,
+                created_at=_time(created),
+                deadline=None if deadline is None else _time(deadline),
+                error_type=error_type,
+                error_message=error_message,
+            )
+        )
+    return records
+
+
+def _summary(core: Core, kind: str, output: str | None) -> str:
+    if output is None:
+        return "timed out" if kind in ("recv", "get_event") else "done"
+    if kind == "sleep":
+        try:
+            wake_at = float(core.serializer.loads(output))
+        except Exception:  # noqa: BLE001 - a summary must not fail on odd stored data
+            return _shorten(output)
+        return f"wakes at {_clock(wake_at)}"
+    return _shorten(output)
+
+
+async def list_messages(
+    core: Core, workflow_id: str, topic: str | EllipsisType | None = ...
+) -> list[QueuedMessage]:
+    """Messages still queued for the workflow, oldest first: every topic by default."""
+    check_id(workflow_id)
+    every_topic = topic is ...
+    wanted = None if isinstance(topic, EllipsisType) else check_key(topic, "topic", optional=True)
+    await core.require_exists(workflow_id)
+    return [
+        QueuedMessage(
+            workflow_id=workflow_id,
+            topic=queue,
+            message=loads_checked(core.serializer, data, "message"),
+            created_at=_time(created),
+        )
+        for queue, data, created in await store.list_queued(
+            core.db, workflow_id, wanted, every_topic
+        )
+    ]
+
+
+def _seconds(older_than: float | timedelta) -> float:
+    if isinstance(older_than, timedelta):
+        older_than = older_than.total_seconds()
+    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)):
+        raise InvalidValueError(
+            f"older_than must be a number of seconds or a timedelta, got {older_than!r}"
+        )
+    if not older_than >= 0:  # also refuses NaN
+        raise InvalidValueError(f"older_than must be zero or more seconds, got {older_than!r}")
+    return float(older_than)
+
+
+async def garbage_collect(
+    core: Core, older_than: float | timedelta, keep_pending: bool
+) -> CollectedCounts:
+    """Delete workflows last updated more than ``older_than`` ago, with everything of theirs.
+
+    Each batch is its own short transaction, so workflows running meanwhile (here or in
+    other processes) wait for the write lock at most one batch. The change log is pruned
+    too, down to the last ``CHANGE_RETENTION_S`` seconds that pollers may still need.
+    """
+    cutoff = time.time() - _seconds(older_than)
+    if not isinstance(keep_pending, bool):
+        raise InvalidValueError(f"keep_pending must be True or False, got {keep_pending!r}")
+    totals = dict.fromkeys(store.GC_TABLES, 0)
+    while True:
+        async with core.db.transaction() as tx:
+            counts, deleted = await store.delete_finished(tx, cutoff, keep_pending, GC_BATCH)
+            tx.after_commit(_waker(core, deleted))
+        for table, count in counts.items():
+            totals[table] += count
+        if counts["workflows"] < GC_BATCH:
+            break
+    changes = 0
+    while True:
+        async with core.db.transaction() as tx:
+            pruned = await store.prune_changes_batch(
+                tx, time.time() - CHANGE_RETENTION_S, CHANGES_BATCH
+            )
+        changes += pruned
+        if pruned < CHANGES_BATCH:
+            break
+    return CollectedCounts(**totals, changes=changes)
+
+
+def _waker(core: Core, deleted: list[str]) -> Callable[[], None]:
+    """Wake this process's waiters on deleted workflows (a running one stops)."""
+
+    def wake() -> None:
+        for workflow_id in deleted:
+            core.notifier.notify(status_key(workflow_id))
+
+    return wake
+
+
+async def doctor(core: Core) -> dict[str, Any]:
+    """Facts about the open database for ``litewf doctor``; reads only."""
+    info = await store.database_info(core.db, integrity_limit=20)
+    path, wal_bytes = _files(core.db.path)
+    checks: Any = info.pop("integrity_check")
+    page_size, page_count = info.pop("page_size"), info.pop("page_count")
+    assert isinstance(page_size, int) and isinstance(page_count, int)
+    return {
+        "path": path,
+        "schema_version": info.pop("user_version"),
+        "application_id": info.pop("application_id"),
+        "journal_mode": info.pop("journal_mode"),
+        "file_bytes": page_size * page_count,
+        "wal_bytes": wal_bytes,
+        "free_pages": info.pop("freelist_count"),
+        "integrity": "ok" if checks == ["ok"] else "; ".join(checks),
+        **info,
+    }
+
+
+def _files(path: str) -> tuple[str, int]:
+    """The database's absolute path and the size of its WAL file (0 if there is none)."""
+    try:
+        wal_bytes = os.stat(path + "-wal").st_size
+    except FileNotFoundError:
+        wal_bytes = 0
+    return os.path.abspath(path), wal_bytes

@@ -1,0 +1,465 @@
+"""The ``litewf`` command line against a database that another process is serving.
+
+The application is a real child process (``tests.children.ops serve``) whose workflow
+``order-1`` waits in ``recv``. Commands run in-process through ``main([...])`` (fast),
+and once as a real ``python -m litewf`` subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import litewf
+from litewf._cli import _duration, main
+from litewf._schema import SCHEMA_VERSION
+from tests import procs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class App:
+    """A child process serving the ops workflows on ``db``."""
+
+    db: Path
+    folder: Path
+    proc: subprocess.Popen[bytes]
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the child to end (order-1 finished or was cancelled); its report."""
+        report: dict[str, Any] = json.loads(procs.finish(self.proc, timeout=60))
+        return report
+
+
+def start_app(folder: Path) -> App:
+    """Spawn the application and wait until order-1 waits in recv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "shop.db"
+    proc = procs.spawn("ops", "serve", db, folder)
+
+    async def ready() -> None:
+        await procs.wait_for_file(folder / "started", proc)
+        async with litewf.Client(db) as client:
+            with anyio.fail_after(30):
+                while True:
+                    steps = await client.list_steps("order-1")
+                    if steps and steps[-1].kind == "recv" and steps[-1].outcome == "waiting":
+                        return
+                    await anyio.sleep(0.005)
+
+    try:
+        anyio.run(ready, backend="asyncio")
+    except BaseException:
+        procs.kill(proc)
+        raise
+    return App(db, folder, proc)
+
+
+def stop(app: App) -> None:
+    if app.proc.poll() is None:
+        procs.kill(app.proc)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    """A fresh application, for tests that change what is stored."""
+    running = start_app(tmp_path / "app")
+    yield running
+    stop(running)
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """One application for the tests that only read (or fail before writing)."""
+    running = start_app(tmp_path_factory.mktemp("shared"))
+    yield running
+    stop(running)
+
+
+def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
+    """``litewf --db DB ARGS`` in this process: (exit status, stdout, stderr)."""
+    code = main(["--db", str(db), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> Any:
+    code, out, err = run(capsys, db, *args, "--json")
+    assert (code, err) == (0, ""), err
+    return json.loads(out)
+
+
+def assert_user_error(code: int, out: str, err: str, *needles: str) -> None:
+    """Exit 1, nothing on stdout, one line on stderr naming the problem, no traceback."""
+    assert code == 1
+    assert out == ""
+    assert err.startswith("litewf: error: ") and err.endswith("\n")
+    assert err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def columns(line: str, header: str, *names: str) -> list[str]:
+    """The cells of ``line`` under the given column names of a table's ``header``."""
+    starts = [header.index(name) for name in names]
+    return [line[start:].split("  ")[0].strip() for start in starts]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def test_list(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
+    """An aligned table, newest first; filters; --json parses into the status records."""
+    code, out, err = run(capsys, shared_app.db, "list")
+    assert (code, err) == (0, "")
+    header, *lines = out.splitlines()
+    assert header.split() == [
+        "ID",
+        "NAME",
+        "STATUS",
+        "CREATED",
+        "(UTC)",
+        "UPDATED",
+        "(UTC)",
+        "ERROR",
+    ]
+    table = {columns(line, header, "ID")[0]: line for line in lines}
+    assert set(table) == {"order-1", "order-1-3", "fail-1", "quick-1"}
+    assert columns(table["order-1"], header, "NAME", "STATUS") == ["ops.order", "PENDING"]
+    assert columns(table["fail-1"], header, "STATUS", "ERROR") == [
+        "ERROR",
+        "ValueError: card declined for o-2",
+    ]
+
+    listed = run_json(capsys, shared_app.db, "list")
+    assert [w["workflow_id"] for w in listed][-1] == "order-1"  # the oldest
+    by_id = {w["workflow_id"]: w for w in listed}
+    assert by_id["quick-1"]["status"] == "SUCCESS"
+    assert by_id["order-1"]["executor_id"] == "app-1"
+    assert by_id["fail-1"]["error_type"] == "ValueError"
+    assert by_id["order-1"]["created_at"].endswith("+00:00")
+
+    pending = run_json(capsys, shared_app.db, "list", "--status", "PENDING")
+    assert [w["workflow_id"] for w in pending] == ["order-1"]
+    named = run_json(capsys, shared_app.db, "list", "--name", "ops.quick")
+    assert [w["workflow_id"] for w in named] == ["quick-1"]
+    assert len(run_json(capsys, shared_app.db, "list", "--limit", "2")) == 2
+    assert run(capsys, shared_app.db, "list", "--name", "nothing") == (0, "no workflows\n", "")
+    assert main(["--json", "--db", str(shared_app.db), "list", "--limit", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1  # global options go either side
+
+
+def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
+    """Status, every recorded step, the events and the messages still queued."""
+    code, out, err = run(capsys, shared_app.db, "show", "order-1")
+    assert (code, err) == (0, "")
+    assert "status             PENDING" in out
+    sections = out.split("\n\n")
+    assert sections[1].startswith("steps (7)\n")
+    header, *steps = sections[1].splitlines()[1:]
+    kinds = [columns(line, header, "KIND", "OUTCOME") for line in steps]
+    assert kinds == [
+        ["step", "ok"],
+        ["sleep", "ok"],
+        ["set_event", "ok"],
+        ["child", "ok"],
+        ["send", "ok"],
+        ["get_event", "ok"],
+        ["recv", "waiting"],
+    ]
+    assert sections[2].splitlines()[2].split() == ["checkout_url", '"https://pay.example/o-1"']
+    assert sections[3].startswith("waiting messages (1)")
+    assert "audit  " in sections[3] and '{"note": "for the audit queue"}' in sections[3]
+
+    shown = run_json(capsys, shared_app.db, "show", "order-1")
+    assert shown["workflow"]["status"] == "PENDING"
+    assert [s["kind"] for s in shown["steps"]] == [
+        "step",
+        "sleep",
+        "set_event",
+        "child",
+        "send",
+        "get_event",
+        "recv",
+    ]
+    assert shown["steps"][6]["deadline"] is not None
+    assert shown["events"] == {"checkout_url": "https://pay.example/o-1"}
+    assert [(m["topic"], m["message"]) for m in shown["messages"]] == [
+        ("audit", {"note": "for the audit queue"})
+    ]
+    failed = run_json(capsys, shared_app.db, "show", "fail-1")
+    assert failed["steps"][0]["error_message"] == "card declined for o-2"
+    code, out, _ = run(capsys, shared_app.db, "show", "fail-1")
+    assert "error              ValueError: card declined for o-2" in out
+
+
+def test_events_and_get_event(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
+    """events lists a workflow's events; get-event prints one (strings bare, --json quoted)."""
+    code, out, _ = run(capsys, shared_app.db, "events", "order-1")
+    assert code == 0
+    assert out.splitlines()[1].split() == ["checkout_url", '"https://pay.example/o-1"']
+    assert run_json(capsys, shared_app.db, "events", "order-1") == {
+        "checkout_url": "https://pay.example/o-1"
+    }
+    assert run_json(capsys, shared_app.db, "events", "quick-1") == {}
+    assert run(capsys, shared_app.db, "get-event", "order-1", "checkout_url") == (
+        0,
+        "https://pay.example/o-1\n",
+        "",
+    )
+    assert run_json(capsys, shared_app.db, "get-event", "order-1", "checkout_url") == (
+        "https://pay.example/o-1"
+    )
+    assert_user_error(
+        *run(capsys, shared_app.db, "get-event", "order-1", "paid", "--timeout", "0.05s"),
+        "has not set event 'paid' within 0.05 s",
+    )
+
+
+def test_doctor(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
+    """Schema version, journal mode, WAL size, integrity and pending counts."""
+    info = run_json(capsys, shared_app.db, "doctor")
+    assert info["schema_version"] == SCHEMA_VERSION
+    assert info["journal_mode"] == "wal"
+    assert info["integrity"] == "ok"
+    assert info["wal_bytes"] >= 0 and info["file_bytes"] > 0
+    assert info["workflows"] == {"ERROR": 1, "PENDING": 1, "SUCCESS": 2}
+    assert (info["queued_messages"], info["waiting_operations"]) == (1, 1)
+    code, out, _ = run(capsys, shared_app.db, "doctor")
+    assert code == 0
+    lines = {line.split("  ")[0]: line.split("  ")[-1].strip() for line in out.splitlines()}
+    assert lines["integrity"] == "ok"
+    assert lines["workflows"] == "ERROR 1, PENDING 1, SUCCESS 2"
+
+
+# -- steering --------------------------------------------------------------------------------
+
+
+def test_send_wakes_a_recv_waiting_in_another_process(
+    capsys: pytest.CaptureFixture[str], app: App
+) -> None:
+    """A real ``python -m litewf send`` reaches the waiting workflow, which finishes; a repeat
+    with the same idempotency key enqueues nothing."""
+    env = dict(os.environ, LITEWF_DB=str(app.db), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "litewf", "send", "order-1", '{"ok": true}']
+    options = ["--topic", "checkout_complete", "--idempotency-key", "evt-1"]
+    done = subprocess.run(
+        [*command, *options], env=env, cwd=app.folder, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "sent to order-1 (topic checkout_complete)\n"
+    assert app.finish() == {"result": "paid", "idle": True}
+
+    assert run(capsys, app.db, "send", "order-1", '{"ok": false}', *options)[0] == 0
+    shown = run_json(capsys, app.db, "show", "order-1")
+    assert shown["workflow"]["status"] == "SUCCESS"
+    assert [m["topic"] for m in shown["messages"]] == ["audit"]  # no second checkout_complete
+    assert run_json(capsys, app.db, "get-event", "order-1", "paid") == {"ok": True}
+    sent = run_json(capsys, app.db, "send", "quick-1", '"hello"', "--topic", "t")
+    assert sent == {"workflow_id": "quick-1", "topic": "t", "sent": True}
+
+
+def test_cancel_stops_a_workflow_waiting_in_another_process(
+    capsys: pytest.CaptureFixture[str], app: App
+) -> None:
+    """cancel ends order-1 CANCELLED and its recv (600 s) stops waiting in the app at once;
+    resume makes it PENDING again and a new app process runs it to the end."""
+    assert run(capsys, app.db, "cancel", "order-1") == (0, "order-1: CANCELLED\n", "")
+    assert app.finish() == {"result": "CANCELLED", "idle": True}
+    assert run(capsys, app.db, "cancel", "quick-1") == (
+        0,
+        "quick-1: SUCCESS (already finished; left unchanged)\n",
+        "",
+    )
+    assert run_json(capsys, app.db, "cancel", "order-1")["status"] == "CANCELLED"
+
+    resumed = run_json(capsys, app.db, "resume", "order-1")
+    assert (resumed["status"], resumed["executor_id"]) == ("PENDING", None)
+    assert run(capsys, app.db, "resume", "quick-1") == (
+        0,
+        "quick-1: SUCCESS (finished; nothing to resume)\n",
+        "",
+    )
+    (app.folder / "started").unlink()
+    again = start_app(app.folder)  # recovers order-1, replays it up to its recv
+    try:
+        assert (
+            run(capsys, app.db, "send", "order-1", '{"ok": true}', "--topic", "checkout_complete")[
+                0
+            ]
+            == 0
+        )
+        assert again.finish() == {"result": "paid", "idle": True}
+    finally:
+        stop(again)
+
+
+def test_gc_leaves_pending_workflows_intact(capsys: pytest.CaptureFixture[str], app: App) -> None:
+    """gc deletes the finished workflows only; the waiting one (and the child it will
+    replay) stays and still finishes."""
+    code, out, _ = run(capsys, app.db, "gc", "--older-than", "7d")
+    assert code == 0
+    assert out.splitlines()[1].split() == ["workflows", "0"]
+    counts = run_json(capsys, app.db, "gc", "--older-than", "0s")
+    assert counts == {
+        "workflows": 2,
+        "operations": 1,
+        "events": 0,
+        "messages": 0,
+        "message_keys": 0,
+        "changes": 0,
+    }
+    left = {w["workflow_id"]: w["status"] for w in run_json(capsys, app.db, "list")}
+    assert left == {"order-1": "PENDING", "order-1-3": "SUCCESS"}
+    assert (
+        run(capsys, app.db, "send", "order-1", '{"ok": true}', "--topic", "checkout_complete")[0]
+        == 0
+    )
+    assert app.finish() == {"result": "paid", "idle": True}
+    assert run_json(capsys, app.db, "gc", "--older-than", "0")["workflows"] == 2
+    assert run_json(capsys, app.db, "list") == []
+
+
+def test_gc_include_pending_stops_the_running_workflow(
+    capsys: pytest.CaptureFixture[str], app: App
+) -> None:
+    """--include-pending deletes the waiting workflow as well; the app stops running it."""
+    counts = run_json(capsys, app.db, "gc", "--older-than", "0m", "--include-pending")
+    assert counts["workflows"] == 4
+    assert app.finish() == {"result": "GONE", "idle": True}
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["show", "nope"], "no workflow with ID 'nope'"),
+        (["events", "nope"], "no workflow with ID 'nope'"),
+        (["cancel", "nope"], "no workflow with ID 'nope'"),
+        (["resume", "nope"], "no workflow with ID 'nope'"),
+        (["get-event", "nope", "k"], "no workflow with ID 'nope'"),
+        (["send", "nope", "{}"], "no workflow with ID 'nope'"),
+        (["send", "order-1", "{ok: true}"], "not valid JSON"),
+        (["send", "order-1", "hello"], "not valid JSON"),
+        (["send", "order-1", "null"], "cannot be None"),
+        (["send", "order-1", "{}", "--topic", "a\x00b"], "NUL"),
+        (["get-event", "order-1", "never"], "has not set event 'never'"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_1(
+    capsys: pytest.CaptureFixture[str], shared_app: App, args: list[str], needle: str
+) -> None:
+    """A bad ID, bad JSON or a missing event: one clear line on stderr, exit status 1."""
+    assert_user_error(*run(capsys, shared_app.db, *args), needle)
+
+
+def test_a_missing_database_is_an_error_and_is_not_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--db, then $LITEWF_DB, then ./litewf.db; a path that does not exist is never created."""
+    missing = tmp_path / "typo.db"
+    assert_user_error(*run(capsys, missing, "list"), "no such database")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LITEWF_DB", raising=False)
+    assert_user_error(main(["doctor"]), *capsys.readouterr(), "litewf.db: no such database")
+    monkeypatch.setenv("LITEWF_DB", str(missing))
+    assert_user_error(main(["gc", "--older-than", "1d"]), *capsys.readouterr(), "typo.db")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_reads_write_nothing(capsys: pytest.CaptureFixture[str], app: App) -> None:
+    """list, show, events, get-event and doctor leave the database file byte for byte."""
+    run(capsys, app.db, "cancel", "order-1")
+    app.finish()  # the app shut down: its WAL is checkpointed into the file and removed
+    digest = hashlib.sha256(app.db.read_bytes()).hexdigest()
+    for args in (
+        ["list"],
+        ["show", "order-1"],
+        ["events", "order-1"],
+        ["get-event", "order-1", "checkout_url"],
+        ["doctor"],
+        ["list", "--json"],
+    ):
+        assert run(capsys, app.db, *args)[0] == 0, args
+    assert hashlib.sha256(app.db.read_bytes()).hexdigest() == digest
+    assert not Path(f"{app.db}-wal").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["list", "--limit", "-1"],
+        ["list", "--status", "DONE"],
+        ["gc"],
+        ["gc", "--older-than", "7x"],
+        ["send", "order-1"],
+        ["show"],
+        ["list", "extra"],
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str]
+) -> None:
+    """Malformed command lines are argparse usage errors: exit 2, usage on stderr."""
+    code, out, err = run(capsys, tmp_path / "x.db", *args)
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: litewf") and "error:" in err and "Traceback" not in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help lists every command and exits 0."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("list", "show", "events", "send", "get-event", "cancel", "resume", "gc"):
+        assert name in out
+    assert "doctor" in out and "bench" in out
+
+
+def test_bench_hands_its_arguments_to_the_benchmark_module(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``litewf [--db X] bench ARGS`` calls litewf._bench.main(ARGS) and returns its status;
+    without the module it is a one-line error."""
+    seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 3
+
+    monkeypatch.setitem(sys.modules, "litewf._bench", types.SimpleNamespace(main=fake_main))
+    assert main(["--db", "x.db", "bench", "--quick", "-n", "5", "--db", "y"]) == 3
+    assert seen == [["--quick", "-n", "5", "--db", "y"]]
+    monkeypatch.setitem(sys.modules, "litewf._bench", None)  # as if not installed
+    assert_user_error(main(["bench"]), *capsys.readouterr(), "litewf._bench")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("1.5m", 90.0),
+        ("2h", 7200.0),
+        ("7d", 604800.0),
+        (".5h", 1800.0),
+    ],
+)
+def test_ages_accept_s_m_h_d(text: str, seconds: float) -> None:
+    """gc --older-than reads a number with an optional unit (seconds by default)."""
+    assert _duration(text) == seconds

@@ -1,0 +1,202 @@
+"""litewf.testing.crash_at / crash_now: a crash in one process, as a real SIGKILL leaves it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import litewf
+from litewf._liveness import executor_alive, lock_dir
+from litewf.testing import VirtualClock, crash_at, crash_now
+from tests import procs
+from tests.children import crashsim
+
+#: Columns that say what happened; timestamps and sleep wake-up times differ between runs.
+_QUERIES = {
+    "workflows": "SELECT seq, workflow_id, name, status, inputs, output, error, error_type, "
+    "error_message, executor_id, recovery_attempts, parent_id FROM workflows ORDER BY seq",
+    "operations": "SELECT workflow_id, op_id, name, done, deadline IS NOT NULL, "
+    "CASE name WHEN 'sleep' THEN 'wake-up time' ELSE output END, error "
+    "FROM operations ORDER BY workflow_id, op_id",
+    "events": "SELECT workflow_id, key, value FROM events ORDER BY workflow_id, key",
+    "messages": "SELECT seq, destination_id, topic, message FROM messages ORDER BY seq",
+    "message_keys": "SELECT destination_id, idempotency_key FROM message_keys ORDER BY 1, 2",
+    "changes": "SELECT seq, kind, workflow_id, key FROM changes ORDER BY seq",
+}
+
+
+def stored(db: Path) -> dict[str, Any]:
+    """Everything litewf stored that a crash could affect, plus the executor lock files."""
+    conn = sqlite3.connect(db)
+    try:
+        state: dict[str, Any] = {
+            table: conn.execute(sql).fetchall() for table, sql in _QUERIES.items()
+        }
+    finally:
+        conn.close()
+    folder = lock_dir(str(db))
+    state["lock files"] = sorted(os.listdir(folder)) if folder.exists() else []
+    return state
+
+
+async def killed_for_real(db: Path, point: str) -> None:
+    """Run the workflow in a child process that SIGKILLs itself at ``point``."""
+    proc = procs.spawn("crashsim", db, point)
+    try:
+        code = await anyio.to_thread.run_sync(proc.wait, 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    _, err = proc.communicate()
+    assert code == -signal.SIGKILL, err.decode()
+
+
+POINTS: dict[str, dict[str, Any]] = {
+    "after:0": {"after_operations": 0},
+    "after:1": {"after_operations": 1},
+    "after:3": {"after_operations": 3},
+    "after:5": {"after_operations": 5},
+    "before:charge": {"before_step": "charge"},
+    "after:7": {"after_operations": 7},
+}
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+async def test_simulated_crash_leaves_what_a_sigkill_leaves(tmp_path: Path, point: str) -> None:
+    """Rows, operations, events, queues, change log and lock files match a real SIGKILL."""
+    real_db, sim_db = tmp_path / "real.db", tmp_path / "sim.db"
+    await killed_for_real(real_db, point)
+
+    flows = crashsim.build(sim_db)
+    crash = crash_at(flows.rt, workflow_id=crashsim.WORKFLOW_ID, **POINTS[point])
+    async with flows.rt:
+        await flows.rt.start_workflow(flows.flow, "o", workflow_id=crashsim.WORKFLOW_ID)
+        await crash.wait()
+        assert crash.workflow_id == crashsim.WORKFLOW_ID
+    assert crash.happened
+
+    real, simulated = stored(real_db), stored(sim_db)
+    assert simulated == real
+    # The point is where we meant it: the flow is PENDING, owned by the dead executor,
+    # with exactly the operations before the point.
+    flow_row = next(r for r in real["workflows"] if r[1] == crashsim.WORKFLOW_ID)
+    assert (flow_row[3], flow_row[9]) == ("PENDING", crashsim.EXECUTOR)
+    done = 6 if point == "before:charge" else int(point.split(":")[1])
+    assert [op[1] for op in real["operations"] if op[0] == crashsim.WORKFLOW_ID] == list(
+        range(done)
+    )
+    assert len(simulated["lock files"]) == 1  # left behind, unlocked, as the OS leaves it
+    for db in (real_db, sim_db):
+        assert not executor_alive(str(db), crashsim.EXECUTOR)
+
+
+async def test_recovery_after_a_simulated_crash(db_path: Path) -> None:
+    """A fresh runtime recovers at once: recorded steps are not run again, the rest run once."""
+    first = crashsim.build(db_path)
+    crash = crash_at(first.rt, before_step="charge")
+    async with first.rt:
+        await first.rt.start_workflow(first.flow, "o", workflow_id="flow-1")
+        await crash.wait()
+    assert first.ran == ["reserve"]
+
+    second = crashsim.build(db_path)
+    async with second.rt:
+        h = await second.rt.retrieve_workflow("flow-1")
+        assert await h.get_result() == "r-o note child-o c-o"
+        status = await h.get_status()
+    assert second.ran == ["charge"]
+    assert status.recovery_attempts == 1
+
+
+async def test_crash_now_while_waiting_keeps_the_deadline(db_path: Path) -> None:
+    """crash_now() mid-recv: the dead runtime writes nothing more, refuses calls, wakes waiters.
+
+    Relaunched, the workflow waits until the deadline recorded before the crash.
+    """
+    clock = VirtualClock()
+    rt = litewf.Runtime(db_path, executor_id="doomed", clock=clock)
+    idle = litewf.Runtime(db_path, executor_id="doomed", clock=clock)
+
+    @rt.workflow(name="waiter")
+    async def waiter() -> str:
+        return f"got {await rt.recv('go', timeout=3600)}"
+
+    @idle.workflow(name="waiter")
+    async def waiter_again() -> str:
+        return f"got {await idle.recv('go', timeout=3600)}"
+
+    async with rt:
+        h = await rt.start_workflow(waiter, workflow_id="w")
+        await clock.wait_idle()
+        before = stored(db_path)
+        async with anyio.create_task_group() as tg:
+
+            async def expect_crash() -> None:
+                with pytest.raises(litewf.LitewfError, match="crashed on crash_now"):
+                    await h.get_result()
+
+            tg.start_soon(expect_crash)
+            await anyio.wait_all_tasks_blocked()
+            crash_now(rt)
+        assert not executor_alive(str(db_path), "doomed")  # dropped before shutdown
+        with pytest.raises(litewf.LitewfError, match=r"simulated by litewf\.testing"):
+            await rt.send("w", "go", topic="go")
+        with pytest.raises(litewf.LitewfError, match="crashed"):
+            await rt.list_workflows()
+    after = stored(db_path)
+    assert after["workflows"] == before["workflows"]  # shutdown released nothing
+    assert after["operations"] == before["operations"]
+    (wait_op,) = after["operations"]
+    assert wait_op[2:5] == ("recv", 0, 1)  # started, not done, deadline recorded
+    row = after["workflows"][0]
+    assert (row[3], row[9]) == ("PENDING", "doomed")
+
+    async with idle:
+        handle = await idle.retrieve_workflow("w")
+        await clock.wait_idle()
+        clock.advance(3599)  # the recorded deadline is an hour after the first start
+        await clock.wait_idle()
+        assert (await handle.get_status()).status == litewf.Status.PENDING
+        clock.advance(1)
+        assert await handle.get_result() == "got None"
+        assert (await handle.get_status()).recovery_attempts == 1
+
+
+async def test_a_crashed_runtime_can_be_launched_again(db_path: Path) -> None:
+    """Launching the same object again is a restarted process: it recovers its workflows."""
+    flows = crashsim.build(db_path)
+    crash = crash_at(flows.rt, after_operations=1, workflow_id="flow-1")
+    async with flows.rt:
+        await flows.rt.start_workflow(flows.flow, "o", workflow_id="flow-1")
+        await crash.wait()
+    async with flows.rt:
+        h = await flows.rt.retrieve_workflow("flow-1")
+        assert await h.get_result() == "r-o note child-o c-o"
+    assert flows.ran == ["reserve", "charge"]
+
+
+async def test_crash_plans_are_checked(db_path: Path) -> None:
+    """Bad plans fail with a clear error before anything runs."""
+    rt = litewf.Runtime(db_path)
+    with pytest.raises(litewf.InvalidValueError, match="exactly one"):
+        crash_at(rt)
+    with pytest.raises(litewf.InvalidValueError, match="exactly one"):
+        crash_at(rt, after_operations=1, before_step="x")
+    with pytest.raises(litewf.InvalidValueError, match="after_operations"):
+        crash_at(rt, after_operations=-1)
+    with pytest.raises(litewf.InvalidValueError, match="Runtime"):
+        crash_at("rt", after_operations=1)  # type: ignore[arg-type]
+    with pytest.raises(litewf.RuntimeNotLaunchedError):
+        crash_now(rt)
+    crash = crash_at(rt, before_step="charge")
+    assert "before_step='charge'" in repr(crash)
+    with pytest.raises(litewf.LitewfError, match="already planned"):
+        crash_at(rt, after_operations=2)
