@@ -99,16 +99,20 @@ class Notifier:
         key: Key,
         check: Callable[[], Awaitable[T | None]],
         deadline: float | None,
+        on_notify: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
 
-        Deadlines are wall-clock times because they are recorded and must mean the same
-        instant after a restart.
+        After a notification ``on_notify`` (if given) is used instead of ``check``: a
+        cheaper path for when the thing waited for has most likely arrived. Deadlines are
+        wall-clock times because they are recorded and must mean the same instant after
+        a restart.
         """
+        notified = False
         with self._watch(key) as waiter:
             while True:
                 waiter.arm()
-                result = await check()
+                result = await (on_notify if notified and on_notify else check)()
                 if result is not None:
                     return result
                 remaining = math.inf if deadline is None else deadline - time.time()
@@ -116,6 +120,7 @@ class Notifier:
                     return None
                 with anyio.move_on_after(min(remaining, SAFETY_RECHECK_S)):
                     await waiter.event.wait()
+                notified = waiter.event.is_set()
 
 
 async def poll_changes(db: Database, notifier: Notifier, interval: float) -> None:
@@ -128,7 +133,7 @@ async def poll_changes(db: Database, notifier: Notifier, interval: float) -> Non
     watch = WalWatch(db.path, interval)
     try:
         version = await db.data_version()
-        seq = await store.last_change(db)
+        seq = await db.read(store.last_change)
         while True:
             await watch.changed(FULL_CHECK_S)
             if watch.uses_inotify:
@@ -138,7 +143,7 @@ async def poll_changes(db: Database, notifier: Notifier, interval: float) -> Non
             if current == version:
                 continue
             version = current
-            for change_seq, kind, workflow_id, key in await store.changes_since(db, seq):
+            for change_seq, kind, workflow_id, key in await db.read(store.changes_since, seq):
                 seq = change_seq
                 notifier.notify((kind, workflow_id, key))
     finally:
