@@ -13,6 +13,7 @@ from anyio.abc import TaskGroup
 from . import _management as management
 from . import _store as store
 from ._core import Core
+from ._db import Tx
 from ._exceptions import LitewfError, RuntimeNotLaunchedError, WorkflowNotFoundError
 from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._notifier import status_key
@@ -132,11 +133,15 @@ class Client:
         """Make a cancelled or failed workflow PENDING again; a live runtime picks it up."""
         core = self._open("resume_workflow")
         check_id(workflow_id)
-        async with core.db.transaction() as tx:
-            if not await store.workflow_exists(tx, workflow_id):
+        notifier = core.notifier
+
+        def restart(tx: Tx) -> None:
+            if not store.workflow_exists(tx, workflow_id):
                 raise WorkflowNotFoundError(workflow_id)
-            if await store.restart_workflow(tx, workflow_id, None):
-                tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
+            if store.restart_workflow(tx, workflow_id, None):
+                tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+
+        await core.db.write(restart)
         return WorkflowHandle(core, workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:

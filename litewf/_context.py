@@ -30,6 +30,7 @@ class WorkflowContext:
 
     runtime: Runtime
     workflow_id: str
+    executor_id: str
     recorded: dict[int, store.Operation]
     next_op: int = 0
     nondeterminism: NonDeterminismError | None = None
@@ -57,7 +58,7 @@ class WorkflowContext:
             return None
         return loads_checked(self.runtime.serializer, op.output, what)
 
-    async def record(
+    def record(
         self,
         tx: Tx,
         op_id: int,
@@ -68,16 +69,17 @@ class WorkflowContext:
         deadline: float | None = None,
         done: bool = True,
     ) -> None:
-        """Record an outcome (or a started wait) in ``tx``; unwind if no longer ours to run."""
+        """Record an outcome (or a started wait) in ``tx``; unwind if no longer ours to run.
+
+        Runs in the database thread; the in-memory record follows once the write commits.
+        """
         encoded = None if error is None else encode_exception(error)
         op = store.Operation(name, output, encoded, done, deadline)
-        if not await store.record_operation(
-            tx, self.workflow_id, self.runtime.executor_id, op_id, op
-        ):
+        if not store.record_operation(tx, self.workflow_id, self.executor_id, op_id, op):
             raise _Superseded()
-        self.recorded[op_id] = op
+        tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))
 
-    async def finish_wait(
+    def finish_wait(
         self,
         tx: Tx,
         op_id: int,
@@ -87,11 +89,10 @@ class WorkflowContext:
     ) -> None:
         """Record the outcome of a wait started by ``record(..., done=False)``."""
         encoded = None if error is None else encode_exception(error)
-        if not await store.finish_wait(
-            tx, self.workflow_id, self.runtime.executor_id, op_id, output, encoded
-        ):
+        if not store.finish_wait(tx, self.workflow_id, self.executor_id, op_id, output, encoded):
             raise _Superseded()
-        self.recorded[op_id] = store.Operation(name, output, encoded)
+        op = store.Operation(name, output, encoded)
+        tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))
 
 
 #: Operation names litewf records for its own calls; user steps may not take them.

@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
-from ._db import Database, Durability
+from ._db import Database, Durability, Tx
 from ._exceptions import (
     LitewfError,
     MaxRecoveryAttemptsExceededError,
@@ -71,13 +71,13 @@ class Core:
     # -- workflows ---------------------------------------------------------------------
 
     async def get_status(self, workflow_id: str) -> WorkflowStatus:
-        status = await store.get_status(self.db, check_id(workflow_id))
+        status = await self.db.read(store.get_status, check_id(workflow_id))
         if status is None:
             raise WorkflowNotFoundError(workflow_id)
         return status
 
     async def require_exists(self, workflow_id: str) -> None:
-        if not await store.workflow_exists(self.db, workflow_id):
+        if not await self.db.read(store.workflow_exists, workflow_id):
             raise WorkflowNotFoundError(workflow_id)
 
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
@@ -86,7 +86,7 @@ class Core:
         deadline = None if timeout is None else self.clock.time() + timeout
 
         async def finished() -> store.ResultRow | None:
-            row = await store.get_result(self.db, workflow_id)
+            row = await self.db.read(store.get_result, workflow_id)
             if row is None:
                 raise WorkflowNotFoundError(workflow_id)
             return None if row.status is Status.PENDING else row
@@ -126,16 +126,20 @@ class Core:
         for value, what in ((limit, "limit"), (offset, "offset")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
-        return await store.list_workflows(self.db, wanted, name, limit, offset)
+        return await self.db.read(store.list_workflows, wanted, name, limit, offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Stop a PENDING workflow (it ends CANCELLED); finished ones are left as they are."""
         check_id(workflow_id)
-        async with self.db.transaction() as tx:
-            if not await store.workflow_exists(tx, workflow_id):
+        notifier = self.notifier
+
+        def cancel(tx: Tx) -> None:
+            if not store.workflow_exists(tx, workflow_id):
                 raise WorkflowNotFoundError(workflow_id)
-            if await store.cancel_workflow(tx, workflow_id):
-                tx.after_commit(lambda: self.notifier.notify(status_key(workflow_id)))
+            if store.cancel_workflow(tx, workflow_id):
+                tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+
+        await self.db.write(cancel)
 
     # -- events and messages, outside workflows ---------------------------------------------
 
@@ -151,12 +155,16 @@ class Core:
         topic = check_key(topic, "topic", optional=True)
         idempotency_key = check_key(idempotency_key, "idempotency_key", optional=True)
         data = dumps_checked(self.serializer, message, "the message")
-        async with self.db.transaction() as tx:
-            if not await store.workflow_exists(tx, destination_id):
+        notifier = self.notifier
+
+        def enqueue(tx: Tx) -> None:
+            if not store.workflow_exists(tx, destination_id):
                 raise WorkflowNotFoundError(destination_id)
-            if await store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
+            if store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
                 key = message_key(destination_id, topic)
-                tx.after_commit(lambda: self.notifier.notify(key))
+                tx.after_commit(lambda: notifier.notify(key))
+
+        await self.db.write(enqueue)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
         check_id(workflow_id)
@@ -170,7 +178,7 @@ class Core:
         """The event's decoded value in a 1-tuple, or None once ``deadline`` has passed."""
 
         async def lookup() -> tuple[Any] | None:
-            data = await store.get_event(self.db, workflow_id, key)
+            data = await self.db.read(store.get_event, workflow_id, key)
             if data is None:
                 return None
             return (loads_checked(self.serializer, data, f"event {key!r}"),)
@@ -184,5 +192,5 @@ class Core:
         await self.require_exists(workflow_id)
         return {
             key: loads_checked(self.serializer, value, f"event {key!r}")
-            for key, value in await store.get_all_events(self.db, workflow_id)
+            for key, value in await self.db.read(store.get_all_events, workflow_id)
         }

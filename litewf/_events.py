@@ -11,6 +11,7 @@ from ._serialization import loads_checked
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
+    from ._db import Tx
     from ._runtime import Runtime
 
 __all__ = ["get_event_in_workflow", "set_event_in_workflow"]
@@ -23,13 +24,18 @@ async def set_event_in_workflow(rt: Runtime, ctx: WorkflowContext, key: str, dat
     if recorded is not None:
         ctx.outcome(recorded, "set_event")
         return
-    error: EventAlreadySetError | None = None
-    async with rt.db.transaction() as tx:
-        if await store.insert_event(tx, ctx.workflow_id, key, data):
-            tx.after_commit(lambda: rt.notifier.notify(event_key(ctx.workflow_id, key)))
+    notifier = rt.notifier
+
+    def publish(tx: Tx) -> EventAlreadySetError | None:
+        error = None
+        if store.insert_event(tx, ctx.workflow_id, key, data):
+            tx.after_commit(lambda: notifier.notify(event_key(ctx.workflow_id, key)))
         else:
             error = EventAlreadySetError(ctx.workflow_id, key)
-        await ctx.record(tx, op_id, "set_event", error=error)
+        ctx.record(tx, op_id, "set_event", error=error)
+        return error
+
+    error = await rt.db.write(publish)
     if error is not None:
         raise error
 
@@ -45,30 +51,29 @@ async def get_event_in_workflow(
         return ctx.outcome(recorded, what)
     if recorded is None:
         deadline = rt.clock.time() + timeout
-        data: str | None = None
-        error: WorkflowNotFoundError | None = None
-        async with rt.db.transaction() as tx:
-            if not await store.workflow_exists(tx, workflow_id):
+
+        def look_or_start_waiting(tx: Tx) -> str | WorkflowNotFoundError | None:
+            if not store.workflow_exists(tx, workflow_id):
                 error = WorkflowNotFoundError(workflow_id)
-                await ctx.record(tx, op_id, "get_event", error=error)
-            else:
-                data = await store.get_event(tx, workflow_id, key)
-                await ctx.record(
-                    tx, op_id, "get_event", data, deadline=deadline, done=data is not None
-                )
-        if error is not None:
-            raise error
-        if data is not None:
-            return loads_checked(rt.serializer, data, what)
+                ctx.record(tx, op_id, "get_event", error=error)
+                return error
+            data = store.get_event(tx, workflow_id, key)
+            ctx.record(tx, op_id, "get_event", data, deadline=deadline, done=data is not None)
+            return data
+
+        found = await rt.db.write(look_or_start_waiting)
+        if isinstance(found, WorkflowNotFoundError):
+            raise found
+        if found is not None:
+            return loads_checked(rt.serializer, found, what)
     else:
         assert recorded.deadline is not None
         deadline = recorded.deadline
 
     async def lookup() -> tuple[str] | None:
-        found = await store.get_event(rt.db, workflow_id, key)
-        return None if found is None else (found,)
+        data = await rt.db.read(store.get_event, workflow_id, key)
+        return None if data is None else (data,)
 
     got = await rt.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
-    async with rt.db.transaction() as tx:
-        await ctx.finish_wait(tx, op_id, "get_event", None if got is None else got[0])
+    await rt.db.write(ctx.finish_wait, op_id, "get_event", None if got is None else got[0])
     return None if got is None else loads_checked(rt.serializer, got[0], what)

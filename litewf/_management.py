@@ -107,8 +107,8 @@ async def list_steps(core: Core, workflow_id: str) -> list[StepRecord]:
     check_id(workflow_id)
     await core.require_exists(workflow_id)
     records = []
-    for number, name, done, deadline, output, error, created in await store.list_operations(
-        core.db, workflow_id
+    for number, name, done, deadline, output, error, created in await core.db.read(
+        store.list_operations, workflow_id
     ):
         kind = operation_kind(name)
         error_type = error_message = None
@@ -164,8 +164,8 @@ async def list_messages(
             message=loads_checked(core.serializer, data, "message"),
             created_at=_time(created),
         )
-        for queue, data, created in await store.list_queued(
-            core.db, workflow_id, wanted, every_topic
+        for queue, data, created in await core.db.read(
+            store.list_queued, workflow_id, wanted, every_topic
         )
     ]
 
@@ -196,19 +196,17 @@ async def garbage_collect(
         raise InvalidValueError(f"keep_pending must be True or False, got {keep_pending!r}")
     totals = dict.fromkeys(store.GC_TABLES, 0)
     while True:
-        async with core.db.transaction() as tx:
-            counts, deleted = await store.delete_finished(tx, cutoff, keep_pending, GC_BATCH)
-            tx.after_commit(_waker(core, deleted))
+        counts, deleted = await core.db.write(store.delete_finished, cutoff, keep_pending, GC_BATCH)
+        _waker(core, deleted)()
         for table, count in counts.items():
             totals[table] += count
         if counts["workflows"] < GC_BATCH:
             break
     changes = 0
     while True:
-        async with core.db.transaction() as tx:
-            pruned = await store.prune_changes_batch(
-                tx, time.time() - CHANGE_RETENTION_S, CHANGES_BATCH
-            )
+        pruned = await core.db.write(
+            store.prune_changes_batch, time.time() - CHANGE_RETENTION_S, CHANGES_BATCH
+        )
         changes += pruned
         if pruned < CHANGES_BATCH:
             break
@@ -227,7 +225,7 @@ def _waker(core: Core, deleted: list[str]) -> Callable[[], None]:
 
 async def doctor(core: Core) -> dict[str, Any]:
     """Facts about the open database for ``litewf doctor``; reads only."""
-    info = await store.database_info(core.db, integrity_limit=20)
+    info = await core.db.read(store.database_info, integrity_limit=20)
     path, wal_bytes = _files(core.db.path)
     checks: Any = info.pop("integrity_check")
     page_size, page_count = info.pop("page_size"), info.pop("page_count")

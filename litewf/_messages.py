@@ -11,6 +11,7 @@ from ._serialization import loads_checked
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
+    from ._db import Tx
     from ._runtime import Runtime
 
 __all__ = ["recv_in_workflow", "send_in_workflow"]
@@ -30,14 +31,19 @@ async def send_in_workflow(
     if recorded is not None:
         ctx.outcome(recorded, "send")
         return
-    error: WorkflowNotFoundError | None = None
-    async with rt.db.transaction() as tx:
-        if not await store.workflow_exists(tx, destination_id):
+    notifier = rt.notifier
+
+    def enqueue(tx: Tx) -> WorkflowNotFoundError | None:
+        error = None
+        if not store.workflow_exists(tx, destination_id):
             error = WorkflowNotFoundError(destination_id)
-        elif await store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
+        elif store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
             key = message_key(destination_id, topic)
-            tx.after_commit(lambda: rt.notifier.notify(key))
-        await ctx.record(tx, op_id, "send", error=error)
+            tx.after_commit(lambda: notifier.notify(key))
+        ctx.record(tx, op_id, "send", error=error)
+        return error
+
+    error = await rt.db.write(enqueue)
     if error is not None:
         raise error
 
@@ -58,28 +64,38 @@ async def recv_in_workflow(
     workflow_id = ctx.workflow_id
     if recorded is None:
         deadline = rt.clock.time() + timeout
-        async with rt.db.transaction() as tx:
-            data = await store.take_message(tx, workflow_id, topic)
-            await ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)
+
+        def take_or_start_waiting(tx: Tx) -> str | None:
+            data = store.take_message(tx, workflow_id, topic)
+            ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)
+            return data
+
+        data = await rt.db.write(take_or_start_waiting)
         if data is not None:
             return loads_checked(rt.serializer, data, what)
     else:
         assert recorded.deadline is not None
         deadline = recorded.deadline
 
-    async def take() -> tuple[str] | None:
-        if not await store.peek_message(rt.db, workflow_id, topic):
-            return None
-        async with rt.db.transaction() as tx:
-            data = await store.take_message(tx, workflow_id, topic)
-            if data is None:
-                return None
-            await ctx.finish_wait(tx, op_id, "recv", data)
-        return (data,)
+    def take(tx: Tx) -> str | None:
+        data = store.take_message(tx, workflow_id, topic)
+        if data is not None:
+            ctx.finish_wait(tx, op_id, "recv", data)
+        return data
 
-    got = await rt.notifier.wait_for(message_key(workflow_id, topic), take, deadline)
+    async def take_now() -> tuple[str] | None:
+        data = await rt.db.write(take)
+        return None if data is None else (data,)
+
+    async def take_if_any() -> tuple[str] | None:
+        if not await rt.db.read(store.peek_message, workflow_id, topic):
+            return None  # a read, so idle re-checks never take the write lock
+        return await take_now()
+
+    got = await rt.notifier.wait_for(
+        message_key(workflow_id, topic), take_if_any, deadline, on_notify=take_now
+    )
     if got is None:
-        async with rt.db.transaction() as tx:
-            await ctx.finish_wait(tx, op_id, "recv", None)
+        await rt.db.write(ctx.finish_wait, op_id, "recv", None)
         return None
     return loads_checked(rt.serializer, got[0], what)

@@ -108,24 +108,29 @@ class Notifier:
         key: Key,
         check: Callable[[], Awaitable[T | None]],
         deadline: float | None,
+        on_notify: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
 
-        Deadlines are wall-clock times (read from ``self.clock``) because they are recorded
-        and must mean the same instant after a restart.
+        After a notification ``on_notify`` (if given) is used instead of ``check``: a
+        cheaper path for when the thing waited for has most likely arrived. Deadlines are
+        wall-clock times (read from ``self.clock``) because they are recorded and must mean
+        the same instant after a restart.
         """
         clock = self.clock
+        notified = False
         with self._watch(key) as waiter:
             while True:
                 waiter.arm()
                 if self._closed is not None:
                     raise LitewfError(self._closed)
-                result = await check()
+                result = await (on_notify if notified and on_notify else check)()
                 if result is not None:
                     return result
                 if deadline is not None and deadline <= clock.time():
                     return None
                 await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
+                notified = waiter.event.is_set()
 
 
 async def poll_changes(db: Database, notifier: Notifier, interval: float) -> None:
@@ -138,7 +143,7 @@ async def poll_changes(db: Database, notifier: Notifier, interval: float) -> Non
     watch = WalWatch(db.path, interval)
     try:
         version = await db.data_version()
-        seq = await store.last_change(db)
+        seq = await db.read(store.last_change)
         while True:
             await watch.changed(FULL_CHECK_S)
             if watch.uses_inotify:
@@ -148,7 +153,7 @@ async def poll_changes(db: Database, notifier: Notifier, interval: float) -> Non
             if current == version:
                 continue
             version = current
-            for change_seq, kind, workflow_id, key in await store.changes_since(db, seq):
+            for change_seq, kind, workflow_id, key in await db.read(store.changes_since, seq):
                 seq = change_seq
                 notifier.notify((kind, workflow_id, key))
     finally:

@@ -23,7 +23,7 @@ from . import _management as management
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
 from ._core import Core
-from ._db import Database, Durability
+from ._db import Database, Durability, Tx
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
     InvalidValueError,
@@ -268,8 +268,7 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 try:
                     if self._dead is None:  # a crashed process releases nothing
-                        async with core.db.transaction() as tx:
-                            await store.release_workflows(tx, self.executor_id)
+                        await core.db.write(store.release_workflows, self.executor_id)
                 finally:
                     await core.db.close()
                     if lock is not None:
@@ -353,11 +352,10 @@ class Runtime:
         ctx = context.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
-            async with core.db.transaction() as tx:
-                existing = await store.insert_workflow(
-                    tx, wid, wf.name, inputs, self.executor_id, None
-                )
-                _check_same(wid, existing, wf.name)
+            existing = await core.db.write(
+                store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
+            )
+            _check_same(wid, existing, wf.name)
         else:
             op_id = ctx.reserve()
             op_name = f"{context.CHILD_PREFIX}{wf.name}"
@@ -366,12 +364,17 @@ class Runtime:
                 child_id: str = ctx.outcome(recorded, "child workflow ID")
                 return WorkflowHandle(core, child_id)
             wid = workflow_id if workflow_id is not None else f"{ctx.workflow_id}-{op_id}"
-            async with core.db.transaction() as tx:
-                existing = await store.insert_workflow(
-                    tx, wid, wf.name, inputs, self.executor_id, ctx.workflow_id
+            parent, child_output = ctx, self.serializer.dumps(wid)
+
+            def start_child(tx: Tx) -> str | None:
+                existing = store.insert_workflow(
+                    tx, wid, wf.name, inputs, self.executor_id, parent.workflow_id
                 )
                 _check_same(wid, existing, wf.name)
-                await ctx.record(tx, op_id, op_name, self.serializer.dumps(wid))
+                parent.record(tx, op_id, op_name, child_output)
+                return existing
+
+            existing = await core.db.write(start_child)
         if existing is None:
             self._spawn(wid, wf, inputs, fresh=True)
         return WorkflowHandle(core, wid)
@@ -405,18 +408,22 @@ class Runtime:
         """
         core = self._launched("resume_workflow")
         check_id(workflow_id)
-        async with core.db.transaction() as tx:
-            found = await store.get_inputs(tx, workflow_id)
+        notifier = core.notifier
+
+        def restart(tx: Tx) -> tuple[Workflow[Any, Any] | None, str]:
+            found = store.get_inputs(tx, workflow_id)
             if found is None:
                 raise WorkflowNotFoundError(workflow_id)
             name, inputs = found
             wf = self._workflows.get(name)
-            if not await store.restart_workflow(tx, workflow_id, self.executor_id):
-                wf = None  # SUCCESS or PENDING: nothing to restart, nobody to wake
-            else:
-                if wf is None:
-                    await store.release_workflows_by_id(tx, workflow_id)  # a peer may run it
-                tx.after_commit(lambda: core.notifier.notify(status_key(workflow_id)))
+            if not store.restart_workflow(tx, workflow_id, self.executor_id):
+                return None, inputs  # SUCCESS or PENDING: nothing to restart, nobody to wake
+            if wf is None:
+                store.release_workflows_by_id(tx, workflow_id)  # a peer may run it
+            tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+            return wf, inputs
+
+        wf, inputs = await core.db.write(restart)
         if wf is not None:
             self._spawn(workflow_id, wf, inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)
@@ -464,8 +471,7 @@ class Runtime:
             wake_at = float(ctx.outcome(recorded, "wake-up time"))
         else:
             wake_at = self.clock.time() + seconds
-            async with self.db.transaction() as tx:
-                await ctx.record(tx, op_id, "sleep", self.serializer.dumps(wake_at))
+            await self.db.write(ctx.record, op_id, "sleep", self.serializer.dumps(wake_at))
         await self.clock.sleep_until(wake_at)
 
     async def set_event(self, key: str, value: Any) -> None:
@@ -559,8 +565,8 @@ class Runtime:
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
-        recorded = {} if fresh else await store.load_operations(self.db, workflow_id)
-        ctx = context.WorkflowContext(self, workflow_id, recorded)
+        recorded = {} if fresh else await self.db.read(store.load_operations, workflow_id)
+        ctx = context.WorkflowContext(self, workflow_id, self.executor_id, recorded)
         output: str | None = None
         error: BaseException | None = None
         token = context.enter(ctx)
@@ -585,18 +591,23 @@ class Runtime:
         if self._crash_hook is not None:
             self._crash_hook(workflow_id, ctx.next_op, None)
         self._finishing.add(workflow_id)
-        async with self.db.transaction() as tx:
-            if await store.finish_workflow(
+        notifier = self.notifier
+        status = Status.SUCCESS if error is None else Status.ERROR
+
+        def finish(tx: Tx) -> None:
+            if store.finish_workflow(
                 tx,
                 workflow_id,
                 self.executor_id,
-                Status.SUCCESS if error is None else Status.ERROR,
+                status,
                 output,
                 encoded,
                 error_type,
                 error_message,
             ):
-                tx.after_commit(lambda: self.notifier.notify(status_key(workflow_id)))
+                tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+
+        await self.db.write(finish)
 
     def _on_change(self, key: Key) -> None:
         """A status change of a workflow running here, not made by us: it was cancelled."""
@@ -628,20 +639,26 @@ class Runtime:
         """
         names = list(self._workflows)
         db = self.db
-        for owner in await store.pending_owners(db):
+        notifier = self.notifier
+
+        def take_over(
+            tx: Tx, owner: str | None
+        ) -> tuple[list[store.ClaimedWorkflow], list[tuple[str, str]]]:
+            if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
+                return [], []
+            claimed, exhausted = store.claim(
+                tx, owner, self.executor_id, names, self.max_recovery_attempts
+            )
+            for workflow_id in exhausted:
+                tx.after_commit(_notifier_call(notifier, status_key(workflow_id)))
+            return claimed, store.unregistered_pending(tx, owner, names)
+
+        for owner in await db.read(store.pending_owners):
             if owner == self.executor_id and not first:
                 continue
             if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
-                continue  # cheap pre-check; repeated below under the write lock
-            async with db.transaction() as tx:
-                if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
-                    continue
-                claimed, exhausted = await store.claim(
-                    tx, owner, self.executor_id, names, self.max_recovery_attempts
-                )
-                skipped = await store.unregistered_pending(tx, owner, names)
-                for workflow_id in exhausted:
-                    tx.after_commit(_notifier_call(self.notifier, status_key(workflow_id)))
+                continue  # cheap pre-check; repeated under the write lock in take_over
+            claimed, skipped = await db.write(take_over, owner)
             for wf in claimed:
                 logger.info("recovering workflow %s (%s)", wf.workflow_id, wf.name)
                 self._spawn(wf.workflow_id, self._workflows[wf.name], wf.inputs, fresh=False)

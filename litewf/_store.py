@@ -1,7 +1,8 @@
 """Every SQL statement litewf runs against its own tables, as small functions.
 
-Writers take a ``Tx`` (an open ``BEGIN IMMEDIATE`` transaction); readers take the
-``Database``. Ownership rule: a running workflow's writes only land while its row is
+They are plain functions over a ``Tx`` and run in the database thread: writers through
+``Database.write`` (inside a group-committed transaction), readers through
+``Database.read``. Ownership rule: a running workflow's writes only land while its row is
 still ``PENDING`` and owned by the writing executor, so a cancelled or taken-over
 workflow can never record anything more.
 """
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ._db import Database, Tx
+from ._db import Tx
 from ._types import Status, WorkflowStatus
 
 __all__ = [
@@ -91,33 +92,33 @@ def _status(row: sqlite3.Row) -> WorkflowStatus:
 # -- change log (read by pollers in other processes) -----------------------------------------
 
 
-async def log_change(tx: Tx, kind: str, workflow_id: str, key: str | None) -> None:
-    await tx.execute(
+def log_change(tx: Tx, kind: str, workflow_id: str, key: str | None) -> None:
+    tx.execute(
         "INSERT INTO changes (kind, workflow_id, key, created_at) VALUES (?, ?, ?, ?)",
         (kind, workflow_id, key, now()),
     )
 
 
-async def last_change(db: Database) -> int:
-    row = await db.fetchone("SELECT coalesce(max(seq), 0) FROM changes")
+def last_change(db: Tx) -> int:
+    row = db.fetchone("SELECT coalesce(max(seq), 0) FROM changes")
     return int(row[0]) if row else 0
 
 
-async def changes_since(db: Database, seq: int) -> list[tuple[int, str, str, str | None]]:
-    rows = await db.fetchall(
+def changes_since(db: Tx, seq: int) -> list[tuple[int, str, str, str | None]]:
+    rows = db.fetchall(
         "SELECT seq, kind, workflow_id, key FROM changes WHERE seq > ? ORDER BY seq", (seq,)
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-async def prune_changes(tx: Tx, older_than: float) -> int:
-    return await tx.execute("DELETE FROM changes WHERE created_at < ?", (older_than,))
+def prune_changes(tx: Tx, older_than: float) -> int:
+    return tx.execute("DELETE FROM changes WHERE created_at < ?", (older_than,))
 
 
 # -- workflows -------------------------------------------------------------------------------
 
 
-async def insert_workflow(
+def insert_workflow(
     tx: Tx,
     workflow_id: str,
     name: str,
@@ -127,7 +128,7 @@ async def insert_workflow(
 ) -> str | None:
     """Record a new PENDING workflow; return the stored name if the ID already existed."""
     ts = now()
-    inserted = await tx.execute(
+    inserted = tx.execute(
         "INSERT INTO workflows (workflow_id, name, status, inputs, executor_id, parent_id, "
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (workflow_id) DO NOTHING",
@@ -135,25 +136,25 @@ async def insert_workflow(
     )
     if inserted:
         return None
-    row = await tx.fetchone("SELECT name FROM workflows WHERE workflow_id = ?", (workflow_id,))
+    row = tx.fetchone("SELECT name FROM workflows WHERE workflow_id = ?", (workflow_id,))
     assert row is not None
     return str(row[0])
 
 
-async def get_status(db: Database, workflow_id: str) -> WorkflowStatus | None:
-    row = await db.fetchone(
+def get_status(db: Tx, workflow_id: str) -> WorkflowStatus | None:
+    row = db.fetchone(
         f"SELECT {_STATUS_COLUMNS} FROM workflows WHERE workflow_id = ?", (workflow_id,)
     )
     return None if row is None else _status(row)
 
 
-async def workflow_exists(tx_or_db: Tx | Database, workflow_id: str) -> bool:
-    row = await tx_or_db.fetchone("SELECT 1 FROM workflows WHERE workflow_id = ?", (workflow_id,))
+def workflow_exists(tx: Tx, workflow_id: str) -> bool:
+    row = tx.fetchone("SELECT 1 FROM workflows WHERE workflow_id = ?", (workflow_id,))
     return row is not None
 
 
-async def get_result(db: Database, workflow_id: str) -> ResultRow | None:
-    row = await db.fetchone(
+def get_result(db: Tx, workflow_id: str) -> ResultRow | None:
+    row = db.fetchone(
         "SELECT status, output, error, recovery_attempts FROM workflows WHERE workflow_id = ?",
         (workflow_id,),
     )
@@ -162,15 +163,13 @@ async def get_result(db: Database, workflow_id: str) -> ResultRow | None:
     return ResultRow(Status(row[0]), row[1], row[2], row[3])
 
 
-async def get_inputs(db: Tx | Database, workflow_id: str) -> tuple[str, str] | None:
-    row = await db.fetchone(
-        "SELECT name, inputs FROM workflows WHERE workflow_id = ?", (workflow_id,)
-    )
+def get_inputs(db: Tx, workflow_id: str) -> tuple[str, str] | None:
+    row = db.fetchone("SELECT name, inputs FROM workflows WHERE workflow_id = ?", (workflow_id,))
     return None if row is None else (row[0], row[1])
 
 
-async def list_workflows(
-    db: Database, status: Status | None, name: str | None, limit: int, offset: int
+def list_workflows(
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
 ) -> list[WorkflowStatus]:
     where, params = [], []
     if status is not None:
@@ -180,7 +179,7 @@ async def list_workflows(
         where.append("name = ?")
         params.append(name)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await db.fetchall(
+    rows = db.fetchall(
         f"SELECT {_STATUS_COLUMNS} FROM workflows {clause} "
         f"ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
@@ -188,7 +187,7 @@ async def list_workflows(
     return [_status(r) for r in rows]
 
 
-async def finish_workflow(
+def finish_workflow(
     tx: Tx,
     workflow_id: str,
     executor_id: str,
@@ -199,7 +198,7 @@ async def finish_workflow(
     error_message: str | None,
 ) -> bool:
     """Store the outcome if this executor still owns the workflow; False if it does not."""
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE workflows SET status = ?, output = ?, error = ?, error_type = ?, "
         "error_message = ?, executor_id = NULL, updated_at = ? "
         "WHERE workflow_id = ? AND status = ? AND executor_id = ?",
@@ -216,35 +215,35 @@ async def finish_workflow(
         ),
     )
     if changed:
-        await log_change(tx, "status", workflow_id, None)
+        log_change(tx, "status", workflow_id, None)
     return bool(changed)
 
 
-async def owns(tx: Tx, workflow_id: str, executor_id: str) -> bool:
-    row = await tx.fetchone(
+def owns(tx: Tx, workflow_id: str, executor_id: str) -> bool:
+    row = tx.fetchone(
         "SELECT 1 FROM workflows WHERE workflow_id = ? AND status = ? AND executor_id = ?",
         (workflow_id, _PENDING, executor_id),
     )
     return row is not None
 
 
-async def cancel_workflow(tx: Tx, workflow_id: str) -> bool:
-    changed = await tx.execute(
+def cancel_workflow(tx: Tx, workflow_id: str) -> bool:
+    changed = tx.execute(
         "UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
         "WHERE workflow_id = ? AND status = ?",
         (Status.CANCELLED.value, now(), workflow_id, _PENDING),
     )
     if changed:
-        await log_change(tx, "status", workflow_id, None)
+        log_change(tx, "status", workflow_id, None)
     return bool(changed)
 
 
-async def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
+def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
     """Make a stopped (not successful) workflow PENDING again, owned by ``executor_id``.
 
     ``None`` leaves it unowned, for whichever live runtime has its function to claim.
     """
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE workflows SET status = ?, executor_id = ?, error = NULL, error_type = NULL, "
         "error_message = NULL, recovery_attempts = 0, updated_at = ? "
         "WHERE workflow_id = ? AND status IN (?, ?, ?)",
@@ -259,22 +258,22 @@ async def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) ->
         ),
     )
     if changed:
-        await log_change(tx, "status", workflow_id, None)
+        log_change(tx, "status", workflow_id, None)
     return bool(changed)
 
 
-async def release_workflows(tx: Tx, executor_id: str) -> int:
+def release_workflows(tx: Tx, executor_id: str) -> int:
     """Give up ownership of this executor's PENDING workflows (clean shutdown)."""
-    return await tx.execute(
+    return tx.execute(
         "UPDATE workflows SET executor_id = NULL, updated_at = ? "
         "WHERE status = ? AND executor_id = ?",
         (now(), _PENDING, executor_id),
     )
 
 
-async def release_workflows_by_id(tx: Tx, workflow_id: str) -> None:
+def release_workflows_by_id(tx: Tx, workflow_id: str) -> None:
     """Leave a PENDING workflow to whichever runtime has its function registered."""
-    await tx.execute(
+    tx.execute(
         "UPDATE workflows SET executor_id = NULL WHERE workflow_id = ? AND status = ?",
         (workflow_id, _PENDING),
     )
@@ -283,11 +282,9 @@ async def release_workflows_by_id(tx: Tx, workflow_id: str) -> None:
 # -- recovery ----------------------------------------------------------------------------------
 
 
-async def pending_owners(db: Database) -> list[str | None]:
+def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
-    rows = await db.fetchall(
-        "SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,)
-    )
+    rows = db.fetchall("SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,))
     return [r[0] for r in rows]
 
 
@@ -295,10 +292,8 @@ def _in(names: Sequence[str]) -> str:
     return ",".join("?" * len(names))
 
 
-async def unregistered_pending(
-    db: Tx | Database, owner: str | None, names: Sequence[str]
-) -> list[tuple[str, str]]:
-    rows = await db.fetchall(
+def unregistered_pending(db: Tx, owner: str | None, names: Sequence[str]) -> list[tuple[str, str]]:
+    rows = db.fetchall(
         f"SELECT workflow_id, name FROM workflows WHERE status = ? AND executor_id IS ? "
         f"AND name NOT IN ({_in(names)})",
         (_PENDING, owner, *names),
@@ -306,7 +301,7 @@ async def unregistered_pending(
     return [(r[0], r[1]) for r in rows]
 
 
-async def claim(
+def claim(
     tx: Tx,
     owner: str | None,
     executor_id: str,
@@ -324,7 +319,7 @@ async def claim(
     ts = now()
     exhausted: list[sqlite3.Row] = []
     if owner is not None:
-        exhausted = await tx.fetchall(
+        exhausted = tx.fetchall(
             f"UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
             f"WHERE status = ? AND executor_id = ? AND recovery_attempts >= ? "
             f"AND name IN ({_in(names)}) RETURNING workflow_id",
@@ -338,9 +333,9 @@ async def claim(
             ),
         )
         for row in exhausted:
-            await log_change(tx, "status", row[0], None)
+            log_change(tx, "status", row[0], None)
     bump = 1 if owner is not None else 0
-    rows = await tx.fetchall(
+    rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "
         f"updated_at = ? WHERE status = ? AND executor_id IS ? AND name IN ({_in(names)}) "
         f"RETURNING workflow_id, name, inputs",
@@ -352,8 +347,8 @@ async def claim(
 # -- operations ----------------------------------------------------------------------------
 
 
-async def load_operations(db: Database, workflow_id: str) -> dict[int, Operation]:
-    rows = await db.fetchall(
+def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
+    rows = db.fetchall(
         "SELECT op_id, name, output, error, done, deadline FROM operations WHERE workflow_id = ?",
         (workflow_id,),
     )
@@ -363,7 +358,7 @@ async def load_operations(db: Database, workflow_id: str) -> dict[int, Operation
 _OWNED = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ? AND status = ? AND executor_id = ?)"
 
 
-async def record_operation(
+def record_operation(
     tx: Tx,
     workflow_id: str,
     executor_id: str,
@@ -371,7 +366,7 @@ async def record_operation(
     op: Operation,
 ) -> bool:
     """Record an operation (finished, or a started wait) if this executor owns the workflow."""
-    inserted = await tx.execute(
+    inserted = tx.execute(
         "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
         f"created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
         (
@@ -391,7 +386,7 @@ async def record_operation(
     return bool(inserted)
 
 
-async def finish_wait(
+def finish_wait(
     tx: Tx,
     workflow_id: str,
     executor_id: str,
@@ -400,7 +395,7 @@ async def finish_wait(
     error: str | None,
 ) -> bool:
     """Store the outcome of a started wait if this executor owns the workflow."""
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE operations SET done = 1, output = ?, error = ? "
         f"WHERE workflow_id = ? AND op_id = ? AND done = 0 AND {_OWNED}",
         (output, error, workflow_id, op_id, workflow_id, _PENDING, executor_id),
@@ -411,27 +406,27 @@ async def finish_wait(
 # -- events ----------------------------------------------------------------------------------
 
 
-async def insert_event(tx: Tx, workflow_id: str, key: str, value: str) -> bool:
+def insert_event(tx: Tx, workflow_id: str, key: str, value: str) -> bool:
     """Store an event; False if the key was already set (events never change)."""
-    inserted = await tx.execute(
+    inserted = tx.execute(
         "INSERT INTO events (workflow_id, key, value, created_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (workflow_id, key) DO NOTHING",
         (workflow_id, key, value, now()),
     )
     if inserted:
-        await log_change(tx, "event", workflow_id, key)
+        log_change(tx, "event", workflow_id, key)
     return bool(inserted)
 
 
-async def get_event(db: Tx | Database, workflow_id: str, key: str) -> str | None:
-    row = await db.fetchone(
+def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
+    row = db.fetchone(
         "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
     )
     return None if row is None else str(row[0])
 
 
-async def get_all_events(db: Database, workflow_id: str) -> list[tuple[str, str]]:
-    rows = await db.fetchall(
+def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:
+    rows = db.fetchall(
         "SELECT key, value FROM events WHERE workflow_id = ? ORDER BY key", (workflow_id,)
     )
     return [(r[0], r[1]) for r in rows]
@@ -440,7 +435,7 @@ async def get_all_events(db: Database, workflow_id: str) -> list[tuple[str, str]
 # -- messages --------------------------------------------------------------------------------
 
 
-async def enqueue_message(
+def enqueue_message(
     tx: Tx,
     destination_id: str,
     topic: str | None,
@@ -450,32 +445,32 @@ async def enqueue_message(
     """Append a message to its queue; False if ``idempotency_key`` was seen before."""
     ts = now()
     if idempotency_key is not None:
-        fresh = await tx.execute(
+        fresh = tx.execute(
             "INSERT INTO message_keys (destination_id, idempotency_key, created_at) "
             "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (destination_id, idempotency_key, ts),
         )
         if not fresh:
             return False
-    await tx.execute(
+    tx.execute(
         "INSERT INTO messages (destination_id, topic, message, created_at) VALUES (?, ?, ?, ?)",
         (destination_id, topic, message, ts),
     )
-    await log_change(tx, "message", destination_id, topic)
+    log_change(tx, "message", destination_id, topic)
     return True
 
 
-async def peek_message(db: Database, destination_id: str, topic: str | None) -> bool:
-    row = await db.fetchone(
+def peek_message(db: Tx, destination_id: str, topic: str | None) -> bool:
+    row = db.fetchone(
         "SELECT 1 FROM messages WHERE destination_id = ? AND topic IS ? LIMIT 1",
         (destination_id, topic),
     )
     return row is not None
 
 
-async def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
+def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
     """Remove and return the oldest message of the queue, or None if it is empty."""
-    row = await tx.fetchone(
+    row = tx.fetchone(
         "DELETE FROM messages WHERE seq = (SELECT seq FROM messages "
         "WHERE destination_id = ? AND topic IS ? ORDER BY seq LIMIT 1) RETURNING message",
         (destination_id, topic),
@@ -486,11 +481,11 @@ async def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | 
 # -- management (listing, garbage collection, health) ------------------------------------------
 
 
-async def list_operations(
-    db: Database, workflow_id: str
+def list_operations(
+    db: Tx, workflow_id: str
 ) -> list[tuple[int, str, bool, float | None, str | None, str | None, float]]:
     """Every recorded operation: op_id, name, done, deadline, output, error, created_at."""
-    rows = await db.fetchall(
+    rows = db.fetchall(
         "SELECT op_id, name, done, deadline, output, error, created_at FROM operations "
         "WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),
@@ -498,11 +493,11 @@ async def list_operations(
     return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
 
-async def list_queued(
-    db: Database, workflow_id: str, topic: str | None, every_topic: bool
+def list_queued(
+    db: Tx, workflow_id: str, topic: str | None, every_topic: bool
 ) -> list[tuple[str | None, str, float]]:
     """Unconsumed messages (topic, message, created_at), oldest first."""
-    rows = await db.fetchall(
+    rows = db.fetchall(
         "SELECT topic, message, created_at FROM messages "
         "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
         (workflow_id, every_topic, topic),
@@ -514,7 +509,7 @@ async def list_queued(
 GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
 
 
-async def delete_finished(
+def delete_finished(
     tx: Tx, cutoff: float, keep_pending: bool, limit: int
 ) -> tuple[dict[str, int], list[str]]:
     """Delete up to ``limit`` workflows last updated before ``cutoff``, with their rows.
@@ -524,7 +519,7 @@ async def delete_finished(
     parent's replay reads the child's result. Returns the counts by table and the deleted
     IDs. ``created_at <= updated_at`` lets the created_at index bound the scan.
     """
-    rows = await tx.fetchall(
+    rows = tx.fetchall(
         "DELETE FROM workflows WHERE seq IN (SELECT w.seq FROM workflows w "
         "WHERE w.created_at < ? AND w.updated_at < ? AND (? OR w.status != ?) "
         "AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id "
@@ -544,23 +539,23 @@ async def delete_finished(
         ("messages", "destination_id"),
         ("message_keys", "destination_id"),
     ):
-        counts[table] = await tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+        counts[table] = tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
     for row in rows:
         if row[1] == _PENDING:
-            await log_change(tx, "status", row[0], None)
+            log_change(tx, "status", row[0], None)
     return counts, ids
 
 
-async def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
+def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
     """Delete up to ``limit`` of the oldest change rows created before ``older_than``."""
-    return await tx.execute(
+    return tx.execute(
         "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
         "ORDER BY seq LIMIT ?)",
         (older_than, limit),
     )
 
 
-async def database_info(db: Database, integrity_limit: int) -> dict[str, object]:
+def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
     """Schema, journal and size facts plus row counts; reads only, writes nothing."""
     info: dict[str, object] = {}
     for pragma in (
@@ -571,11 +566,11 @@ async def database_info(db: Database, integrity_limit: int) -> dict[str, object]
         "page_count",
         "freelist_count",
     ):
-        row = await db.fetchone(f"PRAGMA {pragma}")
+        row = db.fetchone(f"PRAGMA {pragma}")
         info[pragma] = None if row is None else row[0]
-    rows = await db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
+    rows = db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
     info["integrity_check"] = [str(r[0]) for r in rows]
-    rows = await db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
+    rows = db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
     info["workflows"] = {r[0]: r[1] for r in rows}
     for key, sql in (
         ("queued_messages", "SELECT count(*) FROM messages"),
@@ -583,6 +578,6 @@ async def database_info(db: Database, integrity_limit: int) -> dict[str, object]
         ("idempotency_keys", "SELECT count(*) FROM message_keys"),
         ("change_rows", "SELECT count(*) FROM changes"),
     ):
-        row = await db.fetchone(sql)
+        row = db.fetchone(sql)
         info[key] = 0 if row is None else row[0]
     return info

@@ -23,7 +23,7 @@ import pytest
 
 import litewf
 from litewf import _store as store
-from litewf._db import Durability
+from litewf._db import Durability, Tx
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from tests import procs
 from tests.children.database import SINK_TOPIC, register_waiter
@@ -416,9 +416,8 @@ async def test_durability_sets_synchronous(
     async with rt:
         row = await rt.db.fetchone("PRAGMA synchronous")
         assert row is not None and row[0] == synchronous
-        async with rt.db.transaction() as tx:
-            row = await tx.fetchone("PRAGMA synchronous")
-            assert row is not None and row[0] == synchronous
+        row = await rt.db.write(Tx.fetchone, "PRAGMA synchronous")
+        assert row is not None and row[0] == synchronous
         row = await rt.db.fetchone("PRAGMA journal_mode")
         assert row is not None and str(row[0]).lower() == "wal"
         row = await rt.db.fetchone("PRAGMA busy_timeout")
@@ -472,32 +471,45 @@ async def test_write_waits_for_an_external_write_transaction(
         assert await handle.get_result(timeout=10) == 10
 
 
-async def test_cancelled_transaction_releases_the_lock_and_stores_nothing(
-    db_path: Path,
-) -> None:
-    """Cancelling a task inside ``rt.db.transaction()`` rolls it back: nothing of it is
-    stored, litewf's lock and SQLite's write lock are free, the next write succeeds."""
-    rt, double = make_runtime(db_path)
+async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) -> None:
+    """Writes queued together share one transaction (group commit), yet a write that fails
+    after changing rows rolls back alone: its rows are gone, its neighbours' are stored,
+    and both callers learn their own outcome."""
+    rt, _ = make_runtime(db_path)
+
+    def insert(tx: Tx, workflow_id: str, fail: bool) -> str:
+        store.insert_workflow(tx, workflow_id, "db.double", "{}", rt.executor_id, None)
+        if fail:
+            raise RuntimeError("after the insert")
+        return workflow_id
+
     async with rt:
-        with anyio.move_on_after(0.2) as scope:
-            async with rt.db.transaction() as tx:
-                inputs = '{"args": [1], "kwargs": {}}'
-                await store.insert_workflow(tx, "ghost", "db.double", inputs, rt.executor_id, None)
-                await anyio.sleep_forever()
-        assert scope.cancelled_caught
-        # SQLite's write lock is free: another connection takes it at once.
         external = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+        outcomes: dict[str, object] = {}
+
+        async def write(workflow_id: str, fail: bool) -> None:
+            try:
+                outcomes[workflow_id] = await rt.db.write(insert, workflow_id, fail)
+            except RuntimeError as exc:
+                outcomes[workflow_id] = exc
+
         try:
             external.execute("BEGIN IMMEDIATE")
-            count = external.execute("SELECT count(*) FROM workflows WHERE workflow_id = 'ghost'")
-            assert count.fetchone() == (0,)
-            external.execute("ROLLBACK")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write, "w0", False)  # runs alone, waiting for the external lock
+                while not rt.db._lock.locked():  # noqa: ASYNC110 - a private flag, no event
+                    await anyio.sleep(0.001)
+                for i, fail in ((1, False), (2, True), (3, False)):
+                    tg.start_soon(write, f"w{i}", fail)
+                while len(rt.db._queue) < 3:  # noqa: ASYNC110 - queued behind w0: one batch
+                    await anyio.sleep(0.001)
+                external.execute("COMMIT")
         finally:
             external.close()
-        with anyio.fail_after(10):  # litewf's own lock is free too
-            assert await run(rt, double, 3, "next") == 6
-        with pytest.raises(litewf.WorkflowNotFoundError):
-            await rt.retrieve_workflow("ghost")
+        assert [outcomes[f"w{i}"] for i in (0, 1, 3)] == ["w0", "w1", "w3"]
+        assert isinstance(outcomes["w2"], RuntimeError)
+        rows = await rt.db.fetchall("SELECT workflow_id FROM workflows ORDER BY workflow_id")
+        assert [r[0] for r in rows] == ["w0", "w1", "w3"]
 
 
 async def test_cancel_while_waiting_for_the_write_lock(db_path: Path) -> None:
@@ -510,10 +522,9 @@ async def test_cancel_while_waiting_for_the_write_lock(db_path: Path) -> None:
         try:
             external.execute("BEGIN IMMEDIATE")
             with anyio.move_on_after(0.3) as scope:
-                async with rt.db.transaction() as tx:
-                    await store.insert_workflow(
-                        tx, "ghost", "db.double", "{}", rt.executor_id, None
-                    )
+                await rt.db.write(
+                    store.insert_workflow, "ghost", "db.double", "{}", rt.executor_id, None
+                )
             assert scope.cancelled_caught
             external.execute("COMMIT")
             with anyio.fail_after(10):

@@ -30,6 +30,9 @@ def statement(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
 
 
 def is_commit(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """A COMMIT, or litewf's group-commit batch (BEGIN, its units and COMMIT in one call)."""
+    if getattr(fn, "__name__", "") == "_run_units":
+        return True
     text = statement(fn, args).upper()
     return text == "COMMIT" or text.startswith(("COMMIT ", "COMMIT;", "END"))
 

@@ -1,0 +1,475 @@
+"""``litewf bench``: throughput and latency of the runtime, each scenario on a fresh file.
+
+Figures depend on the machine (disk fsync speed above all); compare runs made on one
+machine, and prefer medians of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ._client import Client
+from ._db import Durability
+from ._runtime import Runtime
+from ._workflow import Workflow
+
+__all__ = ["main"]
+
+SCENARIOS = ("workflows", "send-recv", "send-recv-xproc", "events", "messages", "recovery", "idle")
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    scenario: str
+    measure: str
+    value: float
+    unit: str
+    p50: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    workflows: int
+    round_trips: int
+    messages: int
+    recovery: int
+    idle_waiters: int
+    idle_seconds: float
+
+
+FULL = Sizes(
+    workflows=1000,
+    round_trips=200,
+    messages=10_000,
+    recovery=10_000,
+    idle_waiters=1000,
+    idle_seconds=5.0,
+)
+QUICK = Sizes(
+    workflows=100, round_trips=20, messages=300, recovery=200, idle_waiters=50, idle_seconds=0.5
+)
+
+
+def _ms(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+def _progress(text: str) -> None:
+    print(f"  ... {text}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """Runs scenarios; each gets a fresh database in its own temporary folder."""
+
+    def __init__(self, folder: Path, durability: Durability, sizes: Sizes) -> None:
+        self.folder = folder
+        self.durability = durability
+        self.sizes = sizes
+        self._count = 0
+
+    def fresh_path(self) -> Path:
+        self._count += 1
+        return self.folder / f"bench-{self._count}.db"
+
+    def runtime(self, path: Path, **options: Any) -> Runtime:
+        return Runtime(path, durability=self.durability, **options)
+
+    # -- scenarios ----------------------------------------------------------------------
+
+    async def workflows(self) -> list[Figure]:
+        n = self.sizes.workflows
+        return [await self._workflows(n, concurrent=True), await self._workflows(n, False)]
+
+    async def _workflows(self, n: int, concurrent: bool) -> Figure:
+        rt = self.runtime(self.fresh_path())
+
+        @rt.step(name="bench.one")
+        async def one(i: int) -> int:
+            return i
+
+        @rt.workflow(name="bench.workflow")
+        async def workflow(i: int) -> int:
+            return await one(i)
+
+        latencies: list[float] = []
+
+        async def run(i: int) -> None:
+            t = time.perf_counter()
+            handle = await rt.start_workflow(workflow, i)
+            await handle.get_result()
+            latencies.append(time.perf_counter() - t)
+
+        async with rt:
+            started = time.perf_counter()
+            if concurrent:
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(run, i)
+            else:
+                for i in range(n):
+                    await run(i)
+            elapsed = time.perf_counter() - started
+        p50, p99 = _ms(latencies)
+        return Figure(
+            "workflows",
+            f"{n} one-step, concurrency {n if concurrent else 1}",
+            n / elapsed,
+            "workflows/s",
+            p50,
+            p99,
+        )
+
+    def _echo(self, rt: Runtime) -> Workflow[[int, str], None]:
+        @rt.workflow(name="bench.echo")
+        async def echo(n: int, reply: str) -> None:
+            for i in range(n):
+                message = await rt.recv(timeout=60)
+                if reply == "event":
+                    await rt.set_event(f"r{i}", message)
+                else:
+                    await rt.send(message["from"], i, topic="reply")
+
+        return echo
+
+    async def send_recv(self) -> list[Figure]:
+        rt = self.runtime(self.fresh_path())
+        echo = self._echo(rt)
+
+        @rt.workflow(name="bench.caller")
+        async def caller(target: str, n: int) -> list[float]:
+            times = []
+            for i in range(n):
+                t = time.perf_counter()
+                await rt.send(target, {"from": rt.current_workflow_id(), "i": i})
+                await rt.recv("reply", timeout=60)
+                times.append(time.perf_counter() - t)
+            return times
+
+        n = self.sizes.round_trips
+        async with rt:
+            target = await rt.start_workflow(echo, n, "send")
+            times = await caller(target.workflow_id, n)
+        p50, p99 = _ms(times)
+        return [
+            Figure(
+                "send-recv",
+                "workflow -> workflow -> workflow, same process",
+                p50,
+                "ms (p50)",
+                p50,
+                p99,
+            )
+        ]
+
+    async def send_recv_xproc(self) -> list[Figure]:
+        path = self.fresh_path()
+        rt = self.runtime(path)
+        echo = self._echo(rt)
+        n = self.sizes.round_trips
+        async with rt:
+            target = await rt.start_workflow(echo, n, "event")
+            out = await _run_child("send-recv", path, target.workflow_id, str(n))
+        times = [float(x) for x in out.split()]
+        p50, p99 = _ms(times)
+        return [
+            Figure(
+                "send-recv-xproc",
+                "Client send -> recv -> set_event -> Client get_event",
+                p50,
+                "ms (p50)",
+                p50,
+                p99,
+            )
+        ]
+
+    async def events(self) -> list[Figure]:
+        path = self.fresh_path()
+        rt = self.runtime(path)
+
+        @rt.workflow(name="bench.publisher")
+        async def publisher(n: int) -> None:
+            for i in range(n):
+                await rt.recv(timeout=60)
+                await rt.set_event(f"e{i}", time.time())
+
+        n = self.sizes.round_trips
+        figures = []
+        async with rt:
+            handle = await rt.start_workflow(publisher, n)
+            times = []
+            for i in range(n):
+                t = time.perf_counter()
+                await rt.send(handle.workflow_id, i)
+                await rt.get_event(handle.workflow_id, f"e{i}")
+                times.append(time.perf_counter() - t)
+            p50, p99 = _ms(times)
+            figures.append(
+                Figure(
+                    "events",
+                    "send -> set_event -> get_event, same process",
+                    p50,
+                    "ms (p50)",
+                    p50,
+                    p99,
+                )
+            )
+            second = await rt.start_workflow(publisher, n)
+            out = await _run_child("events", path, second.workflow_id, str(n))
+        times = [float(x) for x in out.split()]
+        p50, p99 = _ms(times)
+        figures.append(
+            Figure(
+                "events",
+                "set_event here -> get_event in another process",
+                p50,
+                "ms (p50)",
+                p50,
+                p99,
+            )
+        )
+        return figures
+
+    async def messages(self) -> list[Figure]:
+        rt = self.runtime(self.fresh_path())
+
+        @rt.workflow(name="bench.drain")
+        async def drain(n: int) -> int:
+            total = 0
+            for _ in range(n):
+                total += await rt.recv(timeout=60)
+            return total
+
+        n = self.sizes.messages
+        async with rt:
+            started = time.perf_counter()
+            handle = await rt.start_workflow(drain, n)
+
+            async def send_all(part: int, parts: int) -> None:
+                for _ in range(part, n, parts):
+                    await rt.send(handle.workflow_id, 1)
+
+            async with anyio.create_task_group() as tg:
+                for part in range(8):
+                    tg.start_soon(send_all, part, 8)
+            assert await handle.get_result() == n
+            elapsed = time.perf_counter() - started
+        return [
+            Figure(
+                "messages", f"{n} messages into one workflow, end to end", n / elapsed, "messages/s"
+            )
+        ]
+
+    async def recovery(self) -> list[Figure]:
+        path = self.fresh_path()
+        n = self.sizes.recovery
+        _progress(f"a child process starts {n} workflows that wait in recv, then is killed")
+        await _run_child("park", path, str(n))
+        rt = self.runtime(path)
+
+        @rt.workflow(name="bench.parked")
+        async def parked() -> int:
+            got: int = await rt.recv(timeout=3600)
+            return got
+
+        started = time.perf_counter()
+        async with rt:
+            launched = time.perf_counter() - started
+            while rt.notifier.waiting < n:  # noqa: ASYNC110 - polling a counter
+                await anyio.sleep(0.005)
+            waiting = time.perf_counter() - started
+            ids = [w.workflow_id for w in await rt.list_workflows(limit=n)]
+            t = time.perf_counter()
+
+            async def finish(workflow_id: str) -> None:
+                await rt.send(workflow_id, 1)
+                await (await rt.retrieve_workflow(workflow_id)).get_result()
+
+            async with anyio.create_task_group() as tg:
+                for workflow_id in ids:
+                    tg.start_soon(finish, workflow_id)
+            completed = time.perf_counter() - t
+        return [
+            Figure("recovery", f"{n} pending: launch() returned", launched, "s"),
+            Figure("recovery", f"{n} pending: all back waiting in recv", waiting, "s"),
+            Figure("recovery", f"{n} pending: all done once messages arrive", completed, "s"),
+        ]
+
+    async def idle(self) -> list[Figure]:
+        rt = self.runtime(self.fresh_path())
+
+        @rt.workflow(name="bench.idle")
+        async def idle() -> None:
+            await rt.recv(timeout=3600)
+
+        n, seconds = self.sizes.idle_waiters, self.sizes.idle_seconds
+        async with rt:
+            for _ in range(n):
+                await rt.start_workflow(idle)
+            while rt.notifier.waiting < n:  # noqa: ASYNC110 - polling a counter
+                await anyio.sleep(0.01)
+            await anyio.sleep(min(1.0, seconds))  # let start-up work settle
+            cpu, wall = time.process_time(), time.perf_counter()
+            await anyio.sleep(seconds)
+            share = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
+        return [Figure("idle", f"launched runtime, {n} workflows waiting", share, "% of a core")]
+
+
+async def _run_child(role: str, *args: str | os.PathLike[str]) -> str:
+    """Run a bench helper in another process; return its stdout."""
+    command = [sys.executable, "-c", "import litewf._bench as b; b._child()", role, *map(str, args)]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+    done = await anyio.to_thread.run_sync(run)
+    if done.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"bench child {role} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def _child() -> None:
+    """Entry point of bench helper processes (see ``_run_child``)."""
+    role, path, *rest = sys.argv[1:]
+    anyio.run(_CHILDREN[role], path, *rest)
+
+
+async def _child_send_recv(path: str, target: str, n: str) -> None:
+    async with Client(path) as client:
+        for i in range(int(n)):
+            t = time.perf_counter()
+            await client.send(target, {"i": i})
+            await client.get_event(target, f"r{i}", timeout=60)
+            print(time.perf_counter() - t)
+
+
+async def _child_events(path: str, target: str, n: str) -> None:
+    async with Client(path) as client:
+        for i in range(int(n)):
+            t = time.perf_counter()
+            await client.send(target, i)
+            await client.get_event(target, f"e{i}", timeout=60)
+            print(time.perf_counter() - t)
+
+
+async def _child_park(path: str, n: str) -> None:
+    rt = Runtime(path, durability="normal")
+
+    @rt.workflow(name="bench.parked")
+    async def parked() -> int:
+        got: int = await rt.recv(timeout=3600)
+        return got
+
+    await rt.launch()
+    for _ in range(int(n)):
+        await rt.start_workflow(parked)
+    while rt.notifier.waiting < int(n):  # noqa: ASYNC110 - polling a counter
+        await anyio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
+    "send-recv": _child_send_recv,
+    "events": _child_events,
+    "park": _child_park,
+}
+
+
+def _machine() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+    }
+
+
+def _table(figures: list[Figure]) -> str:
+    rows = [("scenario", "measure", "figure", "unit", "p50 ms", "p99 ms")]
+    for f in figures:
+        rows.append(
+            (
+                f.scenario,
+                f.measure,
+                f"{f.value:,.2f}",
+                f.unit,
+                "" if f.p50 is None else f"{f.p50:.2f}",
+                "" if f.p99 is None else f"{f.p99:.2f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    parser = argparse.ArgumentParser(prog="litewf bench", description=__doc__)
+    parser.add_argument("--durability", choices=("full", "normal"), default="full")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a few seconds")
+    parser.add_argument(
+        "--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    for field in ("workflows", "round_trips", "messages", "recovery", "idle_waiters"):
+        parser.add_argument(f"--{field.replace('_', '-')}", type=int, metavar="N")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    sizes = Sizes(
+        **{
+            field: getattr(args, field, None) or getattr(base, field)
+            for field in ("workflows", "round_trips", "messages", "recovery", "idle_waiters")
+        },
+        idle_seconds=base.idle_seconds,
+    )
+    chosen = args.scenario or list(SCENARIOS)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="litewf-bench-") as folder:
+        bench = Bench(Path(folder), args.durability, sizes)
+        for name in chosen:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            scenario = getattr(bench, name.replace("-", "_"))
+            figures += anyio.run(scenario)
+    machine = _machine()
+    print(
+        f"litewf bench, durability={args.durability}, "
+        f"{'quick' if args.quick else 'full'} sizes; "
+        + ", ".join(f"{k} {v}" for k, v in machine.items())
+    )
+    print(_table(figures))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "durability": args.durability,
+                    "quick": args.quick,
+                    "figures": [asdict(f) for f in figures],
+                },
+                indent=2,
+            )
+        )
+    return 0
