@@ -45,6 +45,8 @@ _HEADER = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 1_000
 #: How long litewf keeps retrying a busy database before giving up with DatabaseBusyError.
 _BUSY_GIVE_UP_S = 120.0
+#: The runtime truncates the WAL (a checkpoint) once it is larger than this.
+_WAL_TRUNCATE_AT = 4 * 1024 * 1024
 #: After a checkpoint, the WAL file is truncated to this size so it never stays large.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -342,6 +344,16 @@ class Database:
         assert row is not None
         return int(row[0])
 
+    async def checkpoint_if_large(self) -> None:
+        """Copy the WAL into the database and truncate it once it has grown past
+        ``_WAL_TRUNCATE_AT``: SQLite's own checkpoints reuse the file but never shrink it,
+        so a long reader elsewhere would leave it large for good."""
+        if _file_size(f"{self.path}-wal") > _WAL_TRUNCATE_AT:
+            try:
+                await _in_thread(self.conn, _truncate_wal)
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -452,6 +464,17 @@ def _apply_migrations(tx: Tx) -> None:
             tx.execute(statement)
     tx.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _run_read(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

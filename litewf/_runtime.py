@@ -26,6 +26,7 @@ from ._core import Core
 from ._db import Database, Durability, Tx
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
+    DatabaseWriteError,
     InvalidValueError,
     LitewfError,
     RuntimeNotLaunchedError,
@@ -607,7 +608,18 @@ class Runtime:
             ):
                 tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
 
-        await self.db.write(finish)
+        # A full or failing disk must not take the runtime down: the outcome is still in
+        # memory and the row still PENDING, so retry; a shutdown meanwhile leaves it
+        # PENDING and the next launch runs the workflow again (replaying its records).
+        delay = 0.1
+        while True:
+            try:
+                await self.db.write(finish)
+                return
+            except DatabaseWriteError:
+                logger.exception("cannot store the outcome of workflow %s; retrying", workflow_id)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _on_change(self, key: Key) -> None:
         """A status change of a workflow running here, not made by us: it was cancelled."""
@@ -626,6 +638,7 @@ class Runtime:
                 await anyio.sleep(self.recovery_interval)
                 try:
                     await self._recover(first=False)
+                    await self.db.checkpoint_if_large()
                 except LitewfError:
                     logger.exception("litewf recovery scan failed; retrying")
 

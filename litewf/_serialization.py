@@ -43,10 +43,34 @@ class JsonSerializer:
     """Strict JSON: no NaN or Infinity, which other JSON readers reject."""
 
     def dumps(self, value: Any) -> str:
+        _refuse_colliding_keys(value)
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
     def loads(self, data: str) -> Any:
         return json.loads(data)
+
+
+def _refuse_colliding_keys(value: Any) -> None:
+    """JSON turns dict keys into strings, so ``{1: "a", "1": "b"}`` would keep one entry
+    without a word; refuse it instead."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue  # a cycle: json.dumps reports it
+        if isinstance(item, dict | list | tuple):
+            seen.add(id(item))
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                texts = {key if isinstance(key, str) else json.dumps(key) for key in item}
+                if len(texts) < len(item):
+                    raise ValueError(
+                        "two dict keys become the same JSON key (such as 1 and '1'); "
+                        "make the keys distinct strings"
+                    )
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 class PickleSerializer:
@@ -57,6 +81,10 @@ class PickleSerializer:
 
     def loads(self, data: str) -> Any:
         return pickle.loads(base64.b64decode(data))
+
+
+#: Largest serialized value litewf stores (a message, event, argument list or result).
+MAX_VALUE_CHARS = 16 * 1024 * 1024
 
 
 def dumps_checked(serializer: Serializer, value: Any, what: str) -> str:
@@ -72,6 +100,12 @@ def dumps_checked(serializer: Serializer, value: Any, what: str) -> str:
     if not isinstance(data, str):
         raise SerializationError(
             f"{type(serializer).__name__}.dumps returned {type(data).__name__}, not str"
+        )
+    if len(data) > MAX_VALUE_CHARS:
+        raise SerializationError(
+            f"cannot store {what}: it serializes to {len(data):,} characters, at most "
+            f"{MAX_VALUE_CHARS:,} (16 MiB) are stored; keep large data elsewhere (a file, "
+            f"an object store) and pass a reference"
         )
     return data
 

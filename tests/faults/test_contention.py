@@ -110,11 +110,6 @@ def wal_size(db: Path) -> int:
         return 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="litewf bug: the WAL never shrinks back after a long reader (no checkpoint of its "
-    "own; journal_size_limit is 16 MiB), see /tmp/notes-issue-5.md",
-)
 async def test_wal_shrinks_back_after_the_long_reader_ends(db_path: Path) -> None:
     """A reader holding a snapshot while 12 MB of messages are written makes the WAL grow
     (SQLite cannot checkpoint past it). Once it ends and the runtime keeps working, the WAL

@@ -144,12 +144,6 @@ async def test_step_record_hits_sqlite_full_and_resume_finishes(db_path: Path) -
         assert await (await rt.retrieve_workflow("gate")).get_result(timeout=10) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BaseExceptionGroup,
-    reason="litewf bug: a workflow outcome that cannot be stored (disk full) escapes into the "
-    "runtime's task group and takes the whole runtime down, see /tmp/notes-issue-5.md",
-)
 async def test_outcome_write_failure_does_not_take_the_runtime_down(db_path: Path) -> None:
     """A workflow whose result cannot be stored while the disk is full stays PENDING; the
     runtime keeps serving, and once space is back the result is stored."""

@@ -241,10 +241,6 @@ async def test_odd_but_valid_strings_round_trip(db_path: Path) -> None:
         assert await rt.get_event("odd", "k" * 1024, timeout=1) == odd
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="litewf bug: JSON silently merges keys 1 and '1' (the message changes in storage)",
-)
 async def test_colliding_dict_keys_are_refused(db_path: Path) -> None:
     """``{1: "a", "1": "b"}`` becomes ``{"1": "b"}`` under JSON: one entry is lost
     without a word. It must raise SerializationError and store nothing."""
@@ -264,11 +260,6 @@ async def test_colliding_dict_keys_are_refused(db_path: Path) -> None:
 PROPOSED_MAX_VALUE = 16 * 1024 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="litewf bug: no maximum payload size; a 17 MiB message is stored (SQLite's own "
-    "1 GB limit would surface as a raw sqlite3 error), see /tmp/notes-issue-5.md",
-)
 async def test_oversize_payload_is_refused_with_the_documented_maximum(db_path: Path) -> None:
     """A message larger than the documented maximum raises a SerializationError that
     names the limit, before anything is written."""
