@@ -1,0 +1,36 @@
+"""``litewf bench`` runs from the command line and reports every scenario (no timings
+are asserted: figures belong to the benchmark, not to tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from litewf._bench import SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
+    """`python -m litewf bench --quick --json F` prints a row per scenario and writes them."""
+    out_file = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "litewf", "bench", "--quick", "--json", str(out_file)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.splitlines()
+    assert table[0].startswith("litewf bench, durability=full, quick sizes")
+    for scenario in SCENARIOS:
+        assert any(line.startswith(scenario + " ") for line in table), scenario
+    report = json.loads(out_file.read_text())
+    assert {f["scenario"] for f in report["figures"]} == set(SCENARIOS)
+    assert all(f["value"] > 0 for f in report["figures"])
+    assert report["machine"]["sqlite"]
+    assert not list(tmp_path.glob("*.db"))  # each scenario used its own temporary folder
