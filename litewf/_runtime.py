@@ -34,10 +34,11 @@ from ._exceptions import (
     WorkflowNotFoundError,
     _Superseded,
 )
-from ._liveness import ExecutorLock, executor_alive
+from ._liveness import ExecutorLock
 from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._messages import recv_in_workflow, send_in_workflow
 from ._notifier import Key, Notifier, status_key
+from ._recovery import recover
 from ._serialization import (
     JsonSerializer,
     Serializer,
@@ -236,7 +237,7 @@ class Runtime:
             lock.acquire()
             self._core, self._tg, self._lock = core, tg, lock
             core.notifier.add_listener(self._on_change)
-            await self._recover(first=True)
+            await recover(self, first=True)
             tg.start_soon(self._recovery_loop)
         except BaseException:
             self._core = self._tg = self._lock = None
@@ -637,53 +638,10 @@ class Runtime:
             while True:
                 await anyio.sleep(self.recovery_interval)
                 try:
-                    await self._recover(first=False)
+                    await recover(self, first=False)
                     await self.db.checkpoint_if_large()
                 except LitewfError:
                     logger.exception("litewf recovery scan failed; retrying")
-
-    async def _recover(self, *, first: bool) -> None:
-        """Claim and run PENDING workflows whose executor is gone (or that were released).
-
-        Liveness is checked inside the write transaction: a runtime that takes over an
-        executor ID must lock it before it can write, so it either shows as alive here or
-        finds the rows already claimed by us. Our own ID counts as dead only at launch,
-        when nothing of ours runs yet (its rows are from a previous life of this ID).
-        """
-        names = list(self._workflows)
-        db = self.db
-        notifier = self.notifier
-
-        def take_over(
-            tx: Tx, owner: str | None
-        ) -> tuple[list[store.ClaimedWorkflow], list[tuple[str, str]]]:
-            if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
-                return [], []
-            claimed, exhausted = store.claim(
-                tx, owner, self.executor_id, names, self.max_recovery_attempts
-            )
-            for workflow_id in exhausted:
-                tx.after_commit(_notifier_call(notifier, status_key(workflow_id)))
-            return claimed, store.unregistered_pending(tx, owner, names)
-
-        for owner in await db.read(store.pending_owners):
-            if owner == self.executor_id and not first:
-                continue
-            if owner not in (None, self.executor_id) and executor_alive(self.path, owner):
-                continue  # cheap pre-check; repeated under the write lock in take_over
-            claimed, skipped = await db.write(take_over, owner)
-            for wf in claimed:
-                logger.info("recovering workflow %s (%s)", wf.workflow_id, wf.name)
-                self._spawn(wf.workflow_id, self._workflows[wf.name], wf.inputs, fresh=False)
-            for workflow_id, name in skipped:
-                if workflow_id not in self._warned:
-                    self._warned.add(workflow_id)
-                    logger.warning(
-                        "workflow %s is PENDING but its function %r is not registered in "
-                        "this runtime; leaving it for a runtime that has it",
-                        workflow_id,
-                        name,
-                    )
 
 
 class _Crashed(BaseException):
@@ -723,7 +681,3 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
 
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
-
-
-def _notifier_call(notifier: Notifier, key: Key) -> Callable[[], None]:
-    return lambda: notifier.notify(key)
