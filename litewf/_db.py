@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import time
@@ -35,6 +36,8 @@ from ._exceptions import (
 from ._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["Database", "Durability", "Tx"]
+
+logger = logging.getLogger("litewf")
 
 Durability = Literal["full", "normal"]
 
@@ -266,8 +269,6 @@ class Database:
         assert unit.state == "done"
         if unit.error is not None:
             raise unit.error
-        for callback in unit.callbacks:
-            callback()
         return unit.result  # type: ignore[no-any-return]
 
     async def _flush(self, conn: aiosqlite.Connection) -> None:
@@ -318,6 +319,13 @@ class Database:
             if isinstance(unit.error, sqlite3.Error):
                 unit.error = self._translate(unit.error)
             unit.state = "done"
+            # Here, not in each caller: a caller cancelled while its write ran must not
+            # skip the wake-ups its committed write owes to others.
+            for callback in unit.callbacks:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("litewf: an after-commit callback failed")
         return True
 
     async def read(

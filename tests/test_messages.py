@@ -430,3 +430,45 @@ async def test_client_calls_from_another_process(db_path: Path, tmp_path: Path) 
         # The cancel reached the running blocker here: its recv stopped waiting.
         await wait_until(lambda: rt.notifier.waiting == 0)
     assert lines(after) == []
+
+
+async def test_send_cancelled_while_committing_still_wakes_the_receiver(db_path: Path) -> None:
+    """A send whose caller is cancelled while its write commits (in another caller's
+    group-commit batch) is stored, and still wakes the workflow waiting for it at once,
+    not at the slow safety re-check."""
+    from tests.faults import dbhooks
+
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow(name="m.waiter")
+    async def waiter() -> Any:
+        return await rt.recv(timeout=60)
+
+    scope = anyio.CancelScope()
+    armed = False
+
+    def cancel_at_commit(phase: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if phase == "before" and armed and dbhooks.is_commit(fn, args):
+            scope.cancel()
+
+    async def cancelled_send() -> None:
+        with scope:
+            await rt.send("w", "hello")
+
+    async with rt:
+        handle = await rt.start_workflow(waiter, workflow_id="w")
+        other = await rt.start_workflow(waiter, workflow_id="other")
+        await wait_until(lambda: rt.notifier.waiting == 2)
+        undo = dbhooks.install(cancel_at_commit)
+        try:
+            armed = True
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.send, "other", "leader")  # runs the batch
+                tg.start_soon(cancelled_send)  # queued into the same batch
+            armed = False
+        finally:
+            undo()
+        assert scope.cancelled_caught  # the caller saw the cancellation...
+        with anyio.fail_after(5):  # ...yet the message is stored and the waiter woken now
+            assert await handle.get_result() == "hello"
+        assert await other.get_result(timeout=5) == "leader"
