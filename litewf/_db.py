@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import aiosqlite
 import anyio
+import anyio.lowlevel
 
 from ._exceptions import (
     CorruptDatabaseError,
@@ -281,6 +282,9 @@ class Database:
         give_up = time.monotonic() + _BUSY_GIVE_UP_S
         delay = 0.001
         while True:
+            # Linger one turn of the event loop: tasks already woken (say, by the commit
+            # that released us) queue their writes and share this transaction's fsync.
+            await anyio.lowlevel.checkpoint()
             batch, self._queue = self._queue, []
             run_over = anyio.Event()
             for unit in batch:
