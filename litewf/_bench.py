@@ -188,7 +188,7 @@ class Bench:
         n = self.sizes.round_trips
         async with rt:
             target = await rt.start_workflow(echo, n, "event")
-            out = await _run_child("send-recv", path, target.workflow_id, str(n))
+            out = await _run_child("round-trips", path, target.workflow_id, str(n), "r")
         times = [float(x) for x in out.split()]
         p50, p99 = _ms(times)
         return [
@@ -234,7 +234,7 @@ class Bench:
                 )
             )
             second = await rt.start_workflow(publisher, n)
-            out = await _run_child("events", path, second.workflow_id, str(n))
+            out = await _run_child("round-trips", path, second.workflow_id, str(n), "e")
         times = [float(x) for x in out.split()]
         p50, p99 = _ms(times)
         figures.append(
@@ -353,21 +353,13 @@ def _child() -> None:
     anyio.run(_CHILDREN[role], path, *rest)
 
 
-async def _child_send_recv(path: str, target: str, n: str) -> None:
-    async with Client(path) as client:
-        for i in range(int(n)):
-            t = time.perf_counter()
-            await client.send(target, {"i": i})
-            await client.get_event(target, f"r{i}", timeout=60)
-            print(time.perf_counter() - t)
-
-
-async def _child_events(path: str, target: str, n: str) -> None:
+async def _child_round_trips(path: str, target: str, n: str, key_prefix: str) -> None:
+    """Send ``i`` to ``target`` and wait for its event ``<key_prefix><i>``; print each time."""
     async with Client(path) as client:
         for i in range(int(n)):
             t = time.perf_counter()
             await client.send(target, i)
-            await client.get_event(target, f"e{i}", timeout=60)
+            await client.get_event(target, f"{key_prefix}{i}", timeout=60)
             print(time.perf_counter() - t)
 
 
@@ -388,8 +380,7 @@ async def _child_park(path: str, n: str) -> None:
 
 
 _CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
-    "send-recv": _child_send_recv,
-    "events": _child_events,
+    "round-trips": _child_round_trips,
     "park": _child_park,
 }
 

@@ -11,12 +11,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _management as management
-from . import _store as store
 from ._core import Core
-from ._db import Tx
-from ._exceptions import LitewfError, RuntimeNotLaunchedError, WorkflowNotFoundError
+from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._management import CollectedCounts, QueuedMessage, StepRecord
-from ._notifier import status_key
 from ._serialization import JsonSerializer, Serializer
 from ._types import Status, WorkflowStatus
 from ._validate import check_id
@@ -132,16 +129,7 @@ class Client:
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Make a cancelled or failed workflow PENDING again; a live runtime picks it up."""
         core = self._open("resume_workflow")
-        check_id(workflow_id)
-        notifier = core.notifier
-
-        def restart(tx: Tx) -> None:
-            if not store.workflow_exists(tx, workflow_id):
-                raise WorkflowNotFoundError(workflow_id)
-            if store.restart_workflow(tx, workflow_id, None):
-                tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
-
-        await core.db.write(restart)
+        await core.resume_workflow(workflow_id, lambda name: None)
         return WorkflowHandle(core, workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -140,6 +141,29 @@ class Core:
                 tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
 
         await self.db.write(cancel)
+
+    async def resume_workflow(
+        self, workflow_id: str, owner: Callable[[str], str | None]
+    ) -> tuple[str, str] | None:
+        """Make a stopped (not successful) workflow PENDING again, owned by ``owner(name)``
+        (``None``: unowned, for any live runtime that has its function to claim).
+
+        Returns its name and stored inputs if it was restarted; None if it had succeeded
+        or was PENDING already (then nothing changes).
+        """
+        check_id(workflow_id)
+        notifier = self.notifier
+
+        def restart(tx: Tx) -> tuple[str, str] | None:
+            found = store.get_inputs(tx, workflow_id)
+            if found is None:
+                raise WorkflowNotFoundError(workflow_id)
+            if not store.restart_workflow(tx, workflow_id, owner(found[0])):
+                return None
+            tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+            return found
+
+        return await self.db.write(restart)
 
     # -- events and messages, outside workflows ---------------------------------------------
 

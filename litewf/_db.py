@@ -114,10 +114,6 @@ class Database:
         self._lock = anyio.Lock()
         self._queue: list[_Unit] = []
 
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
     # -- opening -----------------------------------------------------------------------
 
     async def open(self) -> None:

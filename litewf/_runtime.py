@@ -31,7 +31,6 @@ from ._exceptions import (
     LitewfError,
     RuntimeNotLaunchedError,
     WorkflowConflictError,
-    WorkflowNotFoundError,
     _Superseded,
 )
 from ._liveness import ExecutorLock
@@ -409,25 +408,16 @@ class Runtime:
         A workflow that succeeded, or is PENDING, is left as it is.
         """
         core = self._launched("resume_workflow")
-        check_id(workflow_id)
-        notifier = core.notifier
+        registered = self._workflows
 
-        def restart(tx: Tx) -> tuple[Workflow[Any, Any] | None, str]:
-            found = store.get_inputs(tx, workflow_id)
-            if found is None:
-                raise WorkflowNotFoundError(workflow_id)
-            name, inputs = found
-            wf = self._workflows.get(name)
-            if not store.restart_workflow(tx, workflow_id, self.executor_id):
-                return None, inputs  # SUCCESS or PENDING: nothing to restart, nobody to wake
-            if wf is None:
-                store.release_workflows_by_id(tx, workflow_id)  # a peer may run it
-            tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
-            return wf, inputs
+        def owner(name: str) -> str | None:
+            # Ours if we can run it; else unowned, for a peer that has the function.
+            return self.executor_id if name in registered else None
 
-        wf, inputs = await core.db.write(restart)
-        if wf is not None:
-            self._spawn(workflow_id, wf, inputs, fresh=False)
+        restarted = await core.resume_workflow(workflow_id, owner)
+        if restarted is not None and restarted[0] in registered:
+            name, inputs = restarted
+            self._spawn(workflow_id, registered[name], inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:

@@ -111,10 +111,6 @@ def changes_since(db: Tx, seq: int) -> list[tuple[int, str, str, str | None]]:
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def prune_changes(tx: Tx, older_than: float) -> int:
-    return tx.execute("DELETE FROM changes WHERE created_at < ?", (older_than,))
-
-
 # -- workflows -------------------------------------------------------------------------------
 
 
@@ -268,14 +264,6 @@ def release_workflows(tx: Tx, executor_id: str) -> int:
         "UPDATE workflows SET executor_id = NULL, updated_at = ? "
         "WHERE status = ? AND executor_id = ?",
         (now(), _PENDING, executor_id),
-    )
-
-
-def release_workflows_by_id(tx: Tx, workflow_id: str) -> None:
-    """Leave a PENDING workflow to whichever runtime has its function registered."""
-    tx.execute(
-        "UPDATE workflows SET executor_id = NULL WHERE workflow_id = ? AND status = ?",
-        (workflow_id, _PENDING),
     )
 
 
