@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
+from ._context import retry_ending_failure
 from ._db import Database, Durability, Tx
 from ._exceptions import (
     LitewfError,
@@ -97,16 +98,12 @@ class Core:
             raise TimeoutError(
                 f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
             )
-        if row.status is Status.SUCCESS:
-            if row.output is None:
-                return None
-            return loads_checked(self.serializer, row.output, f"result of {workflow_id!r}")
-        if row.status is Status.CANCELLED:
-            raise WorkflowCancelledError(workflow_id)
-        if row.status is Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
-            raise MaxRecoveryAttemptsExceededError(workflow_id, row.recovery_attempts)
-        assert row.error is not None
-        raise decode_exception(row.error)
+        output, error = row_outcome(workflow_id, row)
+        if error is not None:
+            raise error
+        if output is None:
+            return None
+        return loads_checked(self.serializer, output, f"result of {workflow_id!r}")
 
     async def list_workflows(
         self,
@@ -116,17 +113,7 @@ class Core:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowStatus]:
-        from ._exceptions import InvalidValueError
-
-        try:
-            wanted = None if status is None else Status(status)
-        except ValueError:
-            choices = ", ".join(s.value for s in Status)
-            raise InvalidValueError(f"status must be one of {choices}, got {status!r}") from None
-        name = check_key(name, "name", optional=True)
-        for value, what in ((limit, "limit"), (offset, "offset")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
+        wanted, name = check_list_filters(status, name, limit, offset)
         return await self.db.read(store.list_workflows, wanted, name, limit, offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
@@ -158,6 +145,7 @@ class Core:
             found = store.get_inputs(tx, workflow_id)
             if found is None:
                 raise WorkflowNotFoundError(workflow_id)
+            retry_ending_failure(tx, workflow_id)  # only when it ended ERROR
             if not store.restart_workflow(tx, workflow_id, owner(found[0])):
                 return None
             tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
@@ -218,3 +206,33 @@ class Core:
             key: loads_checked(self.serializer, value, f"event {key!r}")
             for key, value in await self.db.read(store.get_all_events, workflow_id)
         }
+
+
+def row_outcome(workflow_id: str, row: store.ResultRow) -> tuple[str | None, Exception | None]:
+    """A finished workflow's stored output, or the exception ``get_result`` raises for it."""
+    if row.status is Status.SUCCESS:
+        return row.output, None
+    if row.status is Status.CANCELLED:
+        return None, WorkflowCancelledError(workflow_id)
+    if row.status is Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
+        return None, MaxRecoveryAttemptsExceededError(workflow_id, row.recovery_attempts)
+    assert row.error is not None
+    return None, decode_exception(row.error)
+
+
+def check_list_filters(
+    status: Status | str | None, name: str | None, limit: int, offset: int
+) -> tuple[Status | None, str | None]:
+    """Check ``list_workflows``' arguments; the status as a ``Status`` and the name."""
+    from ._exceptions import InvalidValueError
+
+    try:
+        wanted = None if status is None else Status(status)
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise InvalidValueError(f"status must be one of {choices}, got {status!r}") from None
+    name = check_key(name, "name", optional=True)
+    for value, what in ((limit, "limit"), (offset, "offset")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
+    return wanted, name

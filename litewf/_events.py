@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _store as store
+from ._context import identity
 from ._exceptions import EventAlreadySetError, WorkflowNotFoundError
 from ._notifier import event_key
 from ._serialization import loads_checked
@@ -20,7 +21,7 @@ __all__ = ["get_event_in_workflow", "set_event_in_workflow"]
 async def set_event_in_workflow(rt: Runtime, ctx: WorkflowContext, key: str, data: str) -> None:
     """Publish ``key``; the event row and the operation record commit together."""
     op_id = ctx.reserve()
-    recorded = ctx.replayed(op_id, "set_event")
+    recorded = ctx.replayed(op_id, "set_event", identity(key=key))
     if recorded is not None:
         ctx.outcome(recorded, "set_event")
         return
@@ -45,7 +46,7 @@ async def get_event_in_workflow(
 ) -> Any:
     """Wait for an event as an operation: the deadline is recorded first, the outcome last."""
     op_id = ctx.reserve()
-    recorded = ctx.replayed(op_id, "get_event")
+    recorded = ctx.replayed(op_id, "get_event", identity(workflow_id=workflow_id, key=key))
     what = f"event {key!r}"
     if recorded is not None and recorded.done:
         return ctx.outcome(recorded, what)

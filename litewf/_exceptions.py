@@ -107,12 +107,16 @@ class WorkflowConflictError(LitewfError):
 
 
 class NonDeterminismError(LitewfError):
-    """Raised when a replay meets another operation than the one recorded at that number."""
+    """Raised when a replay meets another operation than the one recorded at that number.
+
+    ``recorded`` and ``called`` describe both calls with their identifying arguments,
+    such as ``set_event(key='a')`` or ``step 'charge'``.
+    """
 
     def __init__(self, workflow_id: str, op_id: int, recorded: str, called: str) -> None:
         super().__init__(
             f"workflow {workflow_id!r} is not deterministic: operation #{op_id} was recorded "
-            f"as {recorded!r} but the code now calls {called!r}; make the workflow call the "
+            f"as {recorded} but the code now calls {called}; make the workflow call the "
             f"same operations in the same order (decisions belong in steps), "
             f"then resume_workflow() it"
         )

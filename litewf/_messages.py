@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _store as store
+from ._context import identity
 from ._exceptions import WorkflowNotFoundError
 from ._notifier import message_key
 from ._serialization import loads_checked
@@ -27,7 +28,7 @@ async def send_in_workflow(
 ) -> None:
     """Send once: the message and the operation record commit together, so replay skips it."""
     op_id = ctx.reserve()
-    recorded = ctx.replayed(op_id, "send")
+    recorded = ctx.replayed(op_id, "send", identity(destination_id=destination_id, topic=topic))
     if recorded is not None:
         ctx.outcome(recorded, "send")
         return
@@ -57,7 +58,7 @@ async def recv_in_workflow(
     leaves the message queued and nothing recorded, or consumed and recorded.
     """
     op_id = ctx.reserve()
-    recorded = ctx.replayed(op_id, "recv")
+    recorded = ctx.replayed(op_id, "recv", identity(topic=topic))
     what = "message"
     if recorded is not None and recorded.done:
         return ctx.outcome(recorded, what)

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from . import _context as context
 from . import _management as management
+from . import _reads as reads
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
 from ._core import Core
@@ -309,6 +310,10 @@ class Runtime:
             self._lock = None
         core.notifier.close(self._dead)
 
+    def _reading(self) -> context.WorkflowContext | None:
+        """The running workflow whose reads of this database are recorded operations."""
+        return context.reading(self._core)
+
     @property
     def db(self) -> Database:
         return self._launched("this call").db
@@ -360,7 +365,7 @@ class Runtime:
         else:
             op_id = ctx.reserve()
             op_name = f"{context.CHILD_PREFIX}{wf.name}"
-            recorded = ctx.replayed(op_id, op_name)
+            recorded = ctx.replayed(op_id, op_name)  # the name is the child's identity
             if recorded is not None:
                 child_id: str = ctx.outcome(recorded, "child workflow ID")
                 return WorkflowHandle(core, child_id)
@@ -383,7 +388,11 @@ class Runtime:
     async def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to a stored workflow; ``WorkflowNotFoundError`` if there is none."""
         core = self._launched("retrieve_workflow")
-        await core.require_exists(check_id(workflow_id))
+        ctx = self._reading()
+        if ctx is not None:
+            await reads.retrieve(ctx, core, workflow_id)
+        else:
+            await core.require_exists(check_id(workflow_id))
         return WorkflowHandle(core, workflow_id)
 
     async def list_workflows(
@@ -396,6 +405,9 @@ class Runtime:
     ) -> list[WorkflowStatus]:
         """Stored workflows, newest first."""
         core = self._launched("list_workflows")
+        ctx = self._reading()
+        if ctx is not None:
+            return await reads.list_workflows(ctx, core, status, name, limit, offset)
         return await core.list_workflows(status=status, name=name, limit=limit, offset=offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
@@ -422,7 +434,11 @@ class Runtime:
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:
         """The workflow's recorded operations (steps, sleeps, messages, events, children)."""
-        return await management.list_steps(self._launched("list_steps"), workflow_id)
+        core = self._launched("list_steps")
+        ctx = self._reading()
+        if ctx is not None:
+            return await reads.list_steps(ctx, core, workflow_id)
+        return await management.list_steps(core, workflow_id)
 
     async def list_messages(
         self, workflow_id: str, topic: str | EllipsisType | None = ...
@@ -488,7 +504,11 @@ class Runtime:
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         """Every event the workflow has set so far."""
-        return await self._launched("get_all_events").get_all_events(workflow_id)
+        core = self._launched("get_all_events")
+        ctx = self._reading()
+        if ctx is not None:
+            return await reads.get_all_events(ctx, core, workflow_id)
+        return await core.get_all_events(workflow_id)
 
     async def send(
         self,
@@ -557,8 +577,14 @@ class Runtime:
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
-        recorded = {} if fresh else await self.db.read(store.load_operations, workflow_id)
-        ctx = context.WorkflowContext(self, workflow_id, self.executor_id, recorded)
+        history, recorded = (
+            (context.HISTORY_VERSION, {})
+            if fresh
+            else await self.db.read(store.load_history, workflow_id)
+        )
+        ctx = context.WorkflowContext(
+            self, workflow_id, self.executor_id, recorded, history=history
+        )
         output: str | None = None
         error: BaseException | None = None
         token = context.enter(ctx)

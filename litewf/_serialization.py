@@ -23,6 +23,7 @@ __all__ = [
     "decode_exception",
     "encode_exception",
     "qualified_type_name",
+    "replay_form",
 ]
 
 
@@ -130,17 +131,50 @@ def qualified_type_name(cls: type[BaseException]) -> str:
 
 def encode_exception(exc: BaseException) -> str:
     """Store an exception as its class's module, qualified name, message and (when JSON can
-    hold them) constructor arguments; never pickled."""
+    hold them) constructor arguments and instance attributes; never pickled."""
     cls = type(exc)
     fields: dict[str, Any] = {
         "module": cls.__module__,
         "qualname": cls.__qualname__,
         "message": str(exc),
     }
+    attributes = _json_attributes(exc)
+    if attributes:
+        fields["attributes"] = attributes
     try:  # KeyError's str is not its argument: keep the arguments to rebuild it faithfully
         return json.dumps({**fields, "args": list(exc.args)}, allow_nan=False)
     except (TypeError, ValueError):
         return json.dumps(fields)
+
+
+def _json_attributes(exc: BaseException) -> dict[str, Any]:
+    """The instance's ``__dict__`` entries that JSON can hold (``e.code`` of ``Declined``).
+
+    Dunder entries (``__notes__``) are Python's bookkeeping, not the error's data; an
+    entry JSON cannot hold is left out rather than failing the whole record.
+    """
+    kept: dict[str, Any] = {}
+    for name, value in getattr(exc, "__dict__", {}).items():
+        if not isinstance(name, str) or name.startswith("__"):
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        kept[name] = value
+    return kept
+
+
+def replay_form(exc: BaseException) -> Exception:
+    """The exception as a replay will see it: encoded, then decoded (same class when it is
+    imported, with its JSON-able attributes; JSON's lists for tuples). Raised on the first
+    run too so that both runs take the same branch. The original's traceback and cause
+    are kept on it for debugging; they are never stored."""
+    rebuilt = decode_exception(encode_exception(exc))
+    rebuilt.__cause__ = exc.__cause__
+    rebuilt.__context__ = exc.__context__
+    rebuilt.__suppress_context__ = exc.__suppress_context__
+    return rebuilt.with_traceback(exc.__traceback__)
 
 
 def exception_type_and_message(data: str) -> tuple[str, str]:
@@ -168,8 +202,21 @@ def decode_exception(data: str) -> Exception:
         args = fields.get("args")
         rebuilt = _rebuild(cls, message, args if isinstance(args, list) else None)
         if rebuilt is not None:
+            _restore_attributes(rebuilt, fields.get("attributes"))
             return rebuilt
     return WorkflowFailedError(error_type, message)
+
+
+def _restore_attributes(exc: Exception, attributes: Any) -> None:
+    """Set the stored attributes on a rebuilt exception (one a class refuses is skipped)."""
+    if not isinstance(attributes, dict):
+        return
+    for name, value in attributes.items():
+        if isinstance(name, str) and not name.startswith("__"):
+            try:
+                setattr(exc, name, value)
+            except Exception:  # noqa: BLE001, S112 - a read-only property keeps its own value
+                continue
 
 
 def _rebuild(cls: type[Exception], message: str, args: list[Any] | None) -> Exception | None:

@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 
 from . import _context as context
-from ._serialization import dumps_checked, loads_checked
+from ._serialization import dumps_checked, loads_checked, replay_form
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -71,7 +71,9 @@ class Step(Generic[P, R]):
             error = exc
         await self._runtime.db.write(ctx.record, op_id, self.name, output, error)
         if error is not None:
-            raise error
+            # As decoded from its record, so the first run sees what a replay will see
+            # (its attributes, its class or WorkflowFailedError); the traceback is kept.
+            raise replay_form(error)
         return result
 
     async def _attempts(self, args: Any, kwargs: Any) -> R:

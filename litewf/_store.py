@@ -46,6 +46,9 @@ class Operation:
     error: str | None
     done: bool = True
     deadline: float | None = None
+    #: The call's identifying arguments as canonical JSON (None: the name identifies it,
+    #: or the row predates operation identity).
+    target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,10 +340,42 @@ def claim(
 
 def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
     rows = db.fetchall(
-        "SELECT op_id, name, output, error, done, deadline FROM operations WHERE workflow_id = ?",
+        "SELECT op_id, name, output, error, done, deadline, target FROM operations "
+        "WHERE workflow_id = ?",
         (workflow_id,),
     )
-    return {r[0]: Operation(r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
+    return {r[0]: Operation(r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows}
+
+
+def load_history(db: Tx, workflow_id: str) -> tuple[int, dict[int, Operation]]:
+    """The workflow's history version (the replay rules it was recorded under) and its
+    recorded operations."""
+    row = db.fetchone("SELECT history FROM workflows WHERE workflow_id = ?", (workflow_id,))
+    version = int(row[0]) if row is not None else 1
+    return version, load_operations(db, workflow_id)
+
+
+def last_operation(db: Tx, workflow_id: str) -> tuple[int, str, str | None] | None:
+    """The highest-numbered recorded operation: op_id, name, error."""
+    row = db.fetchone(
+        "SELECT op_id, name, error FROM operations WHERE workflow_id = ? "
+        "ORDER BY op_id DESC LIMIT 1",
+        (workflow_id,),
+    )
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def ended_by(db: Tx, workflow_id: str) -> tuple[str | None, str | None] | None:
+    """The stored error type and message of a workflow that ended ERROR, else None."""
+    row = db.fetchone(
+        "SELECT error_type, error_message FROM workflows WHERE workflow_id = ? AND status = ?",
+        (workflow_id, Status.ERROR.value),
+    )
+    return None if row is None else (row[0], row[1])
+
+
+def delete_operation(tx: Tx, workflow_id: str, op_id: int) -> None:
+    tx.execute("DELETE FROM operations WHERE workflow_id = ? AND op_id = ?", (workflow_id, op_id))
 
 
 _OWNED = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ? AND status = ? AND executor_id = ?)"
@@ -356,7 +391,7 @@ def record_operation(
     """Record an operation (finished, or a started wait) if this executor owns the workflow."""
     inserted = tx.execute(
         "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
-        f"created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
+        f"created_at, target) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
         (
             workflow_id,
             op_id,
@@ -366,6 +401,7 @@ def record_operation(
             op.output,
             op.error,
             now(),
+            op.target,
             workflow_id,
             _PENDING,
             executor_id,

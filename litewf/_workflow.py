@@ -6,6 +6,9 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from . import _context as context
+from . import _reads as reads
+
 if TYPE_CHECKING:
     from ._core import Core
     from ._runtime import Runtime
@@ -66,9 +69,16 @@ class WorkflowHandle(Generic[R]):
         Raises the builtin ``TimeoutError`` if it has not finished within ``timeout``
         seconds (the workflow keeps running).
         """
+        ctx = context.reading(self._core)
+        if ctx is not None:  # inside a workflow: a recorded operation
+            recorded: R = await reads.get_result(ctx, self._core, self._workflow_id, timeout)
+            return recorded
         result: R = await self._core.wait_result(self._workflow_id, timeout)
         return result
 
     async def get_status(self) -> WorkflowStatus:
         """The workflow's stored status record."""
+        ctx = context.reading(self._core)
+        if ctx is not None:  # inside a workflow: a recorded operation
+            return await reads.get_status(ctx, self._core, self._workflow_id)
         return await self._core.get_status(self._workflow_id)

@@ -167,7 +167,7 @@ def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
     assert (code, err) == (0, "")
     assert "status             PENDING" in out
     sections = out.split("\n\n")
-    assert sections[1].startswith("steps (7)\n")
+    assert sections[1].startswith("steps (8)\n")
     header, *steps = sections[1].splitlines()[1:]
     kinds = [columns(line, header, "KIND", "OUTCOME") for line in steps]
     assert kinds == [
@@ -175,6 +175,7 @@ def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
         ["sleep", "ok"],
         ["set_event", "ok"],
         ["child", "ok"],
+        ["get_result", "ok"],
         ["send", "ok"],
         ["get_event", "ok"],
         ["recv", "waiting"],
@@ -190,11 +191,12 @@ def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
         "sleep",
         "set_event",
         "child",
+        "get_result",
         "send",
         "get_event",
         "recv",
     ]
-    assert shown["steps"][6]["deadline"] is not None
+    assert shown["steps"][7]["deadline"] is not None
     assert shown["events"] == {"checkout_url": "https://pay.example/o-1"}
     assert [(m["topic"], m["message"]) for m in shown["messages"]] == [
         ("audit", {"note": "for the audit queue"})

@@ -63,9 +63,9 @@ POINTS: dict[str, dict[str, Any]] = {
     "after:0": {"after_operations": 0},
     "after:1": {"after_operations": 1},
     "after:3": {"after_operations": 3},
-    "after:5": {"after_operations": 5},
+    "after:6": {"after_operations": 6},
     "before:charge": {"before_step": "charge"},
-    "after:7": {"after_operations": 7},
+    "after:8": {"after_operations": 8},
 }
 
 
@@ -89,7 +89,7 @@ async def test_simulated_crash_leaves_what_a_sigkill_leaves(tmp_path: Path, poin
     # with exactly the operations before the point.
     flow_row = next(r for r in real["workflows"] if r[1] == crashsim.WORKFLOW_ID)
     assert (flow_row[3], flow_row[9]) == ("PENDING", crashsim.EXECUTOR)
-    done = 6 if point == "before:charge" else int(point.split(":")[1])
+    done = 7 if point == "before:charge" else int(point.split(":")[1])
     assert [op[1] for op in real["operations"] if op[0] == crashsim.WORKFLOW_ID] == list(
         range(done)
     )

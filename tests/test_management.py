@@ -84,15 +84,17 @@ async def test_list_steps_reports_every_kind_of_operation(db_path: Path) -> None
             (1, "sleep", "sleep", "ok"),
             (2, "set_event", "set_event", "ok"),
             (3, "child", "start_workflow ops.notify", "ok"),
-            (4, "send", "send", "ok"),
-            (5, "get_event", "get_event", "ok"),
-            (6, "recv", "recv", "waiting"),
+            (4, "get_result", "get_result", "ok"),  # awaiting the child is a recorded read
+            (5, "send", "send", "ok"),
+            (6, "get_event", "get_event", "ok"),
+            (7, "recv", "recv", "waiting"),
         ]
         assert steps[0].summary == '"https://pay.example/o-1"'
         assert steps[1].summary.startswith("wakes at ") and steps[1].summary.endswith(" UTC")
         assert steps[3].summary == '"order-1-3"'
-        assert steps[6].summary.startswith("waiting until ")
-        assert steps[6].deadline is not None and steps[6].deadline > steps[6].created_at
+        assert steps[4].summary == '"notified o-1"'
+        assert steps[7].summary.startswith("waiting until ")
+        assert steps[7].deadline is not None and steps[7].deadline > steps[7].created_at
         assert all(s.workflow_id == "order-1" and s.created_at.tzinfo is UTC for s in steps)
         assert all(s.error_type is None and s.error_message is None for s in steps)
         assert steps[0].deadline is None
@@ -112,7 +114,7 @@ async def test_list_steps_reports_every_kind_of_operation(db_path: Path) -> None
         await rt.send("order-1", {"ok": True}, topic="checkout_complete")
         assert await order.get_result(timeout=10) == "paid"
         steps = await rt.list_steps("order-1")
-        assert [(s.kind, s.outcome, s.summary) for s in steps[6:]] == [
+        assert [(s.kind, s.outcome, s.summary) for s in steps[7:]] == [
             ("recv", "ok", '{"ok":true}'),
             ("set_event", "ok", "done"),
         ]
@@ -212,13 +214,13 @@ async def test_gc_deletes_finished_workflows_with_their_rows(db_path: Path) -> N
         assert await order.get_result(timeout=10) == "paid"
         assert rows_of(db_path, "order-1") == {
             "workflows": 1,
-            "operations": 8,
+            "operations": 9,
             "events": 2,
             "messages": 1,
             "message_keys": 0,
         }
         counts = await rt.garbage_collect(older_than=timedelta(0))
-        assert counts == litewf.CollectedCounts(workflows=2, operations=8, events=2, messages=1)
+        assert counts == litewf.CollectedCounts(workflows=2, operations=9, events=2, messages=1)
         assert await rt.list_workflows() == []
 
 

@@ -453,7 +453,11 @@ async def test_child_workflow_is_an_operation_with_a_deterministic_id(db_path: P
     assert parent_saw == [parent_saw[0], parent_saw[0]]
     assert {r.workflow_id for r in rows} == {"parent-1", *child_runs}
     assert {r.status for r in rows} == {litewf.Status.SUCCESS}
-    assert len(query(db_path, "SELECT op_id FROM operations WHERE workflow_id = 'parent-1'")) == 2
+    # Two child starts and two recorded get_result reads.
+    ops = query(
+        db_path, "SELECT name FROM operations WHERE workflow_id = 'parent-1' ORDER BY op_id"
+    )
+    assert ops == [("start_workflow child",), ("get_result",)] * 2
 
 
 # -- durable sleep -------------------------------------------------------------------------------

@@ -65,13 +65,13 @@ def build(db: str | os.PathLike[str], kill_at: str | None = None, **options: obj
         point("after:3")
         note = await rt.recv("self", timeout=60)  # op 3
         point("after:4")
-        from_child = await child(order)  # op 4, and the child's own rows
-        point("after:5")
-        await rt.sleep(0.001)  # op 5
+        from_child = await child(order)  # ops 4 (start) and 5 (get_result); the child's rows
         point("after:6")
-        point("before:charge")
-        paid = await charge(order)  # op 6
+        await rt.sleep(0.001)  # op 6
         point("after:7")
+        point("before:charge")
+        paid = await charge(order)  # op 7
+        point("after:8")
         return f"{reserved} {note} {from_child} {paid}"
 
     return Flows(rt, flow, ran)
