@@ -44,6 +44,19 @@ async def wait_set(event: anyio.Event) -> None:
         await event.wait()
 
 
+async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll a database condition another task brings about; fail after ``WAIT``."""
+    with anyio.fail_after(WAIT):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.005)
+
+
+async def waiting(rt: litewf.Runtime, workflow_id: str) -> bool:
+    return any(s.outcome == "waiting" for s in await rt.list_steps(workflow_id))
+
+
 # -- operation identity --------------------------------------------------------------------------
 
 
@@ -539,3 +552,82 @@ async def test_v1_database_is_migrated_and_its_inflight_workflow_finishes(db_pat
         ("set_event", '{"key":"got"}'),
         ("finish", None),
     ]
+
+
+async def test_calls_after_a_swallowed_divergence_raise_too(db_path: Path) -> None:
+    """Code that catches NonDeterminismError and goes on cannot record anything more: every
+    later durable call raises it again, and the workflow still ends ERROR."""
+    ran: list[str] = []
+    reached = anyio.Event()
+
+    def build(changed: bool, gate: anyio.Event) -> litewf.Runtime:
+        rt = litewf.Runtime(db_path)
+
+        @rt.step(name="after")
+        async def after() -> None:
+            ran.append("after")
+
+        @rt.workflow(name="swallower")
+        async def swallower() -> str:
+            with contextlib.suppress(litewf.NonDeterminismError):
+                await rt.set_event("new" if changed else "old", 1)
+            if changed:
+                with contextlib.suppress(litewf.NonDeterminismError):
+                    await after()
+            reached.set()
+            await gate.wait()
+            return "done"
+
+        return rt
+
+    async with build(False, anyio.Event()) as rt:
+        await rt.start_workflow(rt._workflows["swallower"], workflow_id="w-1")
+        await wait_set(reached)
+    async with build(True, opened()) as rt2:
+        h = await rt2.retrieve_workflow("w-1")
+        with pytest.raises(litewf.NonDeterminismError, match=r"set_event\(key='new'\)"):
+            await h.get_result(timeout=WAIT)
+    assert ran == []
+    assert query(db_path, "SELECT op_id, name FROM operations WHERE workflow_id = 'w-1'") == [
+        (0, "set_event")
+    ]
+
+
+async def test_get_result_wait_keeps_its_recorded_deadline_across_a_restart(
+    db_path: Path,
+) -> None:
+    """get_result(timeout=...) inside a workflow records its deadline before waiting (like
+    get_event); after a restart it waits until that instant, then records the result."""
+    reached = anyio.Event()
+
+    def build() -> tuple[litewf.Runtime, Any, Any]:
+        rt = litewf.Runtime(db_path)
+
+        @rt.workflow(name="slow")
+        async def slow() -> str:
+            return str(await rt.recv("go", timeout=3600))
+
+        @rt.workflow(name="waiter")
+        async def waiter() -> str:
+            h = await rt.retrieve_workflow("slow-1")
+            reached.set()
+            return f"got {await h.get_result(timeout=600)}"
+
+        return rt, slow, waiter
+
+    rt, slow, waiter = build()
+    async with rt:
+        await rt.start_workflow(slow, workflow_id="slow-1")
+        await rt.start_workflow(waiter, workflow_id="waiter-1")
+        await wait_set(reached)
+        await wait_until(lambda: waiting(rt, "waiter-1"))
+    sql = "SELECT op_id, name, done, deadline FROM operations WHERE workflow_id = 'waiter-1'"
+    before = query(db_path, sql)
+    assert [row[:3] for row in before] == [(0, "retrieve_workflow", 1), (1, "get_result", 0)]
+    rt2, _, _ = build()
+    async with rt2:
+        await rt2.send("slow-1", "now", topic="go")
+        h = await rt2.retrieve_workflow("waiter-1")
+        assert await h.get_result(timeout=WAIT) == "got now"
+    after = query(db_path, sql)
+    assert after[1][:3] == (1, "get_result", 1) and after[1][3] == before[1][3]
