@@ -51,11 +51,8 @@ def identity(**arguments: object) -> str:
 def describe(name: str, target: str | None) -> str:
     """A call as a NonDeterminismError names it: ``set_event(key='a')``, ``step 'charge'``."""
     if target is None:
-        return (
-            name
-            if name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX)
-            else (f"step {name!r}")
-        )
+        builtin = name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX)
+        return name if builtin else f"step {name!r}"
     try:
         arguments = json.loads(target)
         shown = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
