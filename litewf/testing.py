@@ -94,8 +94,8 @@ def crash_at(
     """Make ``runtime`` die, as if SIGKILLed, when a workflow reaches the given point.
 
     ``after_operations=N``: once N operations (steps, sleeps, sends, receives, events,
-    child starts; replayed ones count too) have completed, before the next one starts or
-    the workflow's result is stored. ``before_step=name``: when the workflow calls the
+    child starts, recorded reads; replayed ones count too) have completed, before the next
+    one starts or the workflow's result is stored. ``before_step=name``: when the workflow calls the
     step (or builtin operation: ``"recv"``, ``"sleep"``, ...) of that name, before any of
     it runs. ``workflow_id`` limits the plan to one workflow; by default the first
     workflow to reach the point crashes the runtime. Plan it before or after launch; it
