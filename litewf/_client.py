@@ -37,7 +37,8 @@ class Client:
         serializer: Serializer | None = None,
         poll_interval: float = 0.01,
     ) -> None:
-        self.path = os.fspath(path)
+        # Resolved now: a later chdir must not change which file is meant.
+        self.path = os.path.abspath(os.fspath(path))
         self._serializer = serializer if serializer is not None else JsonSerializer()
         self._poll_interval = poll_interval
         self._core: Core | None = None
