@@ -175,3 +175,21 @@ async def test_client_refuses_rollback_journal(db_path: Path) -> None:
     with pytest.raises(litewf.DatabaseError, match="not in WAL mode"):
         async with litewf.Client(db_path):
             pass
+
+
+async def test_two_runtimes_in_one_process_see_each_other(db_path: Path, tmp_path: Path) -> None:
+    """Locks held in this process count too (the OS does not report them to their holder):
+    a second runtime here, through a symlink, leaves the first one's workflow alone."""
+    link = tmp_path / "link.db"
+    link.symlink_to(db_path)
+    first = build(db_path, tmp_path, executor_id="first")
+    async with first.rt:
+        h = await first.rt.start_workflow(first.held, workflow_id=WORKFLOW_ID)
+        await procs.wait_for_file(tmp_path / f"work.{os.getpid()}")
+        second = build(link, tmp_path, executor_id="second")
+        async with second.rt:  # launch-time recovery has run when this returns
+            status = await (await second.rt.retrieve_workflow(WORKFLOW_ID)).get_status()
+        assert (status.executor_id, status.recovery_attempts) == ("first", 0)
+        procs.touch(tmp_path / "go")
+        assert await h.get_result(timeout=30) == f"done {os.getpid()}"
+    assert read_lines(tmp_path / "steps.log") == [str(os.getpid())]
