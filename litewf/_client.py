@@ -75,9 +75,10 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         core, tg = self._core, self._tg
-        self._core = self._tg = None
         if core is None or tg is None:
             return
+        core.db.check_process()  # a fork() child must not touch the parent's task group
+        self._core = self._tg = None
         tg.cancel_scope.cancel()
         try:
             await tg.__aexit__(None, None, None)

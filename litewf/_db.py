@@ -286,16 +286,21 @@ class Database:
     @property
     def conn(self) -> aiosqlite.Connection:
         """The connection; every read and write goes through here, so it checks first."""
-        if self._pid != os.getpid():
-            raise LitewfError(
-                f"{self.path}: this Runtime or Client was opened in process {self._pid} and "
-                f"cannot be used in another process (a fork() child); create a new one here"
-            )
+        self.check_process()
         if self.lost is not None:
             raise DatabaseError(self.path, self.lost)
         if self._conn is None:
             raise DatabaseError(self.path, "is not open")
         return self._conn
+
+    def check_process(self) -> None:
+        """Raise ``LitewfError`` in any process but the one that opened the database: a
+        fork() child has neither the connection's thread nor the parent's locks."""
+        if self._pid != os.getpid():
+            raise LitewfError(
+                f"{self.path}: this Runtime or Client was opened in process {self._pid} and "
+                f"cannot be used in another process (a fork() child); create a new one here"
+            )
 
     def check_files(self) -> None:
         """Raise ``DatabaseError`` (and stay lost) if the -wal or -shm file seen at open
@@ -454,6 +459,7 @@ class Database:
                 raise self._translate(exc) from exc
 
     async def close(self) -> None:
+        self.check_process()  # else it would wait forever for a thread the fork did not copy
         conn, self._conn = self._conn, None
         if conn is not None:
             with anyio.CancelScope(shield=True):

@@ -257,6 +257,7 @@ class Runtime:
         core, tg, lock = self._core, self._tg, self._lock
         if core is None or tg is None:
             return
+        core.db.check_process()  # a fork() child must not touch the parent's task group
         if self._finalizer is not None:
             self._finalizer.detach()
         tg.cancel_scope.cancel()

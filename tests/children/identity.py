@@ -13,9 +13,10 @@ Modes (``python -m tests.children.identity MODE DB OUT ...``):
   chdir to BEFORE, launch, chdir to AFTER, let recovery scan for a while, print
   ``w1 EXECUTOR ATTEMPTS`` and shut down (``-`` means no chdir).
 - ``fork DB OUT``: launch as executor ``forker``, start ``w1``, and once its step runs fork;
-  the forked child calls the inherited runtime, writes what happened to ``OUT/fork.out``
-  and its pid to ``OUT/fork.pid``, then stays alive until ``OUT/stop`` exists. The parent
-  touches ``OUT/held`` and waits to be killed.
+  the forked child calls the inherited runtime (``list_workflows``, ``shutdown``), writes
+  what happened to ``OUT/fork.out`` (a line each) and its pid to ``OUT/fork.pid``, then
+  stays alive until ``OUT/stop`` exists. The parent touches ``OUT/held`` and waits to be
+  killed.
 """
 
 from __future__ import annotations
@@ -114,17 +115,18 @@ async def run_fork(db: str, out: Path) -> None:
 def forked_child(rt: litewf.Runtime, out: Path) -> None:
     """In the forked child: a call on the inherited runtime must raise at once."""
     try:
-        coro = rt.list_workflows()
-        try:
-            coro.send(None)
-        except litewf.LitewfError as exc:
-            outcome = f"raised {type(exc).__name__}: {exc}"
-        except StopIteration:
-            outcome = "returned"
-        else:
-            outcome = "blocked"  # it waits for a database thread the fork did not copy
-            coro.close()
-        (out / "fork.out").write_text(outcome, encoding="utf-8")
+        outcomes = []
+        for coro in (rt.list_workflows(), rt.shutdown()):
+            try:
+                coro.send(None)
+            except litewf.LitewfError as exc:
+                outcomes.append(f"raised {type(exc).__name__}: {exc}")
+            except StopIteration:
+                outcomes.append("returned")
+            else:
+                outcomes.append("blocked")  # waits for a thread the fork did not copy
+                coro.close()
+        (out / "fork.out").write_text("\n".join(outcomes), encoding="utf-8")
         (out / "fork.pid").write_text(str(os.getpid()), encoding="utf-8")
         deadline = time.monotonic() + 120
         while not (out / "stop").exists() and time.monotonic() < deadline:
