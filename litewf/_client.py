@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 
 from . import _management as management
 from ._core import Core
+from ._db import absolute_path
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._serialization import JsonSerializer, Serializer
@@ -38,7 +39,7 @@ class Client:
         poll_interval: float = 0.01,
     ) -> None:
         # Resolved now: a later chdir must not change which file is meant.
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = absolute_path(path)
         self._serializer = serializer if serializer is not None else JsonSerializer()
         self._poll_interval = poll_interval
         self._core: Core | None = None

@@ -38,7 +38,7 @@ from ._exceptions import (
 from ._liveness import any_executor_alive
 from ._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["Database", "Durability", "Tx"]
+__all__ = ["Database", "Durability", "Tx", "absolute_path"]
 
 logger = logging.getLogger("litewf")
 
@@ -129,7 +129,7 @@ class Database:
         """Open, check that the file is ours (without changing it), then set up and migrate."""
         existed = self._precheck()
         mode = "rwc" if self._create else "rw"
-        uri = f"file:{quote(_absolute(self.path))}?mode={mode}"
+        uri = f"file:{quote(absolute_path(self.path))}?mode={mode}"
         connection = aiosqlite.connect(uri, uri=True, isolation_level=None)
         # aiosqlite's worker thread is not a daemon: a runtime that is never closed would
         # hang interpreter exit. A daemon thread lets the process end; SQLite's journal
@@ -590,8 +590,14 @@ def _run_read(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, .
         conn.execute("COMMIT")  # a read-only transaction: ends the snapshot
 
 
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
+def absolute_path(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute against the current directory, ``..`` left to the OS.
+
+    Not ``os.path.abspath``: it drops ``dir/..`` by text, which names another file when
+    ``dir`` is a symlink.
+    """
+    path = os.fspath(path)
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
 def _code(exc: sqlite3.Error) -> int | None:

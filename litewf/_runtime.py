@@ -23,7 +23,7 @@ from . import _management as management
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
 from ._core import Core
-from ._db import Database, Durability, Tx
+from ._db import Database, Durability, Tx, absolute_path
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
     DatabaseWriteError,
@@ -114,7 +114,7 @@ class Runtime:
                 f"max_recovery_attempts must be an int >= 0, got {max_recovery_attempts!r}"
             )
         # Resolved now: a later chdir must not change which file is meant.
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = absolute_path(path)
         self.executor_id = (
             _default_executor_id() if executor_id is None else check_id(executor_id, "executor_id")
         )

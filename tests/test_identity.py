@@ -69,6 +69,15 @@ async def test_relative_path_and_chdir(db_path: Path, tmp_path: Path) -> None:
     await held_here(db_path, tmp_path, relative, str(before), str(after))
 
 
+async def test_dotdot_through_a_symlinked_folder(db_path: Path, tmp_path: Path) -> None:
+    """``link/..`` is the parent of the link's target, as the OS resolves it."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link").symlink_to(sub)
+    await held_here(db_path, tmp_path, str(tmp_path / "elsewhere" / "link" / ".." / "test.db"))
+
+
 async def test_lock_folder_removed(db_path: Path, tmp_path: Path) -> None:
     """Removing what looks like lock files by hand never makes a live executor look dead."""
     flows = build(db_path, tmp_path, executor_id="here")
