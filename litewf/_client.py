@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 
 from . import _management as management
 from ._core import Core
+from ._db import absolute_path
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._serialization import JsonSerializer, Serializer
@@ -37,7 +38,8 @@ class Client:
         serializer: Serializer | None = None,
         poll_interval: float = 0.01,
     ) -> None:
-        self.path = os.fspath(path)
+        # Resolved now: a later chdir must not change which file is meant.
+        self.path = absolute_path(path)
         self._serializer = serializer if serializer is not None else JsonSerializer()
         self._poll_interval = poll_interval
         self._core: Core | None = None
@@ -74,9 +76,10 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         core, tg = self._core, self._tg
-        self._core = self._tg = None
         if core is None or tg is None:
             return
+        core.db.check_process()  # a fork() child must not touch the parent's task group
+        self._core = self._tg = None
         tg.cancel_scope.cancel()
         try:
             await tg.__aexit__(None, None, None)

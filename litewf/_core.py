@@ -56,6 +56,8 @@ class Core:
         self.clock = clock
         self.notifier = Notifier(clock)
         self.poll_interval = poll_interval
+        #: Called once if the database is lost (its -wal file deleted); a Runtime stops.
+        self.on_lost: Callable[[str], None] = self.notifier.close
 
     async def open(self, tg: TaskGroup) -> None:
         await self.db.open()
@@ -66,7 +68,11 @@ class Core:
         while True:
             try:
                 await poll_changes(self.db, self.notifier, self.poll_interval)
-            except LitewfError:
+            except LitewfError as exc:
+                if self.db.lost is not None:
+                    logger.error("litewf stopped: %s", exc)
+                    self.on_lost(str(exc))
+                    return
                 logger.exception("litewf poller failed; retrying in 1 s")
                 await anyio.sleep(1.0)
 

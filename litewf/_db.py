@@ -31,18 +31,22 @@ from ._exceptions import (
     DatabaseError,
     DatabaseWriteError,
     ForeignDatabaseError,
+    LitewfError,
     NotADatabaseError,
     SchemaTooNewError,
 )
+from ._liveness import any_executor_alive
 from ._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["Database", "Durability", "Tx"]
+__all__ = ["Database", "Durability", "Tx", "absolute_path"]
 
 logger = logging.getLogger("litewf")
 
 Durability = Literal["full", "normal"]
 
 _HEADER = b"SQLite format 3\x00"
+#: The files SQLite keeps beside a WAL-mode database while a connection is open.
+_SIDE_SUFFIXES = ("-wal", "-shm")
 #: How long SQLite itself waits for another process's write lock per attempt (ms); short,
 #: since a cancelled writer waits out the attempt in progress. ``Database._flush`` keeps
 #: retrying up to ``_BUSY_GIVE_UP_S``.
@@ -113,6 +117,11 @@ class Database:
         self._conn: aiosqlite.Connection | None = None
         self._lock = anyio.Lock()
         self._queue: list[_Unit] = []
+        self._pid = os.getpid()
+        #: Identity of the -wal and -shm files seen at open (see ``check_files``).
+        self._side_files: dict[str, tuple[int, int] | None] = {}
+        #: Why the database can no longer be used (its -wal or -shm file was deleted).
+        self.lost: str | None = None
 
     # -- opening -----------------------------------------------------------------------
 
@@ -120,7 +129,7 @@ class Database:
         """Open, check that the file is ours (without changing it), then set up and migrate."""
         existed = self._precheck()
         mode = "rwc" if self._create else "rw"
-        uri = f"file:{quote(_absolute(self.path))}?mode={mode}"
+        uri = f"file:{quote(absolute_path(self.path))}?mode={mode}"
         connection = aiosqlite.connect(uri, uri=True, isolation_level=None)
         # aiosqlite's worker thread is not a daemon: a runtime that is never closed would
         # hang interpreter exit. A daemon thread lets the process end; SQLite's journal
@@ -134,8 +143,10 @@ class Database:
             raise self._translate(exc) from exc
         conn.row_factory = sqlite3.Row
         self._conn = conn
+        self._pid = os.getpid()
         try:
             await self._setup(conn, existed)
+            self._side_files = {suffix: self._side_file(suffix) for suffix in _SIDE_SUFFIXES}
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -155,18 +166,44 @@ class Database:
                     "launch a Runtime to create it)",
                 )
             return False
+        self._check_links(path)
         try:
             with path.open("rb") as f:
                 header = f.read(100)
         except OSError as exc:
             raise DatabaseError(self.path, f"cannot read the file: {exc}") from exc
-        if not header:
-            return False  # an empty file is a new database
-        if not header.startswith(_HEADER) or len(header) < 100:
+        if header and (not header.startswith(_HEADER) or len(header) < 100):
             raise NotADatabaseError(
                 self.path, "is not an SQLite database; litewf left it untouched, give another path"
             )
-        return True
+        self._check_side_files()
+        return bool(header)  # an empty file is a new database
+
+    def _check_links(self, path: Path) -> None:
+        """Refuse a file with several names: each would get its own -wal file."""
+        links = path.stat().st_nlink
+        if links > 1:
+            raise DatabaseError(
+                self.path,
+                f"has {links} hard links (names); SQLite keeps a separate -wal file per "
+                f"name, so runtimes on two names would lose commits and corrupt the file. "
+                f"Remove the extra links (or copy the file) so that it has one name",
+            )
+
+    def _check_side_files(self) -> None:
+        """Refuse a file whose -wal or -shm file was deleted under a live runtime."""
+        missing = [s for s in _SIDE_SUFFIXES if not os.path.exists(self._side_path(s))]
+        if missing and any_executor_alive(self.path):
+            # A live runtime keeps its -wal and -shm files open; SQLite removes them only
+            # when the last connection closes, so someone deleted them by hand.
+            raise DatabaseError(
+                self.path,
+                f"its {' and '.join(missing)} {'files were' if len(missing) > 1 else 'file was'} "
+                f"deleted while a runtime was using "
+                f"it (a live runtime still holds this file); opening it now would run on "
+                f"the wrong data. Stop every process that uses this database, then launch "
+                f"again (commits since the deletion may be lost)",
+            )
 
     async def _setup(self, conn: aiosqlite.Connection, existed: bool) -> None:
         try:
@@ -177,6 +214,8 @@ class Database:
             if self._create:
                 # WAL lets readers in other processes work while one process writes.
                 await conn.execute("PRAGMA journal_mode = WAL")
+            else:
+                await self._require_wal(conn)
             # FULL syncs the WAL on every commit: a returned call survives power loss.
             # NORMAL syncs only at checkpoints: survives a process crash, not power loss.
             sync = "FULL" if self._durability == "full" else "NORMAL"
@@ -233,11 +272,68 @@ class Database:
 
     # -- writes and reads --------------------------------------------------------------
 
+    async def _require_wal(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA journal_mode") as cur:
+            row = await cur.fetchone()
+        mode = str(row[0]).lower() if row is not None else "unknown"
+        if mode != "wal":
+            raise DatabaseError(
+                self.path,
+                f"is not in WAL mode (journal_mode is {mode!r}); litewf needs WAL to share "
+                f"the file between processes. Launch a Runtime on it once to switch it back",
+            )
+
     @property
     def conn(self) -> aiosqlite.Connection:
+        """The connection; every read and write goes through here, so it checks first."""
+        self.check_process()
+        if self.lost is not None:
+            raise DatabaseError(self.path, self.lost)
         if self._conn is None:
             raise DatabaseError(self.path, "is not open")
         return self._conn
+
+    def check_process(self) -> None:
+        """Raise ``LitewfError`` in any process but the one that opened the database: a
+        fork() child has neither the connection's thread nor the parent's locks."""
+        if self._pid != os.getpid():
+            raise LitewfError(
+                f"{self.path}: this Runtime or Client was opened in process {self._pid} and "
+                f"cannot be used in another process (a fork() child); create a new one here"
+            )
+
+    def check_files(self) -> None:
+        """Raise ``DatabaseError`` (and stay lost) if the -wal or -shm file seen at open
+        was deleted or replaced: commits would go where no other connection looks."""
+        if self.lost is None:
+            for suffix, seen in self._side_files.items():
+                if seen is not None and self._side_file(suffix) != seen:
+                    self.lost = (
+                        f"its {suffix} file was deleted (or replaced) while a runtime was "
+                        f"using it; litewf stopped using the database so nothing more is "
+                        f"written where no one will read it. Stop every process that uses "
+                        f"this database, then launch again (commits since the deletion may "
+                        f"be lost); never delete a live database's -wal or -shm file"
+                    )
+                    break
+        if self.lost is not None:
+            raise DatabaseError(self.path, self.lost)
+
+    @property
+    def wal_path(self) -> str:
+        """Where SQLite keeps this database's WAL (named after the resolved path)."""
+        return self._side_path("-wal")
+
+    def _side_path(self, suffix: str) -> str:
+        # SQLite names the -wal and -shm files after the path with symlinks resolved.
+        return os.path.realpath(self.path) + suffix
+
+    def _side_file(self, suffix: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._side_path(suffix))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
 
     async def write(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
@@ -363,6 +459,7 @@ class Database:
                 raise self._translate(exc) from exc
 
     async def close(self) -> None:
+        self.check_process()  # else it would wait forever for a thread the fork did not copy
         conn, self._conn = self._conn, None
         if conn is not None:
             with anyio.CancelScope(shield=True):
@@ -493,8 +590,14 @@ def _run_read(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, .
         conn.execute("COMMIT")  # a read-only transaction: ends the snapshot
 
 
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
+def absolute_path(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute against the current directory, ``..`` left to the OS.
+
+    Not ``os.path.abspath``: it drops ``dir/..`` by text, which names another file when
+    ``dir`` is a symlink.
+    """
+    path = os.fspath(path)
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
 def _code(exc: sqlite3.Error) -> int | None:

@@ -140,12 +140,13 @@ async def poll_changes(db: Database, notifier: Notifier, interval: float) -> Non
     ``interval``); ``data_version`` confirms it, at least every ``FULL_CHECK_S`` in any
     case. Only then are the change rows past the last one seen read.
     """
-    watch = WalWatch(db.path, interval)
+    watch = WalWatch(db.wal_path, interval)
     try:
         version = await db.data_version()
         seq = await db.read(store.last_change)
         while True:
             await watch.changed(FULL_CHECK_S)
+            db.check_files()  # a deleted -wal or -shm file: stop rather than lose writes
             if watch.uses_inotify:
                 # Let a burst of writes land, then read once: bounded by poll_interval.
                 await anyio.sleep(min(interval, 0.002))

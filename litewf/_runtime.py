@@ -24,7 +24,7 @@ from . import _reads as reads
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
 from ._core import Core
-from ._db import Database, Durability, Tx
+from ._db import Database, Durability, Tx, absolute_path
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
     DatabaseWriteError,
@@ -114,7 +114,8 @@ class Runtime:
             raise InvalidValueError(
                 f"max_recovery_attempts must be an int >= 0, got {max_recovery_attempts!r}"
             )
-        self.path = os.fspath(path)
+        # Resolved now: a later chdir must not change which file is meant.
+        self.path = absolute_path(path)
         self.executor_id = (
             _default_executor_id() if executor_id is None else check_id(executor_id, "executor_id")
         )
@@ -226,6 +227,7 @@ class Runtime:
             create=True,
             clock=self.clock,
         )
+        core.on_lost = self._halt
         self._dead = None
         self._background = anyio.CancelScope()
         tg = anyio.create_task_group()
@@ -245,9 +247,9 @@ class Runtime:
             try:
                 await tg.__aexit__(None, None, None)
             finally:
+                if lock is not None:  # before closing: a live lock says the -wal file exists
+                    lock.release()
                 await core.db.close()
-            if lock is not None:
-                lock.release()
             raise
         self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
 
@@ -256,6 +258,7 @@ class Runtime:
         core, tg, lock = self._core, self._tg, self._lock
         if core is None or tg is None:
             return
+        core.db.check_process()  # a fork() child must not touch the parent's task group
         if self._finalizer is not None:
             self._finalizer.detach()
         tg.cancel_scope.cancel()
@@ -272,9 +275,9 @@ class Runtime:
                     if self._dead is None:  # a crashed process releases nothing
                         await core.db.write(store.release_workflows, self.executor_id)
                 finally:
-                    await core.db.close()
-                    if lock is not None:
+                    if lock is not None:  # before closing: a live lock says the -wal file exists
                         lock.release()
+                    await core.db.close()
 
     # -- internals shared with steps and operations -------------------------------------------
 
@@ -293,22 +296,33 @@ class Runtime:
         way the OS drops it, and every call or wait on this runtime raises. The task
         group is left to ``shutdown()``: cancelling it would cancel the caller's code.
         """
-        core = self._core
-        if core is None or self._dead is not None:
+        if self._core is None or self._dead is not None:
             return
-        self._dead = (
+        self._crash_hook = None
+        if self._lock is not None:
+            self._lock.abandon()
+            self._lock = None
+        self._halt(
             f"{self!r} crashed {where} (simulated by litewf.testing); launch a new Runtime "
             f"on {self.path!r} to recover its workflows"
         )
-        self._crash_hook = None
+
+    def _halt(self, reason: str) -> None:
+        """Stop for good without writing: cancel running workflows and the recovery loop,
+        wake every waiter, make every later call raise ``LitewfError(reason)``.
+
+        Also used when the database is lost (its -wal file deleted); the executor lock is
+        then kept until ``shutdown()``, so peers see this runtime alive and refuse the file.
+        """
+        core = self._core
+        if core is None or self._dead is not None:
+            return
+        self._dead = reason
         for scope in self._running.values():
             scope.cancel()
         if self._background is not None:
             self._background.cancel()
-        if self._lock is not None:
-            self._lock.abandon()
-            self._lock = None
-        core.notifier.close(self._dead)
+        core.notifier.close(reason)
 
     def _reading(self) -> context.WorkflowContext | None:
         """The running workflow whose reads of this database are recorded operations."""

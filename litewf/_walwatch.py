@@ -20,6 +20,8 @@ import anyio
 __all__ = ["WalWatch"]
 
 _IN_MODIFY = 0x00000002
+#: Metadata changed: an unlink lowers the link count, so deleting the file wakes us too.
+_IN_ATTRIB = 0x00000004
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 
@@ -35,7 +37,7 @@ def _inotify_fd(path: str) -> int | None:
         return None
     if fd < 0:
         return None
-    if int(libc.inotify_add_watch(fd, os.fsencode(path), _IN_MODIFY)) < 0:
+    if int(libc.inotify_add_watch(fd, os.fsencode(path), _IN_MODIFY | _IN_ATTRIB)) < 0:
         os.close(fd)
         return None
     return fd
@@ -44,8 +46,8 @@ def _inotify_fd(path: str) -> int | None:
 class WalWatch:
     """``await changed(timeout)`` returns when the WAL file may have changed, or at timeout."""
 
-    def __init__(self, db_path: str, interval: float) -> None:
-        self._wal_path = f"{db_path}-wal"
+    def __init__(self, wal_path: str, interval: float) -> None:
+        self._wal_path = wal_path
         self._interval = interval
         self._fd = _inotify_fd(self._wal_path)
         self._signature = self._stat()
