@@ -349,6 +349,7 @@ class Runtime:
             self.serializer,
             {"args": list(args), "kwargs": kwargs},
             f"the arguments of workflow {wf.name!r}",
+            wrapping=2,  # {"args": [...]}: each argument may nest MAX_VALUE_DEPTH deep
         )
         ctx = context.current()
         if ctx is None:
