@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -26,7 +27,7 @@ from ._core import Core
 from ._db import Database, Durability, Tx
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
-    DatabaseWriteError,
+    DatabaseError,
     InvalidValueError,
     LitewfError,
     RuntimeNotLaunchedError,
@@ -376,7 +377,7 @@ class Runtime:
                 parent.record(tx, op_id, op_name, child_output)
                 return existing
 
-            existing = await core.db.write(start_child)
+            existing = await ctx.write(start_child)
         if existing is None:
             self._spawn(wid, wf, inputs, fresh=True)
         return WorkflowHandle(core, wid)
@@ -464,7 +465,7 @@ class Runtime:
             wake_at = float(ctx.outcome(recorded, "wake-up time"))
         else:
             wake_at = self.clock.time() + seconds
-            await self.db.write(ctx.record, op_id, "sleep", self.serializer.dumps(wake_at))
+            await ctx.write(ctx.record, op_id, "sleep", self.serializer.dumps(wake_at))
         await self.clock.sleep_until(wake_at)
 
     async def set_event(self, key: str, value: Any) -> None:
@@ -558,7 +559,8 @@ class Runtime:
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
-        recorded = {} if fresh else await self.db.read(store.load_operations, workflow_id)
+        load = functools.partial(self.db.read, store.load_operations, workflow_id)
+        recorded = {} if fresh else await context.retry_storage(workflow_id, load)
         ctx = context.WorkflowContext(self, workflow_id, self.executor_id, recorded)
         output: str | None = None
         error: BaseException | None = None
@@ -608,7 +610,7 @@ class Runtime:
             try:
                 await self.db.write(finish)
                 return
-            except DatabaseWriteError:
+            except DatabaseError:
                 logger.exception("cannot store the outcome of workflow %s; retrying", workflow_id)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -69,7 +69,7 @@ class Step(Generic[P, R]):
             result = loads_checked(serializer, output, f"result of step {self.name!r}")
         except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
             error = exc
-        await self._runtime.db.write(ctx.record, op_id, self.name, output, error)
+        await ctx.write(ctx.record, op_id, self.name, output, error)
         if error is not None:
             raise error
         return result
