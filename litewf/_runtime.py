@@ -48,6 +48,7 @@ from ._serialization import (
     loads_checked,
 )
 from ._step import Step
+from ._threads import StepThreads
 from ._types import Status, WorkflowStatus
 from ._validate import check_id, check_key, check_timeout, check_value
 from ._workflow import Workflow, WorkflowHandle
@@ -97,6 +98,7 @@ class Runtime:
         max_recovery_attempts: int = 50,
         recovery_interval: float = 1.0,
         clock: Clock | None = None,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidValueError(f"durability must be 'full' or 'normal', got {durability!r}")
@@ -123,6 +125,9 @@ class Runtime:
         self.poll_interval = float(poll_interval)
         self.max_recovery_attempts = max_recovery_attempts
         self.recovery_interval = float(recovery_interval)
+        #: How long shutdown waits for sync step bodies still running in threads.
+        self.shutdown_timeout: float = check_timeout(shutdown_timeout, "shutdown_timeout") or 0.0
+        self._step_threads = StepThreads()
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         self._core: Core | None = None
         self._tg: TaskGroup | None = None
@@ -270,11 +275,35 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 try:
                     if self._dead is None:  # a crashed process releases nothing
-                        await core.db.write(store.release_workflows, self.executor_id)
+                        keep = await self._wait_for_step_bodies()
+                        await core.db.write(store.release_workflows, self.executor_id, keep)
                 finally:
                     await core.db.close()
-                    if lock is not None:
-                        lock.release()
+                    if lock is not None:  # held while a step body runs: see above
+                        self._step_threads.after_all(lock.release)
+
+    async def _wait_for_step_bodies(self) -> set[str]:
+        """Wait up to ``shutdown_timeout`` for sync step bodies still running in threads
+        (a thread cannot be stopped); return the workflows whose body still runs. Those
+        stay owned by this executor, not released, and its lock is held until the last
+        body ends, so no other process runs the same step meanwhile; they are recovered
+        once the bodies end or this process exits."""
+        running = len(self._step_threads.alive())
+        if running:
+            logger.info(
+                "shutdown waits up to %g s for %d step bodies still running in threads",
+                self.shutdown_timeout,
+                running,
+            )
+        keep = await self._step_threads.wait(self.shutdown_timeout)
+        if keep:
+            logger.warning(
+                "step bodies of workflows %s still run after %g s; those workflows stay "
+                "owned by this process until the bodies end or it exits",
+                ", ".join(sorted(keep)),
+                self.shutdown_timeout,
+            )
+        return keep
 
     # -- internals shared with steps and operations -------------------------------------------
 
