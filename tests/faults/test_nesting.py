@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import litewf
-from litewf._serialization import MAX_VALUE_DEPTH
+from litewf._serialization import MAX_VALUE_DEPTH, loads_checked
 
 BOUND = MAX_VALUE_DEPTH
 
@@ -133,3 +133,11 @@ async def test_the_bound_on_events_arguments_results_and_step_outputs(db_path: P
             await (await rt.start_workflow(sends, BOUND + 1)).get_result(30)
         await (await rt.start_workflow(sends, BOUND)).get_result(30)
         assert await receiver.get_result(timeout=30) == BOUND
+
+
+def test_reading_a_too_deep_stored_value_is_a_litewf_error() -> None:
+    """A value nested past the recursion limit (only a tampered file can hold one) reads
+    as SerializationError, not a bare RecursionError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(litewf.SerializationError, match="cannot read stored message"):
+        loads_checked(litewf.JsonSerializer(), deep, "message")
