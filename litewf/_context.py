@@ -10,13 +10,19 @@ running workflow and replay cannot be trusted, so ``NonDeterminismError`` ends i
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import anyio
 
 from . import _store as store
 from ._exceptions import (
+    DatabaseError,
     EventAlreadySetError,
     InvalidValueError,
     NonDeterminismError,
@@ -36,7 +42,41 @@ if TYPE_CHECKING:
     from ._db import Tx
     from ._runtime import Runtime
 
-__all__ = ["WorkflowContext", "current", "current_workflow_id", "require"]
+__all__ = ["WorkflowContext", "current", "current_workflow_id", "require", "retry_storage"]
+
+logger = logging.getLogger("litewf")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: First and longest pause between tries of a workflow's write the database refused.
+STORAGE_RETRY_FIRST_S = 0.05
+STORAGE_RETRY_MAX_S = 5.0
+
+
+async def retry_storage(workflow_id: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()`` until the database accepts it: a busy, full or failing database is
+    not the workflow's outcome. The workflow waits, PENDING and still owned here, as after
+    a crash but without running anything again; shutdown or a cancel ends the wait.
+
+    Retrying the same write is safe: a refused write left nothing behind (its
+    transaction rolled back, or never began).
+    """
+    delay = STORAGE_RETRY_FIRST_S
+    while True:
+        try:
+            return await call()
+        except DatabaseError as exc:
+            logger.warning(
+                "workflow %s cannot record its progress (%s); it stays PENDING and "
+                "tries again in %.2g s",
+                workflow_id,
+                exc,
+                delay,
+            )
+        await anyio.sleep(delay)
+        delay = min(delay * 2, STORAGE_RETRY_MAX_S)
+
 
 #: The replay rules of workflows recorded now. 1: recorded before operation identity
 #: (reads were not operations; rows carry no target). 2: reads are recorded operations.
@@ -81,6 +121,24 @@ class WorkflowContext:
         """Whether reads of durable state are operations in this workflow's history
         (not in one recorded before they were: replaying it must number the same calls)."""
         return self.history >= 2
+
+    async def write(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``db.write`` for the workflow's own progress: retried while the database fails."""
+        db = self.runtime.db
+        return await retry_storage(
+            self.workflow_id, functools.partial(db.write, fn, *args, **kwargs)
+        )
+
+    async def read(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``db.read`` for the workflow's own waits: retried while the database fails."""
+        db = self.runtime.db
+        return await retry_storage(
+            self.workflow_id, functools.partial(db.read, fn, *args, **kwargs)
+        )
 
     def reserve(self) -> int:
         """Take the next operation number."""

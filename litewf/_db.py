@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import quote
@@ -47,9 +47,10 @@ Durability = Literal["full", "normal"]
 _HEADER = b"SQLite format 3\x00"
 #: The files SQLite keeps beside a WAL-mode database while a connection is open.
 _SIDE_SUFFIXES = ("-wal", "-shm")
-#: How long SQLite itself waits for another process's write lock per attempt (ms); short,
-#: since a cancelled writer waits out the attempt in progress. ``Database._flush`` keeps
-#: retrying up to ``_BUSY_GIVE_UP_S``.
+#: How long SQLite itself waits on a busy file (ms), for reads and set-up only. Taking the
+#: write lock and checkpointing never wait inside SQLite (busy timeout 0): a wait there
+#: would hold the connection's only thread, and every read behind it. ``Database._flush``
+#: retries a busy BEGIN from the event loop instead, up to ``_BUSY_GIVE_UP_S``.
 _BUSY_TIMEOUT_MS = 1_000
 #: How long litewf keeps retrying a busy database before giving up with DatabaseBusyError.
 _BUSY_GIVE_UP_S = 120.0
@@ -367,8 +368,8 @@ class Database:
     async def _flush(self, conn: aiosqlite.Connection) -> None:
         """Run every queued unit in one transaction, waiting out other processes' locks.
 
-        One hop does BEGIN IMMEDIATE, the units and COMMIT. If another process kept the
-        write lock past SQLite's busy timeout, nothing ran: the units go back to the queue
+        One hop does BEGIN IMMEDIATE, the units and COMMIT. If another process holds the
+        write lock (SQLite answers at once), nothing ran: the units go back to the queue
         and we retry after a (cancellable) pause, up to ``_BUSY_GIVE_UP_S`` in all.
         """
         give_up = time.monotonic() + _BUSY_GIVE_UP_S
@@ -392,7 +393,7 @@ class Database:
                 unit.state = "queued"
             self._queue[:0] = batch
             if time.monotonic() > give_up:
-                raise self._translate(sqlite3.OperationalError("database is locked"))
+                raise self._busy_error()
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -467,6 +468,13 @@ class Database:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _busy_error(self) -> DatabaseBusyError:
+        return DatabaseBusyError(
+            self.path,
+            f"another process held the write lock for over {_BUSY_GIVE_UP_S:g} s; "
+            f"find the process that keeps a write transaction open",
+        )
+
     def _translate(self, exc: sqlite3.Error) -> Exception:
         """A clear litewf error for what the file or disk did; other errors pass unchanged."""
         code = _code(exc)
@@ -480,11 +488,7 @@ class Database:
                 self.path, f"is corrupt ({detail}); restore it from a backup"
             )
         if code == sqlite3.SQLITE_BUSY:
-            return DatabaseBusyError(
-                self.path,
-                f"another process held the write lock for over {_BUSY_GIVE_UP_S:.0f} s; "
-                f"find the process that keeps a write transaction open",
-            )
+            return self._busy_error()
         if code in (
             sqlite3.SQLITE_FULL,
             sqlite3.SQLITE_IOERR,
@@ -513,10 +517,21 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return await execute(fn, conn._conn, *args)
 
 
-def _try_begin(conn: sqlite3.Connection) -> bool:
-    """BEGIN IMMEDIATE; False if another process kept the write lock past the busy timeout."""
+@contextlib.contextmanager
+def _no_busy_wait(conn: sqlite3.Connection) -> Iterator[None]:
+    """Make SQLite answer "busy" at once instead of waiting in this (the only) thread."""
+    conn.execute("PRAGMA busy_timeout = 0")
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+
+
+def _try_begin(conn: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE; False at once if another process holds the write lock."""
+    try:
+        with _no_busy_wait(conn):
+            conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if _code(exc) == sqlite3.SQLITE_BUSY:
             return False
@@ -533,7 +548,7 @@ def _rollback_if_open(conn: sqlite3.Connection) -> None:
 def _run_units(conn: sqlite3.Connection, batch: list[_Unit]) -> bool:
     """BEGIN IMMEDIATE, each unit in a savepoint, COMMIT; errors kept per unit.
 
-    False (and nothing done) if another process held the write lock past the busy timeout.
+    False (and nothing done) if another process holds the write lock.
     """
     if not _try_begin(conn):
         return False
@@ -572,7 +587,10 @@ def _apply_migrations(tx: Tx) -> None:
 
 
 def _truncate_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    # TRUNCATE takes the write lock, then waits for readers through the busy handler:
+    # with none it copies what it can and gives up at once (the next tick tries again).
+    with _no_busy_wait(conn):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _file_size(path: str) -> int:
@@ -598,6 +616,17 @@ def absolute_path(path: str | os.PathLike[str]) -> str:
     """
     path = os.fspath(path)
     return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+
+
+def hold_side_files(path: str) -> sqlite3.Connection | None:
+    """A plain connection that keeps the database's -wal and -shm files in place (SQLite
+    removes them when the last connection closes); None if it cannot be opened."""
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL
+    except sqlite3.Error:
+        return None
+    return conn
 
 
 def _code(exc: sqlite3.Error) -> int | None:

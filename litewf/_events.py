@@ -36,7 +36,7 @@ async def set_event_in_workflow(rt: Runtime, ctx: WorkflowContext, key: str, dat
         ctx.record(tx, op_id, "set_event", error=error)
         return error
 
-    error = await rt.db.write(publish)
+    error = await ctx.write(publish)
     if error is not None:
         raise error
 
@@ -62,7 +62,7 @@ async def get_event_in_workflow(
             ctx.record(tx, op_id, "get_event", data, deadline=deadline, done=data is not None)
             return data
 
-        found = await rt.db.write(look_or_start_waiting)
+        found = await ctx.write(look_or_start_waiting)
         if isinstance(found, WorkflowNotFoundError):
             raise found
         if found is not None:
@@ -72,9 +72,9 @@ async def get_event_in_workflow(
         deadline = recorded.deadline
 
     async def lookup() -> tuple[str] | None:
-        data = await rt.db.read(store.get_event, workflow_id, key)
+        data = await ctx.read(store.get_event, workflow_id, key)
         return None if data is None else (data,)
 
     got = await rt.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
-    await rt.db.write(ctx.finish_wait, op_id, "get_event", None if got is None else got[0])
+    await ctx.write(ctx.finish_wait, op_id, "get_event", None if got is None else got[0])
     return None if got is None else loads_checked(rt.serializer, got[0], what)

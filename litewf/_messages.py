@@ -44,7 +44,7 @@ async def send_in_workflow(
         ctx.record(tx, op_id, "send", error=error)
         return error
 
-    error = await rt.db.write(enqueue)
+    error = await ctx.write(enqueue)
     if error is not None:
         raise error
 
@@ -71,7 +71,7 @@ async def recv_in_workflow(
             ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)
             return data
 
-        data = await rt.db.write(take_or_start_waiting)
+        data = await ctx.write(take_or_start_waiting)
         if data is not None:
             return loads_checked(rt.serializer, data, what)
     else:
@@ -85,11 +85,11 @@ async def recv_in_workflow(
         return data
 
     async def take_now() -> tuple[str] | None:
-        data = await rt.db.write(take)
+        data = await ctx.write(take)
         return None if data is None else (data,)
 
     async def take_if_any() -> tuple[str] | None:
-        if not await rt.db.read(store.peek_message, workflow_id, topic):
+        if not await ctx.read(store.peek_message, workflow_id, topic):
             return None  # a read, so idle re-checks never take the write lock
         return await take_now()
 
@@ -97,6 +97,6 @@ async def recv_in_workflow(
         message_key(workflow_id, topic), take_if_any, deadline, on_notify=take_now
     )
     if got is None:
-        await rt.db.write(ctx.finish_wait, op_id, "recv", None)
+        await ctx.write(ctx.finish_wait, op_id, "recv", None)
         return None
     return loads_checked(rt.serializer, got[0], what)

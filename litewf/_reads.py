@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _management as management
 from . import _store as store
-from ._context import WorkflowContext, identity
+from ._context import WorkflowContext, identity, retry_storage
 from ._core import check_list_filters, row_outcome
 from ._exceptions import WorkflowNotFoundError
 from ._management import StepRecord
@@ -63,10 +63,10 @@ async def _recorded(
         output: str | None = None
         error: WorkflowNotFoundError | None = None
         try:
-            output = await read()
+            output = await retry_storage(ctx.workflow_id, read)
         except WorkflowNotFoundError as exc:  # a fact about the database: the outcome
             error = exc
-        await ctx.runtime.db.write(ctx.record, op_id, name, output, error)
+        await ctx.write(ctx.record, op_id, name, output, error)
         if error is not None:
             raise replay_form(error)
         return decode(output)
@@ -221,13 +221,13 @@ async def get_result(
             ctx.record(tx, op_id, "get_result", output, error)
             return output, error
 
-        settled = await ctx.runtime.db.write(look_or_start_waiting)
+        settled = await ctx.write(look_or_start_waiting)
     else:
         deadline, settled = recorded.deadline, None
     if settled is None:
 
         async def finished() -> tuple[store.ResultRow | None] | None:
-            row = await core.db.read(store.get_result, workflow_id)
+            row = await ctx.read(store.get_result, workflow_id)
             return None if row is not None and row.status is Status.PENDING else (row,)
 
         got = await core.notifier.wait_for(status_key(workflow_id), finished, deadline)
@@ -240,7 +240,7 @@ async def get_result(
             )
         else:
             settled = settle(got[0])
-        await ctx.runtime.db.write(ctx.finish_wait, op_id, "get_result", *settled)
+        await ctx.write(ctx.finish_wait, op_id, "get_result", *settled)
     output, error = settled
     if error is not None:
         raise replay_form(error)

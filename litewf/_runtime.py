@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 import secrets
 import socket
+import sqlite3
 import uuid
 import warnings
 import weakref
@@ -24,10 +26,10 @@ from . import _reads as reads
 from . import _store as store
 from ._clock import REAL_CLOCK, Clock
 from ._core import Core
-from ._db import Database, Durability, Tx, absolute_path
+from ._db import Database, Durability, Tx, absolute_path, hold_side_files
 from ._events import get_event_in_workflow, set_event_in_workflow
 from ._exceptions import (
-    DatabaseWriteError,
+    DatabaseError,
     InvalidValueError,
     LitewfError,
     RuntimeNotLaunchedError,
@@ -48,6 +50,7 @@ from ._serialization import (
     loads_checked,
 )
 from ._step import Step
+from ._threads import StepThreads
 from ._types import Status, WorkflowStatus
 from ._validate import check_id, check_key, check_timeout, check_value
 from ._workflow import Workflow, WorkflowHandle
@@ -97,6 +100,7 @@ class Runtime:
         max_recovery_attempts: int = 50,
         recovery_interval: float = 1.0,
         clock: Clock | None = None,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidValueError(f"durability must be 'full' or 'normal', got {durability!r}")
@@ -124,6 +128,9 @@ class Runtime:
         self.poll_interval = float(poll_interval)
         self.max_recovery_attempts = max_recovery_attempts
         self.recovery_interval = float(recovery_interval)
+        #: How long shutdown waits for sync step bodies still running in threads.
+        self.shutdown_timeout: float = check_timeout(shutdown_timeout, "shutdown_timeout") or 0.0
+        self._step_threads = StepThreads()
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         self._core: Core | None = None
         self._tg: TaskGroup | None = None
@@ -273,11 +280,42 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 try:
                     if self._dead is None:  # a crashed process releases nothing
-                        await core.db.write(store.release_workflows, self.executor_id)
+                        keep = await self._wait_for_step_bodies()
+                        await core.db.write(store.release_workflows, self.executor_id, keep)
                 finally:
-                    if lock is not None:  # before closing: a live lock says the -wal file exists
-                        lock.release()
+                    if lock is not None:
+                        if self._step_threads.alive():
+                            # A step body outlived the wait: hold the lock (no peer takes its
+                            # workflow) and the -wal file (a live lock over a missing -wal
+                            # means "deleted" to other openers) until the last body ends.
+                            hold = hold_side_files(core.db.path)
+                            self._step_threads.after_all(functools.partial(_let_go, lock, hold))
+                        else:  # before closing: a live lock says the -wal file exists
+                            lock.release()
                     await core.db.close()
+
+    async def _wait_for_step_bodies(self) -> set[str]:
+        """Wait up to ``shutdown_timeout`` for sync step bodies still running in threads
+        (a thread cannot be stopped); return the workflows whose body still runs. Those
+        stay owned by this executor, not released, and its lock is held until the last
+        body ends, so no other process runs the same step meanwhile; they are recovered
+        once the bodies end or this process exits."""
+        running = len(self._step_threads.alive())
+        if running:
+            logger.info(
+                "shutdown waits up to %g s for %d step bodies still running in threads",
+                self.shutdown_timeout,
+                running,
+            )
+        keep = await self._step_threads.wait(self.shutdown_timeout)
+        if keep:
+            logger.warning(
+                "step bodies of workflows %s still run after %g s; those workflows stay "
+                "owned by this process until the bodies end or it exits",
+                ", ".join(sorted(keep)),
+                self.shutdown_timeout,
+            )
+        return keep
 
     # -- internals shared with steps and operations -------------------------------------------
 
@@ -368,6 +406,7 @@ class Runtime:
             self.serializer,
             {"args": list(args), "kwargs": kwargs},
             f"the arguments of workflow {wf.name!r}",
+            wrapping=2,  # {"args": [...]}: each argument may nest MAX_VALUE_DEPTH deep
         )
         ctx = context.current()
         if ctx is None:
@@ -394,7 +433,7 @@ class Runtime:
                 parent.record(tx, op_id, op_name, child_output)
                 return existing
 
-            existing = await core.db.write(start_child)
+            existing = await ctx.write(start_child)
         if existing is None:
             self._spawn(wid, wf, inputs, fresh=True)
         return WorkflowHandle(core, wid)
@@ -493,7 +532,7 @@ class Runtime:
             wake_at = float(ctx.outcome(recorded, "wake-up time"))
         else:
             wake_at = self.clock.time() + seconds
-            await self.db.write(ctx.record, op_id, "sleep", self.serializer.dumps(wake_at))
+            await ctx.write(ctx.record, op_id, "sleep", self.serializer.dumps(wake_at))
         await self.clock.sleep_until(wake_at)
 
     async def set_event(self, key: str, value: Any) -> None:
@@ -591,10 +630,11 @@ class Runtime:
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
+        load = functools.partial(self.db.read, store.load_history, workflow_id)
         history, recorded = (
             (context.HISTORY_VERSION, {})
             if fresh
-            else await self.db.read(store.load_history, workflow_id)
+            else await context.retry_storage(workflow_id, load)
         )
         ctx = context.WorkflowContext(
             self, workflow_id, self.executor_id, recorded, history=history
@@ -647,7 +687,7 @@ class Runtime:
             try:
                 await self.db.write(finish)
                 return
-            except DatabaseWriteError:
+            except DatabaseError:
                 logger.exception("cannot store the outcome of workflow %s; retrying", workflow_id)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -698,6 +738,13 @@ class _StepDecorator:
             raise InvalidValueError(f"@rt.step() needs a function, got {fn!r}")
         step_name = context.check_step_name(name or _qualified_name(fn))
         return Step(runtime, fn, step_name, retries, interval, backoff)
+
+
+def _let_go(lock: ExecutorLock, hold: sqlite3.Connection | None) -> None:
+    """Once the last step body has ended: drop the executor lock, then the -wal hold."""
+    lock.release()
+    if hold is not None:
+        hold.close()
 
 
 def _check_same(workflow_id: str, existing: str | None, name: str) -> None:

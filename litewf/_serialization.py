@@ -86,10 +86,18 @@ class PickleSerializer:
 
 #: Largest serialized value litewf stores (a message, event, argument list or result).
 MAX_VALUE_CHARS = 16 * 1024 * 1024
+#: Deepest nesting of lists, dicts, tuples and sets litewf stores: far below Python's
+#: recursion limit (1,000), so any reader, however deep its own call stack, decodes it.
+MAX_VALUE_DEPTH = 100
 
 
-def dumps_checked(serializer: Serializer, value: Any, what: str) -> str:
-    """Serialize ``value`` or raise ``SerializationError`` naming ``what`` it was."""
+def dumps_checked(serializer: Serializer, value: Any, what: str, *, wrapping: int = 0) -> str:
+    """Serialize ``value`` or raise ``SerializationError`` naming ``what`` it was.
+
+    ``wrapping``: levels litewf itself wrapped around the user's values (the argument
+    list), not counted against ``MAX_VALUE_DEPTH``.
+    """
+    _refuse_deep_nesting(value, what, MAX_VALUE_DEPTH + wrapping)
     try:
         data = serializer.dumps(value)
     except Exception as exc:  # any failure of a user-chosen serializer means "cannot store"
@@ -109,6 +117,27 @@ def dumps_checked(serializer: Serializer, value: Any, what: str) -> str:
             f"an object store) and pass a reference"
         )
     return data
+
+
+def _refuse_deep_nesting(value: Any, what: str, bound: int) -> None:
+    """Refuse a value nested past ``MAX_VALUE_DEPTH``: it might be written (the encoder
+    runs at a shallow call depth) but not read back (json.loads recurses too)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = item
+        else:
+            continue
+        if depth > bound:
+            raise SerializationError(
+                f"cannot serialize {what}: it nests lists, dicts, tuples or sets more than "
+                f"{MAX_VALUE_DEPTH} deep (or contains itself); at most {MAX_VALUE_DEPTH} "
+                f"levels are stored, so that every reader can decode it; flatten it"
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def loads_checked(serializer: Serializer, data: str, what: str) -> Any:

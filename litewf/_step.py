@@ -7,9 +7,6 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from . import _context as context
 from ._serialization import dumps_checked, loads_checked, replay_form
 
@@ -69,7 +66,7 @@ class Step(Generic[P, R]):
             result = loads_checked(serializer, output, f"result of step {self.name!r}")
         except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
             error = exc
-        await self._runtime.db.write(ctx.record, op_id, self.name, output, error)
+        await ctx.write(ctx.record, op_id, self.name, output, error)
         if error is not None:
             # As decoded from its record, so the first run sees what a replay will see
             # (its attributes, its class or WorkflowFailedError); the traceback is kept.
@@ -96,10 +93,11 @@ class Step(Generic[P, R]):
             if self._is_async:
                 result: R = await self._fn(*args, **kwargs)
                 return result
-            # abandon_on_cancel: a shutdown need not wait for a slow sync body; its
-            # outcome is never recorded, so the step simply runs again on recovery.
-            return await anyio.to_thread.run_sync(
-                functools.partial(self._fn, *args, **kwargs), abandon_on_cancel=True
+            # A thread of the runtime's own: cancelled, the workflow stops waiting and
+            # the body runs on (its outcome never recorded, it runs again on recovery);
+            # shutdown keeps the workflow from other processes until the body has ended.
+            return await self._runtime._step_threads.run(
+                context.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
             )
         finally:
             context.leave_step(token)

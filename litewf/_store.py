@@ -9,9 +9,10 @@ workflow can never record anything more.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -261,12 +262,15 @@ def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
     return bool(changed)
 
 
-def release_workflows(tx: Tx, executor_id: str) -> int:
-    """Give up ownership of this executor's PENDING workflows (clean shutdown)."""
+def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> int:
+    """Give up ownership of this executor's PENDING workflows (clean shutdown), except
+    ``keep``: workflows with a step body still running in this process."""
+    kept = list(keep)
     return tx.execute(
         "UPDATE workflows SET executor_id = NULL, updated_at = ? "
-        "WHERE status = ? AND executor_id = ?",
-        (now(), _PENDING, executor_id),
+        "WHERE status = ? AND executor_id = ? "
+        "AND workflow_id NOT IN (SELECT value FROM json_each(?))",
+        (now(), _PENDING, executor_id, json.dumps(kept)),
     )
 
 

@@ -106,44 +106,6 @@ async def test_sqlite_full_once_then_continuously_then_space_is_back(db_path: Pa
     assert count(db_path, "SELECT count(*) FROM messages") == 0
 
 
-async def test_step_record_hits_sqlite_full_and_resume_finishes(db_path: Path) -> None:
-    """A step whose record cannot be stored raises DatabaseWriteError in the workflow; the
-    steps recorded before it are not run again when the workflow is resumed with space
-    back, and it ends SUCCESS."""
-    bodies: list[int] = []
-    rt = litewf.Runtime(db_path)
-
-    @rt.step(name="d.part")
-    async def part(i: int) -> str:
-        bodies.append(i)
-        return "p" * (30_000 if i == 2 else 10)
-
-    @rt.workflow(name="d.parts")
-    async def parts() -> int:
-        return sum([len(await part(i)) for i in range(4)])
-
-    gate = anyio.Event()
-
-    @rt.workflow(name="d.gate")
-    async def gated() -> None:
-        await gate.wait()
-
-    async with rt:
-        await rt.start_workflow(gated, workflow_id="gate")  # a live bystander
-        await cap_pages(rt, extra=2)
-        handle = await rt.start_workflow(parts, workflow_id="parts")
-        with pytest.raises(litewf.DatabaseWriteError, match="disk is full"):
-            await handle.get_result(timeout=10)
-        assert bodies == [0, 1, 2]
-        await anyio.to_thread.run_sync(another_process_can_write, db_path)
-        await rt.db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
-        await rt.resume_workflow("parts")
-        assert await handle.get_result(timeout=10) == 30_030
-        assert bodies == [0, 1, 2, 2, 3]  # 0 and 1 were recorded: replayed, not run
-        gate.set()
-        assert await (await rt.retrieve_workflow("gate")).get_result(timeout=10) is None
-
-
 async def test_outcome_write_failure_does_not_take_the_runtime_down(db_path: Path) -> None:
     """A workflow whose result cannot be stored while the disk is full stays PENDING; the
     runtime keeps serving, and once space is back the result is stored."""
