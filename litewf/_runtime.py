@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -10,7 +12,7 @@ import socket
 import uuid
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import timedelta
 from types import EllipsisType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
@@ -82,7 +84,7 @@ class Runtime:
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
     the database, recovers workflows whose process died, and serves until ``shutdown()``;
     workflows still running then stay PENDING and resume at the next launch.
-    ``launch()`` and ``shutdown()`` must be called from the same task.
+    ``launch()`` and ``shutdown()`` may be called from different tasks.
     """
 
     def __init__(
@@ -127,7 +129,15 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._lock: ExecutorLock | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._serving: _Serving | None = None
+        self._reclaim = False  # a launch whose event loop died left workflows owned
         self._running: dict[str, anyio.CancelScope] = {}
+        #: Resumed while their previous run still unwinds: run again when it has ended.
+        self._respawn: dict[str, tuple[Workflow[Any, Any], str]] = {}
+        #: Being started or resumed here: their row is ours before their task exists.
+        self._starting: dict[str, int] = {}
+        #: Whose task ended since the recovery loop last looked for idle workflows.
+        self._ended: set[str] = set()
         self._finishing: set[str] = set()
         self._warned: set[str] = set()
         if clock is not None and not isinstance(clock, Clock):
@@ -214,9 +224,21 @@ class Runtime:
         await self.shutdown()
 
     async def launch(self) -> None:
-        """Open and migrate the database, recover dead executors' workflows, start serving."""
-        if self._core is not None:
-            raise LitewfError(f"{self!r} is already launched")
+        """Open and migrate the database, recover dead executors' workflows, start serving.
+
+        The runtime serves from a task of its own, so ``shutdown()`` may be called from
+        another task than ``launch()``. A launch whose event loop has gone (``anyio.run``
+        returned) is forgotten here and its workflows are taken back.
+        """
+        loop = asyncio.get_running_loop()
+        serving = self._serving
+        if serving is not None:
+            if serving.done.is_set():
+                self._serving = None  # it stopped on its own (an error, or its loop's end)
+            elif _loop_gone(serving.loop, loop):
+                self._abandon(serving)
+            else:
+                raise LitewfError(f"{self!r} is already launched")
         core = Core(
             self.path,
             serializer=self.serializer,
@@ -227,61 +249,146 @@ class Runtime:
         )
         self._dead = None
         self._background = anyio.CancelScope()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        lock: ExecutorLock | None = None
+        serving = self._serving = _Serving(loop)
+        serving.task = loop.create_task(self._serve(core, serving), name=f"litewf {self.path}")
         try:
-            await core.open(tg)
-            lock = ExecutorLock(self.path, self.executor_id)
-            lock.acquire()
-            self._core, self._tg, self._lock = core, tg, lock
-            core.notifier.add_listener(self._on_change)
-            await recover(self, first=True)
-            tg.start_soon(self._recovery_loop)
-        except BaseException:
-            self._core = self._tg = self._lock = None
-            tg.cancel_scope.cancel()
-            try:
-                await tg.__aexit__(None, None, None)
-            finally:
-                await core.db.close()
-            if lock is not None:
-                lock.release()
+            await serving.ready.wait()
+        except BaseException:  # cancelled while starting: stop, then report the cancel
+            serving.stop()
+            with anyio.CancelScope(shield=True):
+                await serving.done.wait()
             raise
+        if serving.done.is_set():
+            self._serving = None
+            error = serving.error
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]  # the task group wraps what failed to start
+            raise error or LitewfError(f"the launch of {self!r} was interrupted")
         self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
 
-    async def shutdown(self) -> None:
-        """Stop running workflows (they stay PENDING), release them, close the database."""
-        core, tg, lock = self._core, self._tg, self._lock
-        if core is None or tg is None:
-            return
+    async def _serve(self, core: Core, serving: _Serving) -> None:
+        """The runtime's own task: hosts its task group from launch until shutdown.
+
+        Errors are kept in ``serving.error`` for ``launch()`` or ``shutdown()`` to raise.
+        """
+        lock: ExecutorLock | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                serving.tg = tg
+                await core.open(tg)
+                lock = ExecutorLock(self.path, self.executor_id)
+                lock.acquire()
+                self._core, self._tg, self._lock = core, tg, lock
+                core.notifier.add_listener(self._on_change)
+                if self._reclaim:  # a launch whose event loop died held these: not a crash
+                    await core.db.write(store.release_workflows, self.executor_id)
+                    self._reclaim = False
+                await recover(self, first=True)
+                tg.start_soon(self._recovery_loop)
+                serving.ready.set()
+                await anyio.sleep_forever()  # until shutdown() cancels the task group
+        except GeneratorExit:
+            raise  # its event loop is gone and the task is being destroyed
+        except BaseException as exc:  # kept for launch() or shutdown() to raise
+            serving.error = exc
+            if serving.ready.is_set() and not serving.stopping and _failure(exc) is not None:
+                logger.error("%r stopped serving after an error", self, exc_info=exc)
+        finally:
+            if not serving.abandoned:
+                await self._close(core, serving, lock)
+
+    async def _close(self, core: Core, serving: _Serving, lock: ExecutorLock | None) -> None:
+        """Release this launch's PENDING workflows (unless it crashed) and close it all."""
+        opened = self._core is core
+        if opened:
+            self._core = self._tg = self._lock = None
         if self._finalizer is not None:
             self._finalizer.detach()
-        tg.cancel_scope.cancel()
+        self._running.clear()
+        self._respawn.clear()
         try:
-            await tg.__aexit__(None, None, None)
-        except Exception:
-            if self._dead is None:
-                raise  # after a simulated crash, dying tasks' errors have no one to tell
-        finally:
-            self._core = self._tg = self._lock = None
-            self._running.clear()
             with anyio.CancelScope(shield=True):
                 try:
-                    if self._dead is None:  # a crashed process releases nothing
+                    if opened and self._dead is None:  # a crashed process releases nothing
                         await core.db.write(store.release_workflows, self.executor_id)
                 finally:
                     await core.db.close()
                     if lock is not None:
-                        lock.release()
+                        lock.release()  # a no-op if a simulated crash abandoned it
+        finally:
+            serving.ready.set()
+            serving.done.set()
+
+    def _abandon(self, serving: _Serving) -> None:
+        """Forget a launch whose event loop has ended without shutting it down.
+
+        Its task can never run again: drop its connection and executor lock here; the
+        next launch releases its workflows and takes them back (no recovery attempt).
+        """
+        serving.abandoned = True
+        self._serving = None
+        core, lock = self._core, self._lock
+        self._core = self._tg = self._lock = None
+        self._running.clear()
+        self._respawn.clear()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if core is not None:
+            core.db.abandon()
+            self._reclaim = self._dead is None
+        if lock is not None:
+            lock.release()
+
+    async def shutdown(self) -> None:
+        """Stop running workflows (they stay PENDING), release them, close the database.
+
+        May be called from another task than ``launch()``. An error that stopped the
+        runtime is raised here; KeyboardInterrupt and SystemExit from workflow code are
+        not (asyncio raised them out of the event loop already).
+        """
+        serving = self._serving
+        if serving is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if not serving.done.is_set() and _loop_gone(serving.loop, current):
+            self._abandon(serving)
+            return
+        serving.stop()
+        with anyio.CancelScope(shield=True):
+            await serving.done.wait()
+        if self._serving is serving:
+            self._serving = None
+        error = _failure(serving.error)
+        if error is not None and self._dead is None:
+            raise error  # (after a simulated crash, dying tasks' errors have no one to tell)
 
     # -- internals shared with steps and operations -------------------------------------------
 
     def _launched(self, call: str) -> Core:
-        if self._core is None:
+        serving = self._serving
+        if self._core is None or serving is None:
+            if serving is not None and _stopped_by(serving.error) is not None:
+                raise LitewfError(
+                    f"{self!r} stopped serving after an error ({serving.error!r}); "
+                    f"shut it down and launch it again"
+                ) from serving.error
             raise RuntimeNotLaunchedError(call)
         if self._dead is not None:
             raise LitewfError(self._dead)
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = serving.loop  # called from a worker thread: nothing to compare
+        if current is not serving.loop:
+            raise LitewfError(
+                f"{self!r} was launched in another event loop, which "
+                f"{'has ended' if _loop_gone(serving.loop, current) else 'still runs'}; "
+                f"a runtime serves one event loop: call launch() in this one after that "
+                f"one ended (its workflows are taken back)"
+            )
         return self._core
 
     def _die(self, where: str) -> None:
@@ -353,10 +460,14 @@ class Runtime:
         ctx = context.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
-            existing = await core.db.write(
-                store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
-            )
-            _check_same(wid, existing, wf.name)
+            with self._starting_up(wid):
+                existing = await core.db.write(
+                    store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
+                )
+                _check_same(wid, existing, wf.name)
+                if existing is None:
+                    self._spawn(wid, wf, inputs, fresh=True)
+            return WorkflowHandle(core, wid)
         else:
             op_id = ctx.reserve()
             op_name = f"{context.CHILD_PREFIX}{wf.name}"
@@ -375,9 +486,10 @@ class Runtime:
                 parent.record(tx, op_id, op_name, child_output)
                 return existing
 
-            existing = await core.db.write(start_child)
-        if existing is None:
-            self._spawn(wid, wf, inputs, fresh=True)
+            with self._starting_up(wid):
+                existing = await core.db.write(start_child)
+                if existing is None:
+                    self._spawn(wid, wf, inputs, fresh=True)
         return WorkflowHandle(core, wid)
 
     async def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
@@ -414,10 +526,11 @@ class Runtime:
             # Ours if we can run it; else unowned, for a peer that has the function.
             return self.executor_id if name in registered else None
 
-        restarted = await core.resume_workflow(workflow_id, owner)
-        if restarted is not None and restarted[0] in registered:
-            name, inputs = restarted
-            self._spawn(workflow_id, registered[name], inputs, fresh=False)
+        with self._starting_up(check_id(workflow_id)):
+            restarted = await core.resume_workflow(workflow_id, owner)
+            if restarted is not None and restarted[0] in registered:
+                name, inputs = restarted
+                self._spawn(workflow_id, registered[name], inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:
@@ -529,7 +642,12 @@ class Runtime:
         )
 
     def _spawn(self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, *, fresh: bool) -> None:
-        if self._tg is None or workflow_id in self._running:
+        if self._tg is None:
+            return
+        if workflow_id in self._running:
+            # Its previous run still unwinds (say, cancelled and resumed at once, while a
+            # step's cleanup runs): run it again once that run has ended.
+            self._respawn[workflow_id] = (wf, inputs)
             return
         scope = anyio.CancelScope()
         self._running[workflow_id] = scope
@@ -545,13 +663,46 @@ class Runtime:
     ) -> None:
         try:
             with scope:
-                await self._execute(workflow_id, wf, inputs, fresh)
+                if fresh or await self._still_ours(workflow_id):
+                    await self._execute(workflow_id, wf, inputs, fresh)
         except (_Crashed, Exception):
             if self._dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
         finally:
             self._running.pop(workflow_id, None)
             self._finishing.discard(workflow_id)
+            self._ended.add(workflow_id)
+            again = self._respawn.pop(workflow_id, None)
+            if again is not None and self._dead is None:
+                self._spawn(workflow_id, *again, fresh=False)
+
+    async def _still_ours(self, workflow_id: str) -> bool:
+        """Whether a workflow about to run again is still PENDING and ours (a resume
+        that waited for the previous run may have been overtaken by its outcome)."""
+        try:
+            return await self.db.read(store.owns, workflow_id, self.executor_id)
+        except LitewfError:
+            return True  # let the run find out, and handle it, as any run does
+
+    @contextlib.contextmanager
+    def _starting_up(self, workflow_id: str) -> Iterator[None]:
+        """Mark a workflow whose row becomes ours before its task runs (the recovery
+        loop must not take it for an idle one meanwhile)."""
+        self._starting[workflow_id] = self._starting.get(workflow_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._starting.pop(workflow_id) - 1
+            if left:
+                self._starting[workflow_id] = left
+
+    def _idle(self, workflow_id: str) -> bool:
+        """Whether no task here runs, starts or just ended the workflow."""
+        return not (
+            workflow_id in self._running
+            or workflow_id in self._starting
+            or workflow_id in self._ended
+        )
 
     async def _execute(
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
@@ -613,12 +764,23 @@ class Runtime:
                 delay = min(delay * 2, 5.0)
 
     def _on_change(self, key: Key) -> None:
-        """A status change of a workflow running here, not made by us: it was cancelled."""
+        """A status change of a workflow running here, not made by its run: stop the run
+        unless the workflow is still PENDING and ours (cancelled, deleted, taken over)."""
         kind, workflow_id, _ = key
         if kind == "status" and workflow_id not in self._finishing:
             scope = self._running.get(workflow_id)
-            if scope is not None:
-                scope.cancel()
+            if scope is not None and self._tg is not None:
+                self._tg.start_soon(self._stop_unless_ours, workflow_id, scope)
+
+    async def _stop_unless_ours(self, workflow_id: str, scope: anyio.CancelScope) -> None:
+        # The row decides, not the notification: one read late from the change log may be
+        # a change made before this run started (a cancel that a resume undid).
+        try:
+            ours = await self.db.read(store.owns, workflow_id, self.executor_id)
+        except LitewfError:
+            ours = False
+        if not ours:
+            scope.cancel()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -632,6 +794,49 @@ class Runtime:
                     await self.db.checkpoint_if_large()
                 except LitewfError:
                     logger.exception("litewf recovery scan failed; retrying")
+
+
+class _Serving:
+    """One launch: the runtime's own task, its event loop, its task group and its end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.task: asyncio.Task[None] | None = None
+        self.tg: TaskGroup | None = None
+        self.ready = anyio.Event()  # serving, or failed to start (then ``done`` too)
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.abandoned = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.tg is not None:
+            self.tg.cancel_scope.cancel()
+        elif self.task is not None:
+            self.task.cancel()  # still opening: its task group does not exist yet
+
+
+def _loop_gone(loop: asyncio.AbstractEventLoop, current: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether ``loop`` (not the current one) has ended: closed, or no longer running."""
+    return loop is not current and (loop.is_closed() or not loop.is_running())
+
+
+def _failure(error: BaseException | None) -> BaseException | None:
+    """What of a stopped launch's error is worth raising at shutdown.
+
+    Not a cancellation, and not KeyboardInterrupt or SystemExit from workflow code:
+    asyncio raised those out of the event loop, bare, already.
+    """
+    quiet = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(quiet)[1]
+    return None if isinstance(error, quiet) else error
+
+
+def _stopped_by(error: BaseException | None) -> BaseException | None:
+    """The error that stopped a launch, unless it was only cancelled (its loop ended)."""
+    return None if isinstance(error, asyncio.CancelledError) else error
 
 
 class _Crashed(BaseException):

@@ -276,6 +276,28 @@ def pending_owners(db: Tx) -> list[str | None]:
     return [r[0] for r in rows]
 
 
+def owned_pending(
+    db: Tx, executor_id: str, among: Sequence[str] | None
+) -> list[tuple[str, str, str]]:
+    """(workflow_id, name, inputs) of this executor's PENDING workflows, ``among`` those
+    IDs if given (without it, inputs are left empty: the cheap scan by index)."""
+    if among is None:
+        rows = db.fetchall(
+            "SELECT workflow_id FROM workflows WHERE status = ? AND executor_id = ?",
+            (_PENDING, executor_id),
+        )
+        return [(r[0], "", "") for r in rows]
+    found: list[tuple[str, str, str]] = []
+    for chunk in _chunks(list(among)):
+        rows = db.fetchall(
+            f"SELECT workflow_id, name, inputs FROM workflows WHERE status = ? "
+            f"AND executor_id = ? AND workflow_id IN ({_in(chunk)})",
+            (_PENDING, executor_id, *chunk),
+        )
+        found.extend((r[0], r[1], r[2]) for r in rows)
+    return found
+
+
 def _in(names: Sequence[str]) -> str:
     return ",".join("?" * len(names))
 
