@@ -264,6 +264,8 @@ class Runtime:
             while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
                 error = error.exceptions[0]  # the task group wraps what failed to start
             raise error or LitewfError(f"the launch of {self!r} was interrupted")
+        if self._finalizer is not None:
+            self._finalizer.detach()  # an earlier launch's: this one is what counts now
         self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
 
     async def _serve(self, core: Core, serving: _Serving) -> None:
@@ -302,8 +304,8 @@ class Runtime:
         opened = self._core is core
         if opened:
             self._core = self._tg = self._lock = None
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        if self._finalizer is not None and serving.stopping:
+            self._finalizer.detach()  # else (its event loop ended): still never shut down
         self._running.clear()
         self._respawn.clear()
         try:
@@ -331,8 +333,6 @@ class Runtime:
         self._core = self._tg = self._lock = None
         self._running.clear()
         self._respawn.clear()
-        if self._finalizer is not None:
-            self._finalizer.detach()
         if core is not None:
             core.db.abandon()
             self._reclaim = self._dead is None
@@ -349,6 +349,8 @@ class Runtime:
         serving = self._serving
         if serving is None:
             return
+        if self._finalizer is not None:
+            self._finalizer.detach()
         try:
             current = asyncio.get_running_loop()
         except RuntimeError:
@@ -397,7 +399,7 @@ class Runtime:
         Running workflows and the recovery loop are cancelled (a transaction not yet
         committing rolls back), nothing is released, the executor lock is dropped the
         way the OS drops it, and every call or wait on this runtime raises. The task
-        group is left to ``shutdown()``: cancelling it would cancel the caller's code.
+        group is left to ``shutdown()``, which then writes nothing.
         """
         core = self._core
         if core is None or self._dead is not None:
@@ -506,7 +508,7 @@ class Runtime:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowStatus]:
-        """Stored workflows, newest first."""
+        """Stored workflows, newest first (in insertion order, whatever the clock did)."""
         core = self._launched("list_workflows")
         return await core.list_workflows(status=status, name=name, limit=limit, offset=offset)
 
@@ -546,10 +548,12 @@ class Runtime:
     async def garbage_collect(
         self, *, older_than: float | timedelta, keep_pending: bool = True
     ) -> CollectedCounts:
-        """Delete workflows finished more than ``older_than`` (seconds) ago, with their data.
+        """Delete workflow trees whose root finished more than ``older_than`` (seconds)
+        ago, with their data; a child goes only with its root.
 
-        ``keep_pending=False`` also deletes PENDING workflows not updated for that long (a
-        running one stops). Safe while workflows run: it deletes in short transactions.
+        Trees with a PENDING member are kept; ``keep_pending=False`` also deletes trees
+        whose root is PENDING and not updated for that long (running ones stop). Safe
+        while workflows run: it deletes in short transactions.
         """
         core = self._launched("garbage_collect")
         return await management.garbage_collect(core, older_than, keep_pending)
@@ -641,7 +645,15 @@ class Runtime:
             f"{fn!r} is not a workflow of this runtime; decorate it with @rt.workflow()"
         )
 
-    def _spawn(self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, *, fresh: bool) -> None:
+    def _spawn(
+        self,
+        workflow_id: str,
+        wf: Workflow[Any, Any],
+        inputs: str,
+        *,
+        fresh: bool,
+        recheck: bool = False,
+    ) -> None:
         if self._tg is None:
             return
         if workflow_id in self._running:
@@ -651,7 +663,7 @@ class Runtime:
             return
         scope = anyio.CancelScope()
         self._running[workflow_id] = scope
-        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope)
+        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope, recheck)
 
     async def _run(
         self,
@@ -660,10 +672,11 @@ class Runtime:
         inputs: str,
         fresh: bool,
         scope: anyio.CancelScope,
+        recheck: bool = False,
     ) -> None:
         try:
             with scope:
-                if fresh or await self._still_ours(workflow_id):
+                if not recheck or await self._still_ours(workflow_id):
                     await self._execute(workflow_id, wf, inputs, fresh)
         except (_Crashed, Exception):
             if self._dead is None:
@@ -674,7 +687,7 @@ class Runtime:
             self._ended.add(workflow_id)
             again = self._respawn.pop(workflow_id, None)
             if again is not None and self._dead is None:
-                self._spawn(workflow_id, *again, fresh=False)
+                self._spawn(workflow_id, *again, fresh=False, recheck=True)
 
     async def _still_ours(self, workflow_id: str) -> bool:
         """Whether a workflow about to run again is still PENDING and ours (a resume

@@ -19,6 +19,7 @@ import anyio.to_thread
 import pytest
 
 import litewf
+from litewf import _management as management
 from litewf import _store as store
 from litewf._cli import main as cli
 from tests.procs import spawn
@@ -312,6 +313,55 @@ async def exists(rt: litewf.Runtime, workflow_id: str) -> bool:
     except litewf.WorkflowNotFoundError:
         return False
     return True
+
+
+async def test_gc_in_batches_deletes_whole_trees_and_passes_over_kept_ones(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With batches smaller than a tree, each tree still goes whole, and a tree that is
+    kept (its root waits) does not stop the collection of the trees after it."""
+    monkeypatch.setattr(management, "GC_BATCH", 2)
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def node(depth: int) -> int:
+        return (await node(depth - 1) if depth else 0) + 1
+
+    @rt.workflow()
+    async def waiter() -> None:
+        await rt.recv("never", timeout=3600)
+
+    @rt.workflow()
+    async def starter() -> None:
+        await rt.start_workflow(waiter)  # not awaited: the root finishes, its child waits
+
+    async with rt:
+        await (await rt.start_workflow(starter, workflow_id="kept")).get_result(timeout=WAIT)
+        for name in ("a", "b", "c"):
+            handle = await rt.start_workflow(node, 2, workflow_id=name)
+            assert await handle.get_result(timeout=WAIT) == 3
+        counts = await rt.garbage_collect(older_than=0)
+        assert counts.workflows == 9
+        assert stored_ids(db_path) == {"kept", "kept-0"}
+        await rt.cancel_workflow("kept-0")
+        assert (await rt.garbage_collect(older_than=0)).workflows == 2
+
+
+async def test_launch_cancelled_while_starting_leaves_nothing_running(db_path: Path) -> None:
+    """A launch cancelled before it serves stops its task, and the runtime launches later."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def double(n: int) -> int:
+        return 2 * n
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await rt.launch()
+    with pytest.raises(litewf.RuntimeNotLaunchedError):
+        await rt.list_workflows()
+    async with rt:
+        assert await double(4) == 8
 
 
 # -- interrupts from workflow code -------------------------------------------------------------
