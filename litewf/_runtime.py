@@ -48,6 +48,7 @@ from ._serialization import (
     exception_type_and_message,
     loads_checked,
 )
+from ._serving import Serving, failure, loop_gone, stopped_by
 from ._step import Step
 from ._types import Status, WorkflowStatus
 from ._validate import check_id, check_key, check_timeout, check_value
@@ -129,7 +130,7 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._lock: ExecutorLock | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
-        self._serving: _Serving | None = None
+        self._serving: Serving | None = None
         self._reclaim = False  # a launch whose event loop died left workflows owned
         self._running: dict[str, anyio.CancelScope] = {}
         #: Resumed while their previous run still unwinds: run again when it has ended.
@@ -235,7 +236,7 @@ class Runtime:
         if serving is not None:
             if serving.done.is_set():
                 self._serving = None  # it stopped on its own (an error, or its loop's end)
-            elif _loop_gone(serving.loop, loop):
+            elif loop_gone(serving.loop, loop):
                 self._abandon(serving)
             else:
                 raise LitewfError(f"{self!r} is already launched")
@@ -249,7 +250,7 @@ class Runtime:
         )
         self._dead = None
         self._background = anyio.CancelScope()
-        serving = self._serving = _Serving(loop)
+        serving = self._serving = Serving(loop)
         serving.task = loop.create_task(self._serve(core, serving), name=f"litewf {self.path}")
         try:
             await serving.ready.wait()
@@ -268,7 +269,7 @@ class Runtime:
             self._finalizer.detach()  # an earlier launch's: this one is what counts now
         self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
 
-    async def _serve(self, core: Core, serving: _Serving) -> None:
+    async def _serve(self, core: Core, serving: Serving) -> None:
         """The runtime's own task: hosts its task group from launch until shutdown.
 
         Errors are kept in ``serving.error`` for ``launch()`` or ``shutdown()`` to raise.
@@ -293,13 +294,13 @@ class Runtime:
             raise  # its event loop is gone and the task is being destroyed
         except BaseException as exc:  # kept for launch() or shutdown() to raise
             serving.error = exc
-            if serving.ready.is_set() and not serving.stopping and _failure(exc) is not None:
+            if serving.ready.is_set() and not serving.stopping and failure(exc) is not None:
                 logger.error("%r stopped serving after an error", self, exc_info=exc)
         finally:
             if not serving.abandoned:
                 await self._close(core, serving, lock)
 
-    async def _close(self, core: Core, serving: _Serving, lock: ExecutorLock | None) -> None:
+    async def _close(self, core: Core, serving: Serving, lock: ExecutorLock | None) -> None:
         """Release this launch's PENDING workflows (unless it crashed) and close it all."""
         opened = self._core is core
         if opened:
@@ -321,7 +322,7 @@ class Runtime:
             serving.ready.set()
             serving.done.set()
 
-    def _abandon(self, serving: _Serving) -> None:
+    def _abandon(self, serving: Serving) -> None:
         """Forget a launch whose event loop has ended without shutting it down.
 
         Its task can never run again: drop its connection and executor lock here; the
@@ -355,7 +356,7 @@ class Runtime:
             current = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        if not serving.done.is_set() and _loop_gone(serving.loop, current):
+        if not serving.done.is_set() and loop_gone(serving.loop, current):
             self._abandon(serving)
             return
         serving.stop()
@@ -363,7 +364,7 @@ class Runtime:
             await serving.done.wait()
         if self._serving is serving:
             self._serving = None
-        error = _failure(serving.error)
+        error = failure(serving.error)
         if error is not None and self._dead is None:
             raise error  # (after a simulated crash, dying tasks' errors have no one to tell)
 
@@ -372,7 +373,7 @@ class Runtime:
     def _launched(self, call: str) -> Core:
         serving = self._serving
         if self._core is None or serving is None:
-            if serving is not None and _stopped_by(serving.error) is not None:
+            if serving is not None and stopped_by(serving.error) is not None:
                 raise LitewfError(
                     f"{self!r} stopped serving after an error ({serving.error!r}); "
                     f"shut it down and launch it again"
@@ -387,7 +388,7 @@ class Runtime:
         if current is not serving.loop:
             raise LitewfError(
                 f"{self!r} was launched in another event loop, which "
-                f"{'has ended' if _loop_gone(serving.loop, current) else 'still runs'}; "
+                f"{'has ended' if loop_gone(serving.loop, current) else 'still runs'}; "
                 f"a runtime serves one event loop: call launch() in this one after that "
                 f"one ended (its workflows are taken back)"
             )
@@ -807,49 +808,6 @@ class Runtime:
                     await self.db.checkpoint_if_large()
                 except LitewfError:
                     logger.exception("litewf recovery scan failed; retrying")
-
-
-class _Serving:
-    """One launch: the runtime's own task, its event loop, its task group and its end."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.task: asyncio.Task[None] | None = None
-        self.tg: TaskGroup | None = None
-        self.ready = anyio.Event()  # serving, or failed to start (then ``done`` too)
-        self.done = anyio.Event()
-        self.error: BaseException | None = None
-        self.stopping = False
-        self.abandoned = False
-
-    def stop(self) -> None:
-        self.stopping = True
-        if self.tg is not None:
-            self.tg.cancel_scope.cancel()
-        elif self.task is not None:
-            self.task.cancel()  # still opening: its task group does not exist yet
-
-
-def _loop_gone(loop: asyncio.AbstractEventLoop, current: asyncio.AbstractEventLoop | None) -> bool:
-    """Whether ``loop`` (not the current one) has ended: closed, or no longer running."""
-    return loop is not current and (loop.is_closed() or not loop.is_running())
-
-
-def _failure(error: BaseException | None) -> BaseException | None:
-    """What of a stopped launch's error is worth raising at shutdown.
-
-    Not a cancellation, and not KeyboardInterrupt or SystemExit from workflow code:
-    asyncio raised those out of the event loop, bare, already.
-    """
-    quiet = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
-    if isinstance(error, BaseExceptionGroup):
-        return error.split(quiet)[1]
-    return None if isinstance(error, quiet) else error
-
-
-def _stopped_by(error: BaseException | None) -> BaseException | None:
-    """The error that stopped a launch, unless it was only cancelled (its loop ended)."""
-    return None if isinstance(error, asyncio.CancelledError) else error
 
 
 class _Crashed(BaseException):
