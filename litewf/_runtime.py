@@ -309,6 +309,7 @@ class Runtime:
             self._finalizer.detach()  # else (its event loop ended): still never shut down
         self._running.clear()
         self._respawn.clear()
+        self._ended.clear()
         try:
             with anyio.CancelScope(shield=True):
                 try:
@@ -509,7 +510,7 @@ class Runtime:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowStatus]:
-        """Stored workflows, newest first (in insertion order, whatever the clock did)."""
+        """Stored workflows, newest first."""
         core = self._launched("list_workflows")
         return await core.list_workflows(status=status, name=name, limit=limit, offset=offset)
 
