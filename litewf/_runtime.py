@@ -387,11 +387,14 @@ class Runtime:
         except RuntimeError:
             current = serving.loop  # called from a worker thread: nothing to compare
         if current is not serving.loop:
+            if loop_gone(serving.loop, current):
+                raise LitewfError(
+                    f"{self!r} was launched in an event loop that has ended; call "
+                    f"launch() again in this one (it takes back its workflows)"
+                )
             raise LitewfError(
-                f"{self!r} was launched in another event loop, which "
-                f"{'has ended' if loop_gone(serving.loop, current) else 'still runs'}; "
-                f"a runtime serves one event loop: call launch() in this one after that "
-                f"one ended (its workflows are taken back)"
+                f"{self!r} serves another event loop, which still runs; call it from "
+                f"that loop (a runtime serves one event loop at a time)"
             )
         return self._core
 

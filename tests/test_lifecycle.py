@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -479,6 +480,35 @@ def test_launch_in_a_loop_that_stops_running(db_path: Path) -> None:
         assert stored(db_path, "w") == ("SUCCESS", None, 0)
     finally:
         old.close()
+
+
+async def test_a_call_from_another_running_loop_is_refused(db_path: Path) -> None:
+    """A runtime serving an event loop in another thread refuses calls and a second
+    launch from this loop with a clear error, instead of hanging."""
+    rt = litewf.Runtime(db_path)
+    launched, stop = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with rt:
+                launched.set()
+                await anyio.to_thread.run_sync(stop.wait)
+
+        anyio.run(main, backend="asyncio")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        assert await anyio.to_thread.run_sync(launched.wait, WAIT)
+        with pytest.raises(litewf.LitewfError, match="another event loop, which still runs"):
+            await rt.list_workflows()
+        with pytest.raises(litewf.LitewfError, match="already launched"):
+            await rt.launch()
+    finally:
+        stop.set()
+        await anyio.to_thread.run_sync(thread.join)
+    async with rt:  # that loop shut it down: this one may launch it
+        assert await rt.list_workflows() == []
 
 
 async def recv_waiting(rt: litewf.Runtime, workflow_id: str) -> bool:
