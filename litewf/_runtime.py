@@ -351,14 +351,19 @@ class Runtime:
         serving = self._serving
         if serving is None:
             return
-        if self._finalizer is not None:
-            self._finalizer.detach()
         try:
             current = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        if not serving.done.is_set() and loop_gone(serving.loop, current):
-            self._abandon(serving)
+        elsewhere = not serving.done.is_set() and serving.loop is not current
+        if elsewhere and not loop_gone(serving.loop, current):
+            raise LitewfError(
+                f"{self!r} serves another event loop, which still runs; shut it down from that loop"
+            )
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if elsewhere:
+            self._abandon(serving)  # its event loop has ended
             return
         serving.stop()
         with anyio.CancelScope(shield=True):

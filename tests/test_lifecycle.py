@@ -470,7 +470,10 @@ def test_launch_in_a_loop_that_stops_running(db_path: Path) -> None:
         old.run_until_complete(first())
 
         async def second() -> str:
-            with pytest.raises(litewf.LitewfError, match="event loop"):
+            with pytest.raises(litewf.LitewfError, match="event loop that has ended"):
+                await rt.list_workflows()
+            await rt.shutdown()  # lets go of what that loop held
+            with pytest.raises(litewf.RuntimeNotLaunchedError):
                 await rt.list_workflows()
             async with rt:
                 await rt.send("w", "went", "go")
@@ -504,6 +507,8 @@ async def test_a_call_from_another_running_loop_is_refused(db_path: Path) -> Non
             await rt.list_workflows()
         with pytest.raises(litewf.LitewfError, match="already launched"):
             await rt.launch()
+        with pytest.raises(litewf.LitewfError, match="shut it down from that loop"):
+            await rt.shutdown()
     finally:
         stop.set()
         await anyio.to_thread.run_sync(thread.join)
