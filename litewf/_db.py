@@ -466,6 +466,13 @@ class Database:
             with anyio.CancelScope(shield=True):
                 await conn.close()
 
+    def abandon(self) -> None:
+        """Close without the event loop that opened it (that loop has ended): stop the
+        connection's thread, which closes the SQLite connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.stop()
+
     # -- internals -----------------------------------------------------------------------
 
     def _busy_error(self) -> DatabaseBusyError:

@@ -186,7 +186,8 @@ def _seconds(older_than: float | timedelta) -> float:
 async def garbage_collect(
     core: Core, older_than: float | timedelta, keep_pending: bool
 ) -> CollectedCounts:
-    """Delete workflows last updated more than ``older_than`` ago, with everything of theirs.
+    """Delete workflow trees whose root was last updated more than ``older_than`` ago,
+    with everything of theirs (a child goes only with its root: its parent may replay it).
 
     Each batch is its own short transaction, so workflows running meanwhile (here or in
     other processes) wait for the write lock at most one batch. The change log is pruned
@@ -196,13 +197,14 @@ async def garbage_collect(
     if not isinstance(keep_pending, bool):
         raise InvalidValueError(f"keep_pending must be True or False, got {keep_pending!r}")
     totals = dict.fromkeys(store.GC_TABLES, 0)
-    while True:
-        counts, deleted = await core.db.write(store.delete_finished, cutoff, keep_pending, GC_BATCH)
+    after: int | None = 0
+    while after is not None:
+        counts, deleted, after = await core.db.write(
+            store.delete_finished, cutoff, keep_pending, GC_BATCH, after
+        )
         _waker(core, deleted)()
         for table, count in counts.items():
             totals[table] += count
-        if counts["workflows"] < GC_BATCH:
-            break
     changes = 0
     while True:
         pruned = await core.db.write(

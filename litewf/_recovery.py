@@ -6,7 +6,8 @@ are claimed with one conditional UPDATE per owner: the UPDATE decides the single
 when several runtimes recover at once, so a workflow never runs in two live processes.
 Claimed workflows re-run from the top and replay what they recorded. Taking a dead
 executor's workflow counts a recovery attempt; a clean shutdown's released workflows are
-taken without counting one.
+taken without counting one. A live runtime also runs again its own PENDING workflows
+that no task of it runs (their run ended without an outcome).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ async def recover(rt: Runtime, *, first: bool) -> None:
     finds the rows already claimed by us. Our own ID counts as dead only at launch,
     when nothing of ours runs yet (its rows are from a previous life of this ID).
     """
+    if not first:
+        rt._ended.clear()  # (see _readopt)
     names = list(rt._workflows)
     db = rt.db
     notifier = rt.notifier
@@ -52,6 +55,7 @@ async def recover(rt: Runtime, *, first: bool) -> None:
 
     for owner in await db.read(store.pending_owners):
         if owner == rt.executor_id and not first:
+            await _readopt(rt)
             continue
         if owner not in (None, rt.executor_id) and executor_alive(rt.path, owner):
             continue  # cheap pre-check; repeated under the write lock in take_over
@@ -68,6 +72,26 @@ async def recover(rt: Runtime, *, first: bool) -> None:
                     workflow_id,
                     name,
                 )
+
+
+async def _readopt(rt: Runtime) -> None:
+    """Run again our own PENDING workflows that no task here runs.
+
+    Such a workflow lost its task without storing an outcome (a stale cancellation, a
+    run that failed to write). One being started or resumed (row committed, task not yet
+    running) is marked ``_starting``; one whose task ended during the reads is in
+    ``_ended``, emptied before them by ``recover``: if it stored an outcome, the reads
+    may not show it.
+    """
+    owned = await rt.db.read(store.owned_pending, rt.executor_id, None)
+    idle = [workflow_id for workflow_id, _, _ in owned if rt._idle(workflow_id)]
+    if not idle:
+        return
+    for workflow_id, name, inputs in await rt.db.read(store.owned_pending, rt.executor_id, idle):
+        wf = rt._workflows.get(name)
+        if wf is not None and rt._idle(workflow_id):
+            logger.info("running workflow %s (%s) again: no task here ran it", workflow_id, name)
+            rt._spawn(workflow_id, wf, inputs, fresh=False)
 
 
 def _notify(notifier: Notifier, key: Key) -> Callable[[], None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -12,7 +14,7 @@ import sqlite3
 import uuid
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import timedelta
 from types import EllipsisType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
@@ -49,6 +51,7 @@ from ._serialization import (
     exception_type_and_message,
     loads_checked,
 )
+from ._serving import Serving, failure, loop_gone, stopped_by
 from ._step import Step
 from ._threads import StepThreads
 from ._types import Status, WorkflowStatus
@@ -86,7 +89,7 @@ class Runtime:
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
     the database, recovers workflows whose process died, and serves until ``shutdown()``;
     workflows still running then stay PENDING and resume at the next launch.
-    ``launch()`` and ``shutdown()`` must be called from the same task.
+    ``launch()`` and ``shutdown()`` may be called from different tasks.
     """
 
     def __init__(
@@ -136,7 +139,15 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._lock: ExecutorLock | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._serving: Serving | None = None
+        self._reclaim = False  # a launch whose event loop died left workflows owned
         self._running: dict[str, anyio.CancelScope] = {}
+        #: Resumed while their previous run still unwinds: run again when it has ended.
+        self._respawn: dict[str, tuple[Workflow[Any, Any], str]] = {}
+        #: Being started or resumed here: their row is ours before their task exists.
+        self._starting: dict[str, int] = {}
+        #: Whose task ended since the recovery loop last looked for idle workflows.
+        self._ended: set[str] = set()
         self._finishing: set[str] = set()
         self._warned: set[str] = set()
         if clock is not None and not isinstance(clock, Clock):
@@ -223,9 +234,21 @@ class Runtime:
         await self.shutdown()
 
     async def launch(self) -> None:
-        """Open and migrate the database, recover dead executors' workflows, start serving."""
-        if self._core is not None:
-            raise LitewfError(f"{self!r} is already launched")
+        """Open and migrate the database, recover dead executors' workflows, start serving.
+
+        The runtime serves from a task of its own, so ``shutdown()`` may be called from
+        another task than ``launch()``. A launch whose event loop has gone (``anyio.run``
+        returned) is forgotten here and its workflows are taken back.
+        """
+        loop = asyncio.get_running_loop()
+        serving = self._serving
+        if serving is not None:
+            if serving.done.is_set():
+                self._serving = None  # it stopped on its own (an error, or its loop's end)
+            elif loop_gone(serving.loop, loop):
+                self._abandon(serving)
+            else:
+                raise LitewfError(f"{self!r} is already launched")
         core = Core(
             self.path,
             serializer=self.serializer,
@@ -237,49 +260,70 @@ class Runtime:
         core.on_lost = self._halt
         self._dead = None
         self._background = anyio.CancelScope()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        lock: ExecutorLock | None = None
+        serving = self._serving = Serving(loop)
+        serving.task = loop.create_task(self._serve(core, serving), name=f"litewf {self.path}")
         try:
-            await core.open(tg)
-            lock = ExecutorLock(self.path, self.executor_id)
-            lock.acquire()
-            self._core, self._tg, self._lock = core, tg, lock
-            core.notifier.add_listener(self._on_change)
-            await recover(self, first=True)
-            tg.start_soon(self._recovery_loop)
-        except BaseException:
-            self._core = self._tg = self._lock = None
-            tg.cancel_scope.cancel()
-            try:
-                await tg.__aexit__(None, None, None)
-            finally:
-                if lock is not None:  # before closing: a live lock says the -wal file exists
-                    lock.release()
-                await core.db.close()
+            await serving.ready.wait()
+        except BaseException:  # cancelled while starting: stop, then report the cancel
+            serving.stop()
+            with anyio.CancelScope(shield=True):
+                await serving.done.wait()
             raise
+        if serving.done.is_set():
+            self._serving = None
+            error = serving.error
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]  # the task group wraps what failed to start
+            raise error or LitewfError(f"the launch of {self!r} was interrupted")
+        if self._finalizer is not None:
+            self._finalizer.detach()  # an earlier launch's: this one is what counts now
         self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
 
-    async def shutdown(self) -> None:
-        """Stop running workflows (they stay PENDING), release them, close the database."""
-        core, tg, lock = self._core, self._tg, self._lock
-        if core is None or tg is None:
-            return
-        core.db.check_process()  # a fork() child must not touch the parent's task group
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        tg.cancel_scope.cancel()
+    async def _serve(self, core: Core, serving: Serving) -> None:
+        """The runtime's own task: hosts its task group from launch until shutdown.
+
+        Errors are kept in ``serving.error`` for ``launch()`` or ``shutdown()`` to raise.
+        """
+        lock: ExecutorLock | None = None
         try:
-            await tg.__aexit__(None, None, None)
-        except Exception:
-            if self._dead is None:
-                raise  # after a simulated crash, dying tasks' errors have no one to tell
+            async with anyio.create_task_group() as tg:
+                serving.tg = tg
+                await core.open(tg)
+                lock = ExecutorLock(self.path, self.executor_id)
+                lock.acquire()
+                self._core, self._tg, self._lock = core, tg, lock
+                core.notifier.add_listener(self._on_change)
+                if self._reclaim:  # a launch whose event loop died held these: not a crash
+                    await core.db.write(store.release_workflows, self.executor_id)
+                    self._reclaim = False
+                await recover(self, first=True)
+                tg.start_soon(self._recovery_loop)
+                serving.ready.set()
+                await anyio.sleep_forever()  # until shutdown() cancels the task group
+        except GeneratorExit:
+            raise  # its event loop is gone and the task is being destroyed
+        except BaseException as exc:  # kept for launch() or shutdown() to raise
+            serving.error = exc
+            if serving.ready.is_set() and not serving.stopping and failure(exc) is not None:
+                logger.error("%r stopped serving after an error", self, exc_info=exc)
         finally:
+            if not serving.abandoned:
+                await self._close(core, serving, lock)
+
+    async def _close(self, core: Core, serving: Serving, lock: ExecutorLock | None) -> None:
+        """Release this launch's PENDING workflows (unless it crashed) and close it all."""
+        opened = self._core is core
+        if opened:
             self._core = self._tg = self._lock = None
-            self._running.clear()
+        if self._finalizer is not None and serving.stopping:
+            self._finalizer.detach()  # else (its event loop ended): still never shut down
+        self._running.clear()
+        self._respawn.clear()
+        self._ended.clear()
+        try:
             with anyio.CancelScope(shield=True):
                 try:
-                    if self._dead is None:  # a crashed process releases nothing
+                    if opened and self._dead is None:  # a crashed process releases nothing
                         keep = await self._wait_for_step_bodies()
                         await core.db.write(store.release_workflows, self.executor_id, keep)
                 finally:
@@ -291,8 +335,11 @@ class Runtime:
                             hold = hold_side_files(core.db.path)
                             self._step_threads.after_all(functools.partial(_let_go, lock, hold))
                         else:  # before closing: a live lock says the -wal file exists
-                            lock.release()
+                            lock.release()  # a no-op if a simulated crash abandoned it
                     await core.db.close()
+        finally:
+            serving.ready.set()
+            serving.done.set()
 
     async def _wait_for_step_bodies(self) -> set[str]:
         """Wait up to ``shutdown_timeout`` for sync step bodies still running in threads
@@ -317,13 +364,86 @@ class Runtime:
             )
         return keep
 
+    def _abandon(self, serving: Serving) -> None:
+        """Forget a launch whose event loop has ended without shutting it down.
+
+        Its task can never run again: drop its connection and executor lock here; the
+        next launch releases its workflows and takes them back (no recovery attempt).
+        """
+        serving.abandoned = True
+        self._serving = None
+        core, lock = self._core, self._lock
+        self._core = self._tg = self._lock = None
+        self._running.clear()
+        self._respawn.clear()
+        if lock is not None:  # before the connection: a live lock says the -wal file exists
+            lock.release()
+        if core is not None:
+            core.db.abandon()
+            self._reclaim = self._dead is None
+
+    async def shutdown(self) -> None:
+        """Stop running workflows (they stay PENDING), release them, close the database.
+
+        May be called from another task than ``launch()``. An error that stopped the
+        runtime is raised here; KeyboardInterrupt and SystemExit from workflow code are
+        not (asyncio raised them out of the event loop already).
+        """
+        serving = self._serving
+        if serving is None:
+            return
+        if self._core is not None:
+            self._core.db.check_process()  # a fork() child must not touch the parent's task
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        elsewhere = not serving.done.is_set() and serving.loop is not current
+        if elsewhere and not loop_gone(serving.loop, current):
+            raise LitewfError(
+                f"{self!r} serves another event loop, which still runs; shut it down from that loop"
+            )
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if elsewhere:
+            self._abandon(serving)  # its event loop has ended
+            return
+        serving.stop()
+        with anyio.CancelScope(shield=True):
+            await serving.done.wait()
+        if self._serving is serving:
+            self._serving = None
+        error = failure(serving.error)
+        if error is not None and self._dead is None:
+            raise error  # (after a simulated crash, dying tasks' errors have no one to tell)
+
     # -- internals shared with steps and operations -------------------------------------------
 
     def _launched(self, call: str) -> Core:
-        if self._core is None:
+        serving = self._serving
+        if self._core is None or serving is None:
+            if serving is not None and stopped_by(serving.error) is not None:
+                raise LitewfError(
+                    f"{self!r} stopped serving after an error ({serving.error!r}); "
+                    f"shut it down and launch it again"
+                ) from serving.error
             raise RuntimeNotLaunchedError(call)
         if self._dead is not None:
             raise LitewfError(self._dead)
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = serving.loop  # called from a worker thread: nothing to compare
+        if current is not serving.loop:
+            if loop_gone(serving.loop, current):
+                raise LitewfError(
+                    f"{self!r} was launched in an event loop that has ended; call "
+                    f"launch() again in this one (it takes back its workflows)"
+                )
+            raise LitewfError(
+                f"{self!r} serves another event loop, which still runs; call it from "
+                f"that loop (a runtime serves one event loop at a time)"
+            )
         return self._core
 
     def _die(self, where: str) -> None:
@@ -332,7 +452,7 @@ class Runtime:
         Running workflows and the recovery loop are cancelled (a transaction not yet
         committing rolls back), nothing is released, the executor lock is dropped the
         way the OS drops it, and every call or wait on this runtime raises. The task
-        group is left to ``shutdown()``: cancelling it would cancel the caller's code.
+        group is left to ``shutdown()``, which then writes nothing.
         """
         if self._core is None or self._dead is not None:
             return
@@ -411,10 +531,14 @@ class Runtime:
         ctx = context.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
-            existing = await core.db.write(
-                store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
-            )
-            _check_same(wid, existing, wf.name)
+            with self._starting_up(wid):
+                existing = await core.db.write(
+                    store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
+                )
+                _check_same(wid, existing, wf.name)
+                if existing is None:
+                    self._spawn(wid, wf, inputs, fresh=True)
+            return WorkflowHandle(core, wid)
         else:
             op_id = ctx.reserve()
             op_name = f"{context.CHILD_PREFIX}{wf.name}"
@@ -433,9 +557,10 @@ class Runtime:
                 parent.record(tx, op_id, op_name, child_output)
                 return existing
 
-            existing = await ctx.write(start_child)
-        if existing is None:
-            self._spawn(wid, wf, inputs, fresh=True)
+            with self._starting_up(wid):
+                existing = await ctx.write(start_child)
+                if existing is None:
+                    self._spawn(wid, wf, inputs, fresh=True)
         return WorkflowHandle(core, wid)
 
     async def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
@@ -479,10 +604,11 @@ class Runtime:
             # Ours if we can run it; else unowned, for a peer that has the function.
             return self.executor_id if name in registered else None
 
-        restarted = await core.resume_workflow(workflow_id, owner)
-        if restarted is not None and restarted[0] in registered:
-            name, inputs = restarted
-            self._spawn(workflow_id, registered[name], inputs, fresh=False)
+        with self._starting_up(check_id(workflow_id)):
+            restarted = await core.resume_workflow(workflow_id, owner)
+            if restarted is not None and restarted[0] in registered:
+                name, inputs = restarted
+                self._spawn(workflow_id, registered[name], inputs, fresh=False)
         return WorkflowHandle(core, workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:
@@ -502,10 +628,12 @@ class Runtime:
     async def garbage_collect(
         self, *, older_than: float | timedelta, keep_pending: bool = True
     ) -> CollectedCounts:
-        """Delete workflows finished more than ``older_than`` (seconds) ago, with their data.
+        """Delete workflow trees whose root finished more than ``older_than`` (seconds)
+        ago, with their data; a child goes only with its root.
 
-        ``keep_pending=False`` also deletes PENDING workflows not updated for that long (a
-        running one stops). Safe while workflows run: it deletes in short transactions.
+        Trees with a PENDING member are kept; ``keep_pending=False`` also deletes trees
+        whose root is PENDING and not updated for that long (running ones stop). Safe
+        while workflows run: it deletes in short transactions.
         """
         core = self._launched("garbage_collect")
         return await management.garbage_collect(core, older_than, keep_pending)
@@ -601,12 +729,25 @@ class Runtime:
             f"{fn!r} is not a workflow of this runtime; decorate it with @rt.workflow()"
         )
 
-    def _spawn(self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, *, fresh: bool) -> None:
-        if self._tg is None or workflow_id in self._running:
+    def _spawn(
+        self,
+        workflow_id: str,
+        wf: Workflow[Any, Any],
+        inputs: str,
+        *,
+        fresh: bool,
+        recheck: bool = False,
+    ) -> None:
+        if self._tg is None:
+            return
+        if workflow_id in self._running:
+            # Its previous run still unwinds (say, cancelled and resumed at once, while a
+            # step's cleanup runs): run it again once that run has ended.
+            self._respawn[workflow_id] = (wf, inputs)
             return
         scope = anyio.CancelScope()
         self._running[workflow_id] = scope
-        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope)
+        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope, recheck)
 
     async def _run(
         self,
@@ -615,16 +756,50 @@ class Runtime:
         inputs: str,
         fresh: bool,
         scope: anyio.CancelScope,
+        recheck: bool = False,
     ) -> None:
         try:
             with scope:
-                await self._execute(workflow_id, wf, inputs, fresh)
+                if not recheck or await self._still_ours(workflow_id):
+                    await self._execute(workflow_id, wf, inputs, fresh)
         except (_Crashed, Exception):
             if self._dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
         finally:
             self._running.pop(workflow_id, None)
             self._finishing.discard(workflow_id)
+            self._ended.add(workflow_id)
+            again = self._respawn.pop(workflow_id, None)
+            if again is not None and self._dead is None:
+                self._spawn(workflow_id, *again, fresh=False, recheck=True)
+
+    async def _still_ours(self, workflow_id: str) -> bool:
+        """Whether a workflow about to run again is still PENDING and ours (a resume
+        that waited for the previous run may have been overtaken by its outcome)."""
+        try:
+            return await self.db.read(store.owns, workflow_id, self.executor_id)
+        except LitewfError:
+            return True  # let the run find out, and handle it, as any run does
+
+    @contextlib.contextmanager
+    def _starting_up(self, workflow_id: str) -> Iterator[None]:
+        """Mark a workflow whose row becomes ours before its task runs (the recovery
+        loop must not take it for an idle one meanwhile)."""
+        self._starting[workflow_id] = self._starting.get(workflow_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._starting.pop(workflow_id) - 1
+            if left:
+                self._starting[workflow_id] = left
+
+    def _idle(self, workflow_id: str) -> bool:
+        """Whether no task here runs, starts or just ended the workflow."""
+        return not (
+            workflow_id in self._running
+            or workflow_id in self._starting
+            or workflow_id in self._ended
+        )
 
     async def _execute(
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
@@ -693,12 +868,23 @@ class Runtime:
                 delay = min(delay * 2, 5.0)
 
     def _on_change(self, key: Key) -> None:
-        """A status change of a workflow running here, not made by us: it was cancelled."""
+        """A status change of a workflow running here, not made by its run: stop the run
+        unless the workflow is still PENDING and ours (cancelled, deleted, taken over)."""
         kind, workflow_id, _ = key
         if kind == "status" and workflow_id not in self._finishing:
             scope = self._running.get(workflow_id)
-            if scope is not None:
-                scope.cancel()
+            if scope is not None and self._tg is not None:
+                self._tg.start_soon(self._stop_unless_ours, workflow_id, scope)
+
+    async def _stop_unless_ours(self, workflow_id: str, scope: anyio.CancelScope) -> None:
+        # The row decides, not the notification: one read late from the change log may be
+        # a change made before this run started (a cancel that a resume undid).
+        try:
+            ours = await self.db.read(store.owns, workflow_id, self.executor_id)
+        except LitewfError:
+            ours = False
+        if not ours:
+            scope.cancel()
 
     # -- recovery --------------------------------------------------------------------------
 

@@ -84,16 +84,18 @@ MIGRATIONS: tuple[str, ...] = (
         created_at  REAL NOT NULL
     );
     """,
-    # 2: operation identity, and the replay rules each workflow's history was recorded under.
+    # 2: operation identity, the replay rules each workflow's history was recorded under.
     # ``target`` holds the identifying arguments of a call (canonical JSON; NULL for steps
     # and children, whose name identifies them, and for every row written before this
     # migration: those are compared by name only). ``history`` is 1 for workflows recorded
     # before it (their reads were not operations, so replaying them must not number reads)
-    # and 2 for every workflow inserted after it (the column default).
+    # and 2 for every workflow inserted after it (the column default). The parent index
+    # finds a workflow's children at once (garbage collection deletes whole trees).
     """
     ALTER TABLE operations ADD COLUMN target TEXT;
     ALTER TABLE workflows ADD COLUMN history INTEGER NOT NULL DEFAULT 2;
     UPDATE workflows SET history = 1;
+    CREATE INDEX workflows_by_parent ON workflows (parent_id) WHERE parent_id IS NOT NULL;
     """,
 )
 

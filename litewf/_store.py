@@ -181,7 +181,7 @@ def list_workflows(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = db.fetchall(
         f"SELECT {_STATUS_COLUMNS} FROM workflows {clause} "
-        f"ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
+        f"ORDER BY seq DESC LIMIT ? OFFSET ?",  # insertion order: a clock step reorders nothing
         (*params, limit, offset),
     )
     return [_status(r) for r in rows]
@@ -281,6 +281,28 @@ def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
     rows = db.fetchall("SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,))
     return [r[0] for r in rows]
+
+
+def owned_pending(
+    db: Tx, executor_id: str, among: Sequence[str] | None
+) -> list[tuple[str, str, str]]:
+    """(workflow_id, name, inputs) of this executor's PENDING workflows, ``among`` those
+    IDs if given (without it, inputs are left empty: the cheap scan by index)."""
+    if among is None:
+        rows = db.fetchall(
+            "SELECT workflow_id FROM workflows WHERE status = ? AND executor_id = ?",
+            (_PENDING, executor_id),
+        )
+        return [(r[0], "", "") for r in rows]
+    found: list[tuple[str, str, str]] = []
+    for chunk in _chunks(list(among)):
+        rows = db.fetchall(
+            f"SELECT workflow_id, name, inputs FROM workflows WHERE status = ? "
+            f"AND executor_id = ? AND workflow_id IN ({_in(chunk)})",
+            (_PENDING, executor_id, *chunk),
+        )
+        found.extend((r[0], r[1], r[2]) for r in rows)
+    return found
 
 
 def _in(names: Sequence[str]) -> str:
@@ -538,40 +560,61 @@ GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
 
 
 def delete_finished(
-    tx: Tx, cutoff: float, keep_pending: bool, limit: int
-) -> tuple[dict[str, int], list[str]]:
-    """Delete up to ``limit`` workflows last updated before ``cutoff``, with their rows.
+    tx: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
+) -> tuple[dict[str, int], list[str], int | None]:
+    """Delete whole workflow trees whose root was last updated before ``cutoff``.
 
-    PENDING ones go only when ``keep_pending`` is False (a status change is logged so that
-    a process running one stops it). A finished child whose parent stays is kept: the
-    parent's replay reads the child's result. Returns the counts by table and the deleted
-    IDs. ``created_at <= updated_at`` lets the created_at index bound the scan.
+    A root is a workflow without a parent (or whose parent is gone); its tree is every
+    descendant, at any depth. Trees are judged by their root alone, so a finished child
+    stays as long as its parent (which may be resumed and replay it) stays. A tree with a
+    PENDING member is kept unless ``keep_pending`` is False (then a status change is
+    logged for each deleted PENDING one, so that a process running it stops it). Looks
+    at roots past seq ``after`` and stops once about ``limit`` workflows are deleted.
+    Returns the counts by table, the deleted IDs, and the seq to continue after (None:
+    no roots left). ``created_at <= updated_at`` lets the created_at index bound the scan.
     """
-    rows = tx.fetchall(
-        "DELETE FROM workflows WHERE seq IN (SELECT w.seq FROM workflows w "
-        "WHERE w.created_at < ? AND w.updated_at < ? AND (? OR w.status != ?) "
-        "AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id "
-        "AND p.status = ? AND (? OR p.updated_at >= ?)) "
-        "ORDER BY w.created_at, w.seq LIMIT ?) RETURNING workflow_id, status",
-        (cutoff, cutoff, not keep_pending, _PENDING, _PENDING, keep_pending, cutoff, limit),
+    roots = tx.fetchall(
+        "SELECT w.seq, w.workflow_id FROM workflows w WHERE w.seq > ? AND w.created_at < ? "
+        "AND w.updated_at < ? AND (? OR w.status != ?) AND (w.parent_id IS NULL OR NOT EXISTS "
+        "(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq LIMIT ?",
+        (after, cutoff, cutoff, not keep_pending, _PENDING, limit),
     )
-    ids = [r[0] for r in rows]
+    deleted: list[tuple[str, str]] = []
+    resume_after: int | None = roots[-1][0] if len(roots) == limit else None
+    for seq, root_id in roots:
+        tree = tx.fetchall(
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT w.workflow_id FROM workflows w "
+            "JOIN tree ON w.parent_id = tree.id) "
+            "SELECT w.workflow_id, w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
+            (root_id,),
+        )
+        if keep_pending and any(row[1] == _PENDING for row in tree):
+            continue
+        deleted.extend((row[0], row[1]) for row in tree)
+        if len(deleted) >= limit:
+            resume_after = seq
+            break
+    ids = [workflow_id for workflow_id, _ in deleted]
     counts = dict.fromkeys(GC_TABLES, 0)
-    counts["workflows"] = len(ids)
-    if not ids:
-        return counts, ids
-    marks = _in(ids)
-    for table, column in (
-        ("operations", "workflow_id"),
-        ("events", "workflow_id"),
-        ("messages", "destination_id"),
-        ("message_keys", "destination_id"),
-    ):
-        counts[table] = tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
-    for row in rows:
-        if row[1] == _PENDING:
-            log_change(tx, "status", row[0], None)
-    return counts, ids
+    for chunk in _chunks(ids):
+        marks = _in(chunk)
+        for table, column in (
+            ("workflows", "workflow_id"),
+            ("operations", "workflow_id"),
+            ("events", "workflow_id"),
+            ("messages", "destination_id"),
+            ("message_keys", "destination_id"),
+        ):
+            counts[table] += tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+    for workflow_id, status in deleted:
+        if status == _PENDING:
+            log_change(tx, "status", workflow_id, None)
+    return counts, ids, resume_after
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    """Split ``ids`` so that no statement exceeds SQLite's bound on parameters."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:

@@ -54,7 +54,7 @@ class RuntimeFactory:
         return runtime
 
     async def _shutdown_all(self) -> None:
-        # Each runtime's task group is nested in the one launched before it: close in reverse.
+        # Newest first, the reverse of launch (as nested "async with" blocks would).
         errors: list[BaseException] = []
         while self._launched:
             try:
