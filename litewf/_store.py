@@ -13,9 +13,10 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from ._db import Tx
+from ._exceptions import CorruptDatabaseError
+from ._rows import Columns
 from ._types import Status, WorkflowStatus
 
 __all__ = [
@@ -65,28 +66,34 @@ class ResultRow:
     recovery_attempts: int
 
 
-def _as_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 _STATUS_COLUMNS = (
     "workflow_id, name, status, created_at, updated_at, executor_id, recovery_attempts, "
     "error_type, error_message"
 )
 
 
-def _status(row: sqlite3.Row) -> WorkflowStatus:
+def _status(db: Tx, row: sqlite3.Row) -> WorkflowStatus:
+    """The row as a ``WorkflowStatus``; ``CorruptDatabaseError`` for a value litewf never
+    writes."""
+    check = Columns(db, "workflows", row["workflow_id"])
     return WorkflowStatus(
-        workflow_id=row["workflow_id"],
-        name=row["name"],
-        status=Status(row["status"]),
-        created_at=_as_datetime(row["created_at"]),
-        updated_at=_as_datetime(row["updated_at"]),
-        executor_id=row["executor_id"],
-        recovery_attempts=row["recovery_attempts"],
-        error_type=row["error_type"],
-        error_message=row["error_message"],
+        workflow_id=check.text("workflow_id", row["workflow_id"]),
+        name=check.text("name", row["name"]),
+        status=check.status("status", row["status"]),
+        created_at=check.moment("created_at", row["created_at"]),
+        updated_at=check.moment("updated_at", row["updated_at"]),
+        executor_id=check.optional_text("executor_id", row["executor_id"]),
+        recovery_attempts=check.count("recovery_attempts", row["recovery_attempts"]),
+        error_type=check.optional_text("error_type", row["error_type"]),
+        error_message=check.optional_text("error_message", row["error_message"]),
     )
+
+
+def _status_or_corrupt(db: Tx, row: sqlite3.Row) -> WorkflowStatus | CorruptDatabaseError:
+    try:
+        return _status(db, row)
+    except CorruptDatabaseError as exc:
+        return exc
 
 
 # -- change log (read by pollers in other processes) -----------------------------------------
@@ -141,7 +148,7 @@ def get_status(db: Tx, workflow_id: str) -> WorkflowStatus | None:
     row = db.fetchone(
         f"SELECT {_STATUS_COLUMNS} FROM workflows WHERE workflow_id = ?", (workflow_id,)
     )
-    return None if row is None else _status(row)
+    return None if row is None else _status(db, row)
 
 
 def workflow_exists(tx: Tx, workflow_id: str) -> bool:
@@ -156,17 +163,44 @@ def get_result(db: Tx, workflow_id: str) -> ResultRow | None:
     )
     if row is None:
         return None
-    return ResultRow(Status(row[0]), row[1], row[2], row[3])
+    check = Columns(db, "workflows", workflow_id)
+    status = check.status("status", row[0])
+    error = check.optional_text("error", row[2])
+    if status is Status.ERROR and error is None:
+        raise check.corrupt("error", "NULL for a workflow in status ERROR")
+    return ResultRow(
+        status,
+        check.optional_text("output", row[1]),
+        error,
+        check.count("recovery_attempts", row[3]),
+    )
 
 
 def get_inputs(db: Tx, workflow_id: str) -> tuple[str, str] | None:
     row = db.fetchone("SELECT name, inputs FROM workflows WHERE workflow_id = ?", (workflow_id,))
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    check = Columns(db, "workflows", workflow_id)
+    return check.text("name", row[0]), check.text("inputs", row[1])
 
 
 def list_workflows(
     db: Tx, status: Status | None, name: str | None, limit: int, offset: int
 ) -> list[WorkflowStatus]:
+    """Stored workflows, newest first; ``CorruptDatabaseError`` for the first bad row."""
+    return [_status(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+
+
+def list_workflows_marked(
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+) -> list[WorkflowStatus | CorruptDatabaseError]:
+    """As ``list_workflows``, with each bad row's error in its place (for the CLI)."""
+    return [_status_or_corrupt(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+
+
+def _workflow_rows(
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+) -> list[sqlite3.Row]:
     where, params = [], []
     if status is not None:
         where.append("status = ?")
@@ -180,7 +214,7 @@ def list_workflows(
         f"ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
-    return [_status(r) for r in rows]
+    return rows
 
 
 def finish_workflow(
@@ -410,14 +444,15 @@ def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
     row = db.fetchone(
         "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
     )
-    return None if row is None else str(row[0])
+    return None if row is None else Columns(db, "events", workflow_id).text("value", row[0])
 
 
 def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:
     rows = db.fetchall(
         "SELECT key, value FROM events WHERE workflow_id = ? ORDER BY key", (workflow_id,)
     )
-    return [(r[0], r[1]) for r in rows]
+    check = Columns(db, "events", workflow_id)
+    return [(check.text("key", r[0]), check.text("value", r[1])) for r in rows]
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -478,7 +513,19 @@ def list_operations(
         "WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),
     )
-    return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+    check = Columns(db, "operations", workflow_id)
+    return [
+        (
+            check.count("op_id", r[0]),
+            check.text("name", r[1]),
+            check.flag("done", r[2]),
+            check.optional_timestamp("deadline", r[3]),
+            check.optional_text("output", r[4]),
+            check.optional_text("error", r[5]),
+            check.timestamp("created_at", r[6]),
+        )
+        for r in rows
+    ]
 
 
 def list_queued(
@@ -490,11 +537,62 @@ def list_queued(
         "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
         (workflow_id, every_topic, topic),
     )
-    return [(r[0], r[1], r[2]) for r in rows]
+    check = Columns(db, "messages", workflow_id)
+    return [
+        (
+            check.optional_text("topic", r[0]),
+            check.text("message", r[1]),
+            check.timestamp("created_at", r[2]),
+        )
+        for r in rows
+    ]
 
 
 #: What one garbage-collection batch deleted, by table.
 GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
+
+
+def _collectable(cutoff: float, keep_pending: bool, limit: int) -> tuple[str, tuple[object, ...]]:
+    """The query selecting (by ``seq``) the workflows garbage collection deletes: one
+    definition for the real deletion and for its dry run."""
+    select = (
+        "SELECT w.seq FROM workflows w "
+        "WHERE w.created_at < ? AND w.updated_at < ? AND (? OR w.status != ?) "
+        "AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id "
+        "AND p.status = ? AND (? OR p.updated_at >= ?)) "
+        "ORDER BY w.created_at, w.seq LIMIT ?"
+    )
+    return (
+        select,
+        (cutoff, cutoff, not keep_pending, _PENDING, _PENDING, keep_pending, cutoff, limit),
+    )
+
+
+def count_collectable(db: Tx, cutoff: float, keep_pending: bool) -> dict[str, int]:
+    """What ``delete_finished`` would delete, by table, without deleting (a dry run)."""
+    select, params = _collectable(cutoff, keep_pending, -1)
+    ids = f"SELECT workflow_id FROM workflows WHERE seq IN ({select})"
+    counts = dict.fromkeys(GC_TABLES, 0)
+    for table, column in _GC_COLUMNS:
+        row = db.fetchone(f"SELECT count(*) FROM {table} WHERE {column} IN ({ids})", params)
+        counts[table] = 0 if row is None else int(row[0])
+    return counts
+
+
+def count_prunable_changes(db: Tx, older_than: float) -> int:
+    """How many change rows ``prune_changes_batch`` would delete, without deleting."""
+    row = db.fetchone("SELECT count(*) FROM changes WHERE created_at < ?", (older_than,))
+    return 0 if row is None else int(row[0])
+
+
+#: Each table garbage collection deletes from, and the column naming the workflow.
+_GC_COLUMNS = (
+    ("workflows", "workflow_id"),
+    ("operations", "workflow_id"),
+    ("events", "workflow_id"),
+    ("messages", "destination_id"),
+    ("message_keys", "destination_id"),
+)
 
 
 def delete_finished(
@@ -507,13 +605,9 @@ def delete_finished(
     parent's replay reads the child's result. Returns the counts by table and the deleted
     IDs. ``created_at <= updated_at`` lets the created_at index bound the scan.
     """
+    select, params = _collectable(cutoff, keep_pending, limit)
     rows = tx.fetchall(
-        "DELETE FROM workflows WHERE seq IN (SELECT w.seq FROM workflows w "
-        "WHERE w.created_at < ? AND w.updated_at < ? AND (? OR w.status != ?) "
-        "AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id "
-        "AND p.status = ? AND (? OR p.updated_at >= ?)) "
-        "ORDER BY w.created_at, w.seq LIMIT ?) RETURNING workflow_id, status",
-        (cutoff, cutoff, not keep_pending, _PENDING, _PENDING, keep_pending, cutoff, limit),
+        f"DELETE FROM workflows WHERE seq IN ({select}) RETURNING workflow_id, status", params
     )
     ids = [r[0] for r in rows]
     counts = dict.fromkeys(GC_TABLES, 0)
@@ -559,7 +653,8 @@ def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
     rows = db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
     info["integrity_check"] = [str(r[0]) for r in rows]
     rows = db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
-    info["workflows"] = {r[0]: r[1] for r in rows}
+    # A tampered status may be a blob or a number: name it by its repr.
+    info["workflows"] = {r[0] if isinstance(r[0], str) else repr(r[0]): r[1] for r in rows}
     for key, sql in (
         ("queued_messages", "SELECT count(*) FROM messages"),
         ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),
