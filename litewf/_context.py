@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _store as store
 from ._exceptions import InvalidValueError, NonDeterminismError, NotInWorkflowError, _Superseded
-from ._serialization import decode_exception, encode_exception, loads_checked
+from ._rows import Columns
+from ._serialization import encode_exception, loads_checked
 
 if TYPE_CHECKING:
     from ._db import Tx
@@ -53,7 +54,9 @@ class WorkflowContext:
     def outcome(self, op: store.Operation, what: str) -> Any:
         """Return the recorded value, or raise the recorded exception."""
         if op.error is not None:
-            raise decode_exception(op.error)
+            # A malformed record (a tampered file) is a CorruptDatabaseError, not a ValueError.
+            check = Columns(self.runtime.db.path, "operations", self.workflow_id)
+            raise check.exception("error", op.error)
         if op.output is None:
             return None
         return loads_checked(self.runtime.serializer, op.output, what)

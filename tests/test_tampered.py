@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import litewf
+from tests.children.ops import register
 from tests.tampering import WORKFLOWS, build_database, read_everything, run_cli, tamper
 
 Read = Callable[[litewf.Client], Coroutine[Any, Any, Any]]
@@ -246,6 +247,20 @@ async def test_runtime_read_paths_raise_litewf_errors_too(db: Path) -> None:
             await (await rt.retrieve_workflow("fail-1")).get_result(timeout=0)
         raised = await read_everything(rt)
         assert raised and all(isinstance(e, litewf.LitewfError) for e in raised), raised
+
+
+async def test_a_replayed_bad_error_record_fails_the_workflow_with_a_litewf_error(
+    db: Path,
+) -> None:
+    """Replaying a step whose recorded error is malformed ends the workflow with a
+    CorruptDatabaseError naming the column, not a JSONDecodeError from its step call."""
+    tamper(db, "UPDATE operations SET error = '{' WHERE workflow_id = 'fail-1'")
+    rt = litewf.Runtime(db)
+    register(rt)
+    async with rt:
+        handle = await rt.resume_workflow("fail-1")
+        with pytest.raises(litewf.CorruptDatabaseError, match=r"operations\.error"):
+            await handle.get_result(timeout=30)
 
 
 async def test_existing_callers_of_corrupt_database_error_still_work() -> None:
