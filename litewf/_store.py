@@ -307,7 +307,8 @@ def release_workflows(tx: Tx, executor_id: str) -> int:
 def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
     rows = db.fetchall("SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,))
-    return [r[0] for r in rows]
+    # A non-text owner is a hand-edited row, no executor's: leave it (list and show report it).
+    return [r[0] for r in rows if r[0] is None or isinstance(r[0], str)]
 
 
 def _in(names: Sequence[str]) -> str:
