@@ -405,6 +405,8 @@ async def _doctor(client: Client, args: argparse.Namespace) -> int:
     else:
         rows = []
         for key, value in info.items():
+            if key == "corrupt_row_problems":
+                continue  # the first one goes to stderr below; --json has them all
             if isinstance(value, dict):
                 value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
             elif key == "application_id" and isinstance(value, int):
@@ -414,11 +416,10 @@ async def _doctor(client: Client, args: argparse.Namespace) -> int:
     if info["integrity"] != "ok":
         print("litewf: error: the integrity check failed; restore a backup", file=sys.stderr)
         return 1
-    unknown = sorted(set(info["workflows"]) - {s.value for s in Status})
-    if unknown:
+    if info["corrupt_rows"]:
+        first = _one_line(info["corrupt_row_problems"][0])
         print(
-            f"litewf: error: workflows with an unknown status ({', '.join(unknown)}): the "
-            f"database was damaged or edited by hand; restore a backup or repair those rows",
+            f"litewf: error: {info['corrupt_rows']} corrupt rows; the first: {first}",
             file=sys.stderr,
         )
         return 1

@@ -233,6 +233,7 @@ def _waker(core: Core, deleted: list[str]) -> Callable[[], None]:
 async def doctor(core: Core) -> dict[str, Any]:
     """Facts about the open database for ``litewf doctor``; reads only."""
     info = await core.db.read(store.database_info, integrity_limit=20)
+    corrupt, problems = await core.db.read(store.find_corrupt_rows, limit=5)
     path, wal_bytes = _files(core.db.path)
     checks: Any = info.pop("integrity_check")
     page_size, page_count = info.pop("page_size"), info.pop("page_count")
@@ -246,6 +247,8 @@ async def doctor(core: Core) -> dict[str, Any]:
         "wal_bytes": wal_bytes,
         "free_pages": info.pop("freelist_count"),
         "integrity": "ok" if checks == ["ok"] else "; ".join(checks),
+        "corrupt_rows": corrupt,
+        "corrupt_row_problems": problems,
         **info,
     }
 

@@ -638,6 +638,54 @@ def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
     )
 
 
+def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
+    """Check every stored workflow, operation, event and message as the read paths do: the
+    number of bad rows and the first ``limit`` problems (for ``litewf doctor``)."""
+    problems: list[str] = []
+    count = 0
+
+    def check(table: str, row: sqlite3.Row) -> None:
+        owner_column = "destination_id" if table == "messages" else "workflow_id"
+        c = Columns(db, table, row[owner_column])
+        c.text(owner_column, row[owner_column])
+        if table == "workflows":
+            _status(db, row)
+            c.text("inputs", row["inputs"])
+            c.optional_text("output", row["output"])
+            c.optional_text("parent_id", row["parent_id"])
+        elif table == "operations":
+            c.count("op_id", row["op_id"])
+            c.text("name", row["name"])
+            c.flag("done", row["done"])
+            c.optional_timestamp("deadline", row["deadline"])
+            c.optional_text("output", row["output"])
+        elif table == "events":
+            c.text("key", row["key"])
+            c.text("value", row["value"])
+        else:
+            c.optional_text("topic", row["topic"])
+            c.text("message", row["message"])
+        if table != "workflows":
+            c.timestamp("created_at", row["created_at"])
+        if table in ("workflows", "operations") and row["error"] is not None:
+            c.error_record("error", row["error"])
+
+    for table, sql in (
+        ("workflows", "SELECT * FROM workflows"),
+        ("operations", "SELECT * FROM operations"),
+        ("events", "SELECT workflow_id, key, value, created_at FROM events"),
+        ("messages", "SELECT destination_id, topic, message, created_at FROM messages"),
+    ):
+        for row in db.conn.execute(sql):
+            try:
+                check(table, row)
+            except CorruptDatabaseError as exc:
+                count += 1
+                if len(problems) < limit:
+                    problems.append(str(exc))
+    return count, problems
+
+
 def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
     """Schema, journal and size facts plus row counts; reads only, writes nothing."""
     info: dict[str, object] = {}

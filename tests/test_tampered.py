@@ -263,6 +263,18 @@ async def test_a_replayed_bad_error_record_fails_the_workflow_with_a_litewf_erro
             await handle.get_result(timeout=30)
 
 
+async def test_a_runtime_launches_beside_a_pending_row_with_a_bad_owner(db: Path) -> None:
+    """Recovery leaves a PENDING row whose executor_id is a blob alone (no executor owns
+    it); the runtime launches and its listing reports the row."""
+    tamper(db, "UPDATE workflows SET executor_id = x'00ff' WHERE workflow_id = 'order-1'")
+    rt = litewf.Runtime(db)
+    register(rt)
+    async with rt:
+        with pytest.raises(litewf.CorruptDatabaseError, match=r"workflows\.executor_id"):
+            await rt.list_workflows()
+        assert (await rt.list_workflows(status="SUCCESS", limit=1))[0].status == "SUCCESS"
+
+
 async def test_existing_callers_of_corrupt_database_error_still_work() -> None:
     """The (path, problem) constructor still works; workflow_id and column default to None."""
     error = litewf.CorruptDatabaseError("x.db", "is corrupt")
@@ -340,6 +352,27 @@ def test_doctor_reports_a_status_that_does_not_exist(db: Path) -> None:
     code, out, err = run_cli(db, "doctor")
     assert code == 1 and "Traceback" not in err
     assert "b'\\x00\\xff' 1" in out
-    assert "unknown status" in err
+    assert "1 corrupt rows" in err and "workflows.status" in err and "quick-1" in err
     code, out, err = run_cli(db, "doctor", "--json")
     assert code == 1 and json.loads(out)["workflows"]["b'\\x00\\xff'"] == 1
+
+
+def test_doctor_finds_every_corrupt_row(db: Path) -> None:
+    """doctor checks every row as the read paths would, and lists the first problems."""
+    assert run_cli(db, "doctor")[0] == 0
+    tamper(db, f"UPDATE operations SET deadline = 'soon' WHERE {WAITING_RECV}")
+    tamper(db, "UPDATE events SET created_at = 1e300 WHERE workflow_id = 'order-1'")
+    tamper(db, "UPDATE messages SET message = x'00' WHERE destination_id = 'quick-1'")
+    tamper(db, "UPDATE workflows SET error = '[]' WHERE workflow_id = 'fail-1'")
+    code, out, err = run_cli(db, "doctor", "--json")
+    assert code == 1 and "Traceback" not in err
+    info = json.loads(out)
+    assert info["corrupt_rows"] == 5  # two messages to quick-1
+    columns = " ".join(info["corrupt_row_problems"])
+    for column in ("operations.deadline", "events.created_at", "messages.message"):
+        assert column in columns
+    assert "workflows.error" in columns
+    code, out, err = run_cli(db, "doctor")
+    lines = {line.split("  ")[0]: line.split("  ")[-1].strip() for line in out.splitlines()}
+    assert code == 1 and lines["corrupt rows"] == "5"
+    assert err.startswith("litewf: error: 5 corrupt rows; the first: ")
