@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from ._client import Client
-from ._exceptions import LitewfError
+from ._exceptions import CorruptDatabaseError, LitewfError
 from ._management import doctor
 from ._types import Status, WorkflowStatus
 
@@ -94,9 +94,16 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("list", _list, "list workflows, newest first")
-    p.add_argument("--status", choices=[s.value for s in Status], help="only this status")
+    p.add_argument(
+        "--status",
+        type=str.upper,  # "pending" is PENDING
+        choices=[s.value for s in Status],
+        help="only this status (any case)",
+    )
     p.add_argument("--name", help="only workflows of this (stored) function name")
-    p.add_argument("--limit", type=_count, default=50, metavar="K", help="at most K (default 50)")
+    p.add_argument(
+        "--limit", type=_count, default=50, metavar="K", help="at most K (default 50; 0: all)"
+    )
     command("show", _show, "a workflow's status, steps, events and waiting messages").add_argument(
         "workflow_id", metavar="ID"
     )
@@ -123,10 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("gc", _gc, "delete finished workflows and their data")
     p.add_argument(
         "--older-than",
-        type=_duration,
+        type=_age,
         required=True,
         metavar="AGE",
-        help="last updated longer ago than AGE: 90s, 30m, 12h, 7d",
+        help="last updated longer ago than AGE, with its unit: 90s, 30m, 12h, 7d",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
     )
     p.add_argument(
         "--include-pending",
@@ -163,6 +173,17 @@ def _duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2] or "s"]
 
 
+def _age(text: str) -> float:
+    """Seconds from ``90s``, ``30m``, ``12h`` or ``7d``: the unit is required, because a
+    bare ``7`` meant seconds where days were meant, and deleted a week of history."""
+    seconds = _duration(text)
+    if not re.search(r"[smhd]\s*$", text) and seconds != 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no unit; add one: s, m, h or d (e.g. {text.strip()}d for days)"
+        )
+    return seconds
+
+
 def _bench_arguments(argv: list[str]) -> list[str] | None:
     """The arguments after ``bench`` when it is the command, else None."""
     i = 0
@@ -193,14 +214,26 @@ def _bench(argv: list[str]) -> int:
 
 
 async def _list(client: Client, args: argparse.Namespace) -> int:
-    found = await client.list_workflows(status=args.status, name=args.name, limit=args.limit)
+    """The workflows; a corrupt row is listed as its ID and the bad column (exit 1)."""
+    found = await client._open("list").list_workflows_marked(
+        status=args.status, name=args.name, limit=args.limit or sys.maxsize, offset=0
+    )
     if args.json:
-        _print_json([_status_json(s) for s in found])
+        _print_json(
+            [
+                _corrupt_json(s) | {"workflow_id": s.workflow_id}
+                if isinstance(s, CorruptDatabaseError)
+                else _status_json(s)
+                for s in found
+            ]
+        )
     elif not found:
         print("no workflows")
     else:
         rows = [
-            [
+            [s.workflow_id or "?", "", _unreadable(s), "", "", ""]
+            if isinstance(s, CorruptDatabaseError)
+            else [
                 s.workflow_id,
                 s.name,
                 s.status.value,
@@ -211,41 +244,74 @@ async def _list(client: Client, args: argparse.Namespace) -> int:
             for s in found
         ]
         print(_table(["ID", "NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "ERROR"], rows))
+    _report([s for s in found if isinstance(s, CorruptDatabaseError)])
     return 0
 
 
 async def _show(client: Client, args: argparse.Namespace) -> int:
+    """Each part that reads; a part that cannot be read shows its error (exit 1)."""
     handle = await client.retrieve_workflow(args.workflow_id)
-    status = await handle.get_status()
-    steps = await client.list_steps(args.workflow_id)
-    events = await client.get_all_events(args.workflow_id)
-    messages = await client.list_messages(args.workflow_id)
+    failed: list[LitewfError] = []
+
+    async def part(read: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await read()
+        except LitewfError as exc:
+            failed.append(exc)
+            return exc
+
+    status = await part(handle.get_status)
+    steps = await part(lambda: client.list_steps(args.workflow_id))
+    events = await part(lambda: client.get_all_events(args.workflow_id))
+    messages = await part(lambda: client.list_messages(args.workflow_id))
     if args.json:
         _print_json(
             {
-                "workflow": _status_json(status),
-                "steps": [dataclasses.asdict(r) for r in steps],
-                "events": events,
-                "messages": [dataclasses.asdict(m) for m in messages],
+                "workflow": _part_json(status, _status_json),
+                "steps": _part_json(steps, lambda r: [dataclasses.asdict(x) for x in r]),
+                "events": _part_json(events, lambda e: e),
+                "messages": _part_json(messages, lambda r: [dataclasses.asdict(x) for x in r]),
             }
         )
+        _report(failed)
         return 0
-    print(_status_text(status))
-    print(f"\nsteps ({len(steps)})")
-    if steps:
+    if isinstance(status, LitewfError):
+        print(_table(None, [["workflow", args.workflow_id], ["status", _unreadable(status)]]))
+    else:
+        print(_status_text(status))
+    if isinstance(steps, LitewfError):
+        print(f"\nsteps: {_unreadable(steps)}")
+    else:
+        print(f"\nsteps ({len(steps)})")
+    if steps and not isinstance(steps, LitewfError):
         rows = [
             [str(r.number), r.kind, r.name, r.outcome, r.summary, _when(r.created_at)]
             for r in steps
         ]
         print(_indent(_table(["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"], rows)))
-    print(f"\nevents ({len(events)})")
-    if events:
+    if isinstance(events, LitewfError):
+        print(f"\nevents: {_unreadable(events)}")
+    else:
+        print(f"\nevents ({len(events)})")
+    if events and not isinstance(events, LitewfError):
         print(_indent(_table(["KEY", "VALUE"], [[k, _value(v)] for k, v in events.items()])))
-    print(f"\nwaiting messages ({len(messages)})")
-    if messages:
+    if isinstance(messages, LitewfError):
+        print(f"\nwaiting messages: {_unreadable(messages)}")
+    else:
+        print(f"\nwaiting messages ({len(messages)})")
+    if messages and not isinstance(messages, LitewfError):
         rows = [[_topic(m.topic), _value(m.message), _when(m.created_at)] for m in messages]
         print(_indent(_table(["TOPIC", "MESSAGE", "SENT (UTC)"], rows)))
+    _report(failed)
     return 0
+
+
+def _report(errors: Sequence[LitewfError]) -> None:
+    """After printing what could be read: fail (exit 1) with the first error, if any."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise UserError(f"{len(errors)} parts could not be read; the first: {errors[0]}")
 
 
 async def _events(client: Client, args: argparse.Namespace) -> int:
@@ -267,11 +333,18 @@ async def _send(client: Client, args: argparse.Namespace) -> int:
             f"the message is not valid JSON ({exc}); quote it for the shell, "
             f"e.g. '{{\"ok\": true}}' or '\"text\"'"
         ) from None
-    await client.send(args.workflow_id, message, args.topic, idempotency_key=args.idempotency_key)
+    sent = await client.send(
+        args.workflow_id, message, args.topic, idempotency_key=args.idempotency_key
+    )
     if args.json:
-        _print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": True})
-    else:
+        _print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": sent})
+    elif sent:
         print(f"sent to {args.workflow_id} (topic {_topic(args.topic)})")
+    else:
+        print(
+            f"already sent (idempotency key {args.idempotency_key!r}), nothing enqueued "
+            f"for {args.workflow_id}"
+        )
     return 0
 
 
@@ -313,13 +386,15 @@ async def _resume(client: Client, args: argparse.Namespace) -> int:
 
 async def _gc(client: Client, args: argparse.Namespace) -> int:
     counts = await client.garbage_collect(
-        older_than=args.older_than, keep_pending=not args.include_pending
+        older_than=args.older_than, keep_pending=not args.include_pending, dry_run=args.dry_run
     )
     if args.json:
         _print_json(dataclasses.asdict(counts))
     else:
         rows = [[name, str(n)] for name, n in dataclasses.asdict(counts).items()]
-        print(_table(["DELETED", "ROWS"], rows))
+        print(_table(["WOULD DELETE" if args.dry_run else "DELETED", "ROWS"], rows))
+        if args.dry_run:
+            print("(dry run: nothing was deleted)")
     return 0
 
 
@@ -330,6 +405,8 @@ async def _doctor(client: Client, args: argparse.Namespace) -> int:
     else:
         rows = []
         for key, value in info.items():
+            if key == "corrupt_row_problems":
+                continue  # the first one goes to stderr below; --json has them all
             if isinstance(value, dict):
                 value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
             elif key == "application_id" and isinstance(value, int):
@@ -338,6 +415,13 @@ async def _doctor(client: Client, args: argparse.Namespace) -> int:
         print(_table(["CHECK", "VALUE"], rows, width=200))
     if info["integrity"] != "ok":
         print("litewf: error: the integrity check failed; restore a backup", file=sys.stderr)
+        return 1
+    if info["corrupt_rows"]:
+        first = _one_line(info["corrupt_row_problems"][0])
+        print(
+            f"litewf: error: {info['corrupt_rows']} corrupt rows; the first: {first}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -357,6 +441,22 @@ def _json_default(value: Any) -> Any:
 
 def _status_json(status: WorkflowStatus) -> dict[str, Any]:
     return {**dataclasses.asdict(status), "status": status.status.value}
+
+
+def _corrupt_json(error: LitewfError) -> dict[str, Any]:
+    column = error.column if isinstance(error, CorruptDatabaseError) else None
+    return {"corrupt": {"column": column, "problem": str(error)}}
+
+
+def _part_json(part: Any, convert: Callable[[Any], Any]) -> Any:
+    return _corrupt_json(part) if isinstance(part, LitewfError) else convert(part)
+
+
+def _unreadable(error: LitewfError) -> str:
+    """A short cell for a part that could not be read."""
+    if isinstance(error, CorruptDatabaseError) and error.column is not None:
+        return f"corrupt: {error.column}"
+    return f"unreadable: {error}"
 
 
 def _status_text(s: WorkflowStatus) -> str:

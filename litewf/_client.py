@@ -98,9 +98,13 @@ class Client:
         topic: str | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> None:
-        """Enqueue ``message`` for the destination workflow; on disk when this returns."""
-        await self._open("send").send(destination_id, message, topic, idempotency_key)
+    ) -> bool:
+        """Enqueue ``message`` for the destination workflow; on disk when this returns.
+
+        Returns False (and enqueues nothing) if ``idempotency_key`` was used before for
+        this destination; True otherwise.
+        """
+        return await self._open("send").send(destination_id, message, topic, idempotency_key)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
         """Wait for a workflow's event; the value, or None once ``timeout`` seconds pass."""
@@ -144,7 +148,7 @@ class Client:
         return await management.list_messages(self._open("list_messages"), workflow_id, topic)
 
     async def garbage_collect(
-        self, *, older_than: float | timedelta, keep_pending: bool = True
+        self, *, older_than: float | timedelta, keep_pending: bool = True, dry_run: bool = False
     ) -> CollectedCounts:
         core = self._open("garbage_collect")
-        return await management.garbage_collect(core, older_than, keep_pending)
+        return await management.garbage_collect(core, older_than, keep_pending, dry_run)

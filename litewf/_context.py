@@ -30,8 +30,8 @@ from ._exceptions import (
     WorkflowNotFoundError,
     _Superseded,
 )
+from ._rows import Columns
 from ._serialization import (
-    decode_exception,
     encode_exception,
     exception_type_and_message,
     loads_checked,
@@ -169,7 +169,9 @@ class WorkflowContext:
     def outcome(self, op: store.Operation, what: str) -> Any:
         """Return the recorded value, or raise the recorded exception."""
         if op.error is not None:
-            raise decode_exception(op.error)
+            # A malformed record (a tampered file) is a CorruptDatabaseError, not a ValueError.
+            check = Columns(self.runtime.db.path, "operations", self.workflow_id)
+            raise check.exception("error", op.error)
         if op.output is None:
             return None
         return loads_checked(self.runtime.serializer, op.output, what)

@@ -20,13 +20,16 @@ from ._clock import REAL_CLOCK, Clock
 from ._context import retry_ending_failure
 from ._db import Database, Durability, Tx
 from ._exceptions import (
+    CorruptDatabaseError,
+    InvalidValueError,
     LitewfError,
     MaxRecoveryAttemptsExceededError,
     WorkflowCancelledError,
     WorkflowNotFoundError,
 )
 from ._notifier import Notifier, event_key, message_key, poll_changes, status_key
-from ._serialization import Serializer, decode_exception, dumps_checked, loads_checked
+from ._rows import Columns
+from ._serialization import Serializer, dumps_checked
 from ._types import Status, WorkflowStatus
 from ._validate import check_id, check_key, check_timeout, check_value
 
@@ -104,12 +107,13 @@ class Core:
             raise TimeoutError(
                 f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
             )
-        output, error = row_outcome(workflow_id, row)
+        output, error = row_outcome(self.db.path, workflow_id, row)
         if error is not None:
             raise error
         if output is None:
             return None
-        return loads_checked(self.serializer, output, f"result of {workflow_id!r}")
+        check = Columns(self.db.path, "workflows", workflow_id)
+        return check.value(self.serializer, "output", output)
 
     async def list_workflows(
         self,
@@ -119,8 +123,16 @@ class Core:
         limit: int = 100,
         offset: int = 0,
     ) -> list[WorkflowStatus]:
+        """Stored workflows; ``CorruptDatabaseError`` if one of them is a bad row."""
         wanted, name = check_list_filters(status, name, limit, offset)
         return await self.db.read(store.list_workflows, wanted, name, limit, offset)
+
+    async def list_workflows_marked(
+        self, *, status: Status | str | None, name: str | None, limit: int, offset: int
+    ) -> list[WorkflowStatus | CorruptDatabaseError]:
+        """As ``list_workflows``, with each bad row's error in its place."""
+        wanted, name = check_list_filters(status, name, limit, offset)
+        return await self.db.read(store.list_workflows_marked, wanted, name, limit, offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Stop a PENDING workflow (it ends CANCELLED); finished ones are left as they are."""
@@ -167,7 +179,8 @@ class Core:
         message: Any,
         topic: str | None,
         idempotency_key: str | None,
-    ) -> None:
+    ) -> bool:
+        """Enqueue the message; False if ``idempotency_key`` was used before (nothing sent)."""
         check_id(destination_id, "destination_id")
         check_value(message, "message")
         topic = check_key(topic, "topic", optional=True)
@@ -175,14 +188,16 @@ class Core:
         data = dumps_checked(self.serializer, message, "the message")
         notifier = self.notifier
 
-        def enqueue(tx: Tx) -> None:
+        def enqueue(tx: Tx) -> bool:
             if not store.workflow_exists(tx, destination_id):
                 raise WorkflowNotFoundError(destination_id)
-            if store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
-                key = message_key(destination_id, topic)
-                tx.after_commit(lambda: notifier.notify(key))
+            if not store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
+                return False
+            key = message_key(destination_id, topic)
+            tx.after_commit(lambda: notifier.notify(key))
+            return True
 
-        await self.db.write(enqueue)
+        return await self.db.write(enqueue)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
         check_id(workflow_id)
@@ -199,7 +214,8 @@ class Core:
             data = await self.db.read(store.get_event, workflow_id, key)
             if data is None:
                 return None
-            return (loads_checked(self.serializer, data, f"event {key!r}"),)
+            check = Columns(self.db.path, "events", workflow_id)
+            return (check.value(self.serializer, f"value of key {key!r}", data),)
 
         if math.isinf(deadline):
             deadline = self.clock.time() + 1e9
@@ -208,29 +224,31 @@ class Core:
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         check_id(workflow_id)
         await self.require_exists(workflow_id)
+        check = Columns(self.db.path, "events", workflow_id)
         return {
-            key: loads_checked(self.serializer, value, f"event {key!r}")
+            key: check.value(self.serializer, f"value of key {key!r}", value)
             for key, value in await self.db.read(store.get_all_events, workflow_id)
         }
 
 
-def row_outcome(workflow_id: str, row: store.ResultRow) -> tuple[str | None, Exception | None]:
-    """A finished workflow's stored output, or the exception ``get_result`` raises for it."""
+def row_outcome(
+    path: str, workflow_id: str, row: store.ResultRow
+) -> tuple[str | None, Exception | None]:
+    """A finished workflow's stored output, or the exception ``get_result`` raises for it
+    (``CorruptDatabaseError`` for a malformed error record)."""
     if row.status is Status.SUCCESS:
         return row.output, None
     if row.status is Status.CANCELLED:
         return None, WorkflowCancelledError(workflow_id)
     if row.status is Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
         return None, MaxRecoveryAttemptsExceededError(workflow_id, row.recovery_attempts)
-    assert row.error is not None
-    return None, decode_exception(row.error)
+    return None, Columns(path, "workflows", workflow_id).exception("error", row.error)
 
 
 def check_list_filters(
     status: Status | str | None, name: str | None, limit: int, offset: int
 ) -> tuple[Status | None, str | None]:
     """Check ``list_workflows``' arguments; the status as a ``Status`` and the name."""
-    from ._exceptions import InvalidValueError
 
     try:
         wanted = None if status is None else Status(status)

@@ -19,7 +19,7 @@ Exception hierarchy:
     + NotADatabaseError        (the file is not SQLite at all)
     + ForeignDatabaseError     (an SQLite file that litewf did not create)
     + SchemaTooNewError        (written by a newer litewf)
-    + CorruptDatabaseError     (SQLite reports the file malformed)
+    + CorruptDatabaseError     (SQLite reports the file malformed, or a stored row is)
     + DatabaseBusyError        (another process held the write lock for too long)
     + DatabaseWriteError       (the disk refused a write: full, read-only, I/O error)
 
@@ -206,7 +206,24 @@ class SchemaTooNewError(DatabaseError):
 
 
 class CorruptDatabaseError(DatabaseError):
-    """Raised when SQLite reports the file as malformed."""
+    """Raised when SQLite reports the file as malformed, or a stored row holds a value
+    litewf never writes (a damaged or hand-edited database).
+
+    For a bad row, ``workflow_id`` names the workflow it belongs to and ``column`` the
+    column (``"table.column"``); both are None when the file itself is damaged.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        workflow_id: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(path, problem)
+        self.workflow_id = workflow_id
+        self.column = column
 
 
 class DatabaseBusyError(DatabaseError):

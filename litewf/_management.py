@@ -19,7 +19,7 @@ from ._context import operation_kind
 from ._core import CHANGE_RETENTION_S
 from ._exceptions import InvalidValueError
 from ._notifier import status_key
-from ._serialization import exception_type_and_message, loads_checked
+from ._rows import Columns
 from ._validate import check_id, check_key
 
 if TYPE_CHECKING:
@@ -108,13 +108,14 @@ async def list_steps(core: Core, workflow_id: str) -> list[StepRecord]:
     check_id(workflow_id)
     await core.require_exists(workflow_id)
     records = []
+    check = Columns(core.db.path, "operations", workflow_id)
     for number, name, done, deadline, output, error, created in await core.db.read(
         store.list_operations, workflow_id
     ):
         kind = operation_kind(name)
         error_type = error_message = None
         if error is not None:
-            error_type, error_message = exception_type_and_message(error)
+            error_type, error_message = check.error_record("error", error)
             outcome, summary = "error", _shorten(f"{error_type}: {error_message}")
         elif not done:
             until = "forever" if deadline is None else _clock(deadline)
@@ -143,10 +144,9 @@ def _summary(core: Core, kind: str, output: str | None) -> str:
         return "timed out" if kind in ("recv", "get_event") else "done"
     if kind == "sleep":
         try:
-            wake_at = float(core.serializer.loads(output))
+            return f"wakes at {_clock(float(core.serializer.loads(output)))}"
         except Exception:  # noqa: BLE001 - a summary must not fail on odd stored data
             return _shorten(output)
-        return f"wakes at {_clock(wake_at)}"
     return _shorten(output)
 
 
@@ -158,11 +158,12 @@ async def list_messages(
     every_topic = topic is ...
     wanted = None if isinstance(topic, EllipsisType) else check_key(topic, "topic", optional=True)
     await core.require_exists(workflow_id)
+    check = Columns(core.db.path, "messages", workflow_id)
     return [
         QueuedMessage(
             workflow_id=workflow_id,
             topic=queue,
-            message=loads_checked(core.serializer, data, "message"),
+            message=check.value(core.serializer, "message", data),
             created_at=_time(created),
         )
         for queue, data, created in await core.db.read(
@@ -184,7 +185,7 @@ def _seconds(older_than: float | timedelta) -> float:
 
 
 async def garbage_collect(
-    core: Core, older_than: float | timedelta, keep_pending: bool
+    core: Core, older_than: float | timedelta, keep_pending: bool, dry_run: bool = False
 ) -> CollectedCounts:
     """Delete workflow trees whose root was last updated more than ``older_than`` ago,
     with everything of theirs (a child goes only with its root: its parent may replay it).
@@ -192,10 +193,16 @@ async def garbage_collect(
     Each batch is its own short transaction, so workflows running meanwhile (here or in
     other processes) wait for the write lock at most one batch. The change log is pruned
     too, down to the last ``CHANGE_RETENTION_S`` seconds that pollers may still need.
+    ``dry_run`` counts what would be deleted (the same selection) and deletes nothing.
     """
     cutoff = time.time() - _seconds(older_than)
-    if not isinstance(keep_pending, bool):
-        raise InvalidValueError(f"keep_pending must be True or False, got {keep_pending!r}")
+    for flag, what in ((keep_pending, "keep_pending"), (dry_run, "dry_run")):
+        if not isinstance(flag, bool):
+            raise InvalidValueError(f"{what} must be True or False, got {flag!r}")
+    if dry_run:
+        counts = await core.db.read(store.count_collectable, cutoff, keep_pending, GC_BATCH)
+        changes = await core.db.read(store.count_prunable_changes, time.time() - CHANGE_RETENTION_S)
+        return CollectedCounts(**counts, changes=changes)
     totals = dict.fromkeys(store.GC_TABLES, 0)
     after: int | None = 0
     while after is not None:
@@ -229,6 +236,7 @@ def _waker(core: Core, deleted: list[str]) -> Callable[[], None]:
 async def doctor(core: Core) -> dict[str, Any]:
     """Facts about the open database for ``litewf doctor``; reads only."""
     info = await core.db.read(store.database_info, integrity_limit=20)
+    corrupt, problems = await core.db.read(store.find_corrupt_rows, limit=5)
     path, wal_bytes = _files(core.db.path)
     checks: Any = info.pop("integrity_check")
     page_size, page_count = info.pop("page_size"), info.pop("page_count")
@@ -242,6 +250,8 @@ async def doctor(core: Core) -> dict[str, Any]:
         "wal_bytes": wal_bytes,
         "free_pages": info.pop("freelist_count"),
         "integrity": "ok" if checks == ["ok"] else "; ".join(checks),
+        "corrupt_rows": corrupt,
+        "corrupt_row_problems": problems,
         **info,
     }
 

@@ -25,28 +25,37 @@ async def send_in_workflow(
     data: str,
     topic: str | None,
     idempotency_key: str | None,
-) -> None:
-    """Send once: the message and the operation record commit together, so replay skips it."""
+) -> bool:
+    """Send once: the message and the operation record commit together, so replay skips it.
+
+    Returns whether it was enqueued (False: the idempotency key was used before). The
+    record's output is ``False`` then, and empty otherwise, so that a replay (and records
+    written before sends told) return the same.
+    """
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "send", identity(destination_id=destination_id, topic=topic))
     if recorded is not None:
-        ctx.outcome(recorded, "send")
-        return
+        return ctx.outcome(recorded, "send") is not False
     notifier = rt.notifier
+    duplicate = rt.serializer.dumps(False)
 
-    def enqueue(tx: Tx) -> WorkflowNotFoundError | None:
+    def enqueue(tx: Tx) -> WorkflowNotFoundError | bool:
         error = None
+        sent = False
         if not store.workflow_exists(tx, destination_id):
             error = WorkflowNotFoundError(destination_id)
         elif store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
+            sent = True
             key = message_key(destination_id, topic)
             tx.after_commit(lambda: notifier.notify(key))
-        ctx.record(tx, op_id, "send", error=error)
-        return error
+        output = None if sent or error is not None else duplicate
+        ctx.record(tx, op_id, "send", output, error=error)
+        return sent if error is None else error
 
-    error = await ctx.write(enqueue)
-    if error is not None:
-        raise error
+    result = await ctx.write(enqueue)
+    if isinstance(result, WorkflowNotFoundError):
+        raise result
+    return result
 
 
 async def recv_in_workflow(

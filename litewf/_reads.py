@@ -203,7 +203,7 @@ async def get_result(
     def settle(row: store.ResultRow | None) -> tuple[str | None, Exception | None]:
         if row is None:
             return None, WorkflowNotFoundError(workflow_id)
-        return row_outcome(workflow_id, row)
+        return row_outcome(core.db.path, workflow_id, row)
 
     if recorded is not None and recorded.done:
         if recorded.error is not None:

@@ -626,7 +626,7 @@ class Runtime:
         return await management.list_messages(self._launched("list_messages"), workflow_id, topic)
 
     async def garbage_collect(
-        self, *, older_than: float | timedelta, keep_pending: bool = True
+        self, *, older_than: float | timedelta, keep_pending: bool = True, dry_run: bool = False
     ) -> CollectedCounts:
         """Delete workflow trees whose root finished more than ``older_than`` (seconds)
         ago, with their data; a child goes only with its root.
@@ -634,9 +634,10 @@ class Runtime:
         Trees with a PENDING member are kept; ``keep_pending=False`` also deletes trees
         whose root is PENDING and not updated for that long (running ones stop). Safe
         while workflows run: it deletes in short transactions.
+        ``dry_run=True`` returns the counts it would delete and deletes nothing.
         """
         core = self._launched("garbage_collect")
-        return await management.garbage_collect(core, older_than, keep_pending)
+        return await management.garbage_collect(core, older_than, keep_pending, dry_run)
 
     def current_workflow_id(self) -> str | None:
         """The ID of the workflow running in this task (also inside its steps), or None."""
@@ -698,19 +699,23 @@ class Runtime:
         topic: str | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> None:
-        """Put ``message`` on the destination's ``topic`` queue; on disk when this returns."""
+    ) -> bool:
+        """Put ``message`` on the destination's ``topic`` queue; on disk when this returns.
+
+        Returns False (and enqueues nothing) if ``idempotency_key`` was used before for
+        this destination; True otherwise. In a workflow a replay returns what the first
+        run got.
+        """
         core = self._launched("send")
         ctx = context.current()
         if ctx is None:
-            await core.send(destination_id, message, topic, idempotency_key)
-            return
+            return await core.send(destination_id, message, topic, idempotency_key)
         check_id(destination_id, "destination_id")
         check_value(message, "message")
         check_key(topic, "topic", optional=True)
         check_key(idempotency_key, "idempotency_key", optional=True)
         data = dumps_checked(self.serializer, message, "the message")
-        await send_in_workflow(self, ctx, destination_id, data, topic, idempotency_key)
+        return await send_in_workflow(self, ctx, destination_id, data, topic, idempotency_key)
 
     async def recv(self, topic: str | None = None, timeout: float = 60.0) -> Any:
         """Consume the next message on this workflow's ``topic`` queue, or None on timeout."""

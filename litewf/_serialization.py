@@ -18,6 +18,7 @@ from ._exceptions import SerializationError, WorkflowFailedError
 
 __all__ = [
     "JsonSerializer",
+    "MalformedErrorRecord",
     "PickleSerializer",
     "Serializer",
     "decode_exception",
@@ -206,12 +207,32 @@ def replay_form(exc: BaseException) -> Exception:
     return rebuilt.with_traceback(exc.__traceback__)
 
 
+class MalformedErrorRecord(ValueError):
+    """A stored exception record that litewf did not write (damaged or edited by hand)."""
+
+
+def _error_fields(data: str) -> tuple[str, str, str, dict[str, Any]]:
+    """Module, qualified name and message of a stored exception, checked, and all fields."""
+    try:
+        fields = json.loads(data)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise MalformedErrorRecord(f"text that is not JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise MalformedErrorRecord(f"JSON {type(fields).__name__}, not an object")
+    module, qualname, message = (fields.get(k) for k in ("module", "qualname", "message"))
+    if not (isinstance(module, str) and isinstance(qualname, str) and isinstance(message, str)):
+        raise MalformedErrorRecord("JSON without the strings module, qualname and message")
+    return module, qualname, message, fields
+
+
 def exception_type_and_message(data: str) -> tuple[str, str]:
-    """The ``error_type`` and ``error_message`` of a stored exception."""
-    fields = json.loads(data)
-    module, qualname = fields["module"], fields["qualname"]
+    """The ``error_type`` and ``error_message`` of a stored exception.
+
+    Raises ``MalformedErrorRecord`` if ``data`` is not a record that litewf writes.
+    """
+    module, qualname, message, _ = _error_fields(data)
     name = qualname if module == "builtins" else f"{module}.{qualname}"
-    return name, fields["message"]
+    return name, message
 
 
 def decode_exception(data: str) -> Exception:
@@ -219,9 +240,9 @@ def decode_exception(data: str) -> Exception:
 
     Only ``sys.modules`` is consulted, never an import, so a tampered database cannot make
     us load code; anything we cannot rebuild faithfully becomes ``WorkflowFailedError``.
+    Raises ``MalformedErrorRecord`` if ``data`` is not a record that litewf writes.
     """
-    fields = json.loads(data)
-    module_name, qualname, message = fields["module"], fields["qualname"], fields["message"]
+    module_name, qualname, message, fields = _error_fields(data)
     error_type, _ = exception_type_and_message(data)
     module = builtins if module_name == "builtins" else sys.modules.get(module_name)
     cls: Any = module

@@ -14,9 +14,10 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from ._db import Tx
+from ._exceptions import CorruptDatabaseError
+from ._rows import Columns
 from ._types import Status, WorkflowStatus
 
 __all__ = [
@@ -69,28 +70,34 @@ class ResultRow:
     recovery_attempts: int
 
 
-def _as_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 _STATUS_COLUMNS = (
     "workflow_id, name, status, created_at, updated_at, executor_id, recovery_attempts, "
     "error_type, error_message"
 )
 
 
-def _status(row: sqlite3.Row) -> WorkflowStatus:
+def _status(db: Tx, row: sqlite3.Row) -> WorkflowStatus:
+    """The row as a ``WorkflowStatus``; ``CorruptDatabaseError`` for a value litewf never
+    writes."""
+    check = Columns(db, "workflows", row["workflow_id"])
     return WorkflowStatus(
-        workflow_id=row["workflow_id"],
-        name=row["name"],
-        status=Status(row["status"]),
-        created_at=_as_datetime(row["created_at"]),
-        updated_at=_as_datetime(row["updated_at"]),
-        executor_id=row["executor_id"],
-        recovery_attempts=row["recovery_attempts"],
-        error_type=row["error_type"],
-        error_message=row["error_message"],
+        workflow_id=check.text("workflow_id", row["workflow_id"]),
+        name=check.text("name", row["name"]),
+        status=check.status("status", row["status"]),
+        created_at=check.moment("created_at", row["created_at"]),
+        updated_at=check.moment("updated_at", row["updated_at"]),
+        executor_id=check.optional_text("executor_id", row["executor_id"]),
+        recovery_attempts=check.count("recovery_attempts", row["recovery_attempts"]),
+        error_type=check.optional_text("error_type", row["error_type"]),
+        error_message=check.optional_text("error_message", row["error_message"]),
     )
+
+
+def _status_or_corrupt(db: Tx, row: sqlite3.Row) -> WorkflowStatus | CorruptDatabaseError:
+    try:
+        return _status(db, row)
+    except CorruptDatabaseError as exc:
+        return exc
 
 
 # -- change log (read by pollers in other processes) -----------------------------------------
@@ -145,7 +152,7 @@ def get_status(db: Tx, workflow_id: str) -> WorkflowStatus | None:
     row = db.fetchone(
         f"SELECT {_STATUS_COLUMNS} FROM workflows WHERE workflow_id = ?", (workflow_id,)
     )
-    return None if row is None else _status(row)
+    return None if row is None else _status(db, row)
 
 
 def workflow_exists(tx: Tx, workflow_id: str) -> bool:
@@ -160,17 +167,44 @@ def get_result(db: Tx, workflow_id: str) -> ResultRow | None:
     )
     if row is None:
         return None
-    return ResultRow(Status(row[0]), row[1], row[2], row[3])
+    check = Columns(db, "workflows", workflow_id)
+    status = check.status("status", row[0])
+    error = check.optional_text("error", row[2])
+    if status is Status.ERROR and error is None:
+        raise check.corrupt("error", "NULL for a workflow in status ERROR")
+    return ResultRow(
+        status,
+        check.optional_text("output", row[1]),
+        error,
+        check.count("recovery_attempts", row[3]),
+    )
 
 
 def get_inputs(db: Tx, workflow_id: str) -> tuple[str, str] | None:
     row = db.fetchone("SELECT name, inputs FROM workflows WHERE workflow_id = ?", (workflow_id,))
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    check = Columns(db, "workflows", workflow_id)
+    return check.text("name", row[0]), check.text("inputs", row[1])
 
 
 def list_workflows(
     db: Tx, status: Status | None, name: str | None, limit: int, offset: int
 ) -> list[WorkflowStatus]:
+    """Stored workflows, newest first; ``CorruptDatabaseError`` for the first bad row."""
+    return [_status(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+
+
+def list_workflows_marked(
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+) -> list[WorkflowStatus | CorruptDatabaseError]:
+    """As ``list_workflows``, with each bad row's error in its place (for the CLI)."""
+    return [_status_or_corrupt(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+
+
+def _workflow_rows(
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+) -> list[sqlite3.Row]:
     where, params = [], []
     if status is not None:
         where.append("status = ?")
@@ -184,7 +218,7 @@ def list_workflows(
         f"ORDER BY seq DESC LIMIT ? OFFSET ?",  # insertion order: a clock step reorders nothing
         (*params, limit, offset),
     )
-    return [_status(r) for r in rows]
+    return rows
 
 
 def finish_workflow(
@@ -280,7 +314,8 @@ def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> i
 def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
     rows = db.fetchall("SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,))
-    return [r[0] for r in rows]
+    # A non-text owner is a hand-edited row, no executor's: leave it (list and show report it).
+    return [r[0] for r in rows if r[0] is None or isinstance(r[0], str)]
 
 
 def owned_pending(
@@ -472,14 +507,15 @@ def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
     row = db.fetchone(
         "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
     )
-    return None if row is None else str(row[0])
+    return None if row is None else Columns(db, "events", workflow_id).text("value", row[0])
 
 
 def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:
     rows = db.fetchall(
         "SELECT key, value FROM events WHERE workflow_id = ? ORDER BY key", (workflow_id,)
     )
-    return [(r[0], r[1]) for r in rows]
+    check = Columns(db, "events", workflow_id)
+    return [(check.text("key", r[0]), check.text("value", r[1])) for r in rows]
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -540,7 +576,19 @@ def list_operations(
         "WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),
     )
-    return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+    check = Columns(db, "operations", workflow_id)
+    return [
+        (
+            check.count("op_id", r[0]),
+            check.text("name", r[1]),
+            check.flag("done", r[2]),
+            check.optional_timestamp("deadline", r[3]),
+            check.optional_text("output", r[4]),
+            check.optional_text("error", r[5]),
+            check.timestamp("created_at", r[6]),
+        )
+        for r in rows
+    ]
 
 
 def list_queued(
@@ -552,37 +600,45 @@ def list_queued(
         "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
         (workflow_id, every_topic, topic),
     )
-    return [(r[0], r[1], r[2]) for r in rows]
+    check = Columns(db, "messages", workflow_id)
+    return [
+        (
+            check.optional_text("topic", r[0]),
+            check.text("message", r[1]),
+            check.timestamp("created_at", r[2]),
+        )
+        for r in rows
+    ]
 
 
 #: What one garbage-collection batch deleted, by table.
 GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
 
 
-def delete_finished(
-    tx: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
-) -> tuple[dict[str, int], list[str], int | None]:
-    """Delete whole workflow trees whose root was last updated before ``cutoff``.
+def _collectable(
+    db: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
+) -> tuple[list[tuple[str, str]], int | None]:
+    """The workflows garbage collection deletes next: one definition for the real
+    deletion and for its dry run.
 
     A root is a workflow without a parent (or whose parent is gone); its tree is every
     descendant, at any depth. Trees are judged by their root alone, so a finished child
     stays as long as its parent (which may be resumed and replay it) stays. A tree with a
-    PENDING member is kept unless ``keep_pending`` is False (then a status change is
-    logged for each deleted PENDING one, so that a process running it stops it). Looks
-    at roots past seq ``after`` and stops once about ``limit`` workflows are deleted.
-    Returns the counts by table, the deleted IDs, and the seq to continue after (None:
-    no roots left). ``created_at <= updated_at`` lets the created_at index bound the scan.
+    PENDING member is kept unless ``keep_pending`` is False. Looks at roots past seq
+    ``after`` and stops once about ``limit`` workflows are chosen. Returns (ID, status)
+    of each, and the seq to continue after (None: no roots left).
+    ``created_at <= updated_at`` lets the created_at index bound the scan.
     """
-    roots = tx.fetchall(
+    roots = db.fetchall(
         "SELECT w.seq, w.workflow_id FROM workflows w WHERE w.seq > ? AND w.created_at < ? "
         "AND w.updated_at < ? AND (? OR w.status != ?) AND (w.parent_id IS NULL OR NOT EXISTS "
         "(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq LIMIT ?",
         (after, cutoff, cutoff, not keep_pending, _PENDING, limit),
     )
-    deleted: list[tuple[str, str]] = []
+    chosen: list[tuple[str, str]] = []
     resume_after: int | None = roots[-1][0] if len(roots) == limit else None
     for seq, root_id in roots:
-        tree = tx.fetchall(
+        tree = db.fetchall(
             "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT w.workflow_id FROM workflows w "
             "JOIN tree ON w.parent_id = tree.id) "
             "SELECT w.workflow_id, w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
@@ -590,21 +646,59 @@ def delete_finished(
         )
         if keep_pending and any(row[1] == _PENDING for row in tree):
             continue
-        deleted.extend((row[0], row[1]) for row in tree)
-        if len(deleted) >= limit:
+        chosen.extend((row[0], row[1]) for row in tree)
+        if len(chosen) >= limit:
             resume_after = seq
             break
+    return chosen, resume_after
+
+
+#: Each table garbage collection deletes from, and the column naming the workflow.
+_GC_COLUMNS = (
+    ("workflows", "workflow_id"),
+    ("operations", "workflow_id"),
+    ("events", "workflow_id"),
+    ("messages", "destination_id"),
+    ("message_keys", "destination_id"),
+)
+
+
+def count_collectable(db: Tx, cutoff: float, keep_pending: bool, batch: int) -> dict[str, int]:
+    """What ``delete_finished`` would delete, by table, without deleting (a dry run)."""
+    counts = dict.fromkeys(GC_TABLES, 0)
+    after: int | None = 0
+    while after is not None:
+        chosen, after = _collectable(db, cutoff, keep_pending, batch, after)
+        for chunk in _chunks([workflow_id for workflow_id, _ in chosen]):
+            for table, column in _GC_COLUMNS:
+                row = db.fetchone(
+                    f"SELECT count(*) FROM {table} WHERE {column} IN ({_in(chunk)})", chunk
+                )
+                counts[table] += 0 if row is None else int(row[0])
+    return counts
+
+
+def count_prunable_changes(db: Tx, older_than: float) -> int:
+    """How many change rows ``prune_changes_batch`` would delete, without deleting."""
+    row = db.fetchone("SELECT count(*) FROM changes WHERE created_at < ?", (older_than,))
+    return 0 if row is None else int(row[0])
+
+
+def delete_finished(
+    tx: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
+) -> tuple[dict[str, int], list[str], int | None]:
+    """Delete the next batch of whole workflow trees that ``_collectable`` chooses.
+
+    A status change is logged for each deleted PENDING one (``keep_pending=False``), so
+    that a process running it stops it. Returns the counts by table, the deleted IDs, and
+    the seq to continue after (None: no roots left).
+    """
+    deleted, resume_after = _collectable(tx, cutoff, keep_pending, limit, after)
     ids = [workflow_id for workflow_id, _ in deleted]
     counts = dict.fromkeys(GC_TABLES, 0)
     for chunk in _chunks(ids):
         marks = _in(chunk)
-        for table, column in (
-            ("workflows", "workflow_id"),
-            ("operations", "workflow_id"),
-            ("events", "workflow_id"),
-            ("messages", "destination_id"),
-            ("message_keys", "destination_id"),
-        ):
+        for table, column in _GC_COLUMNS:
             counts[table] += tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
     for workflow_id, status in deleted:
         if status == _PENDING:
@@ -626,6 +720,54 @@ def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
     )
 
 
+def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
+    """Check every stored workflow, operation, event and message as the read paths do: the
+    number of bad rows and the first ``limit`` problems (for ``litewf doctor``)."""
+    problems: list[str] = []
+    count = 0
+
+    def check(table: str, row: sqlite3.Row) -> None:
+        owner_column = "destination_id" if table == "messages" else "workflow_id"
+        c = Columns(db, table, row[owner_column])
+        c.text(owner_column, row[owner_column])
+        if table == "workflows":
+            _status(db, row)
+            c.text("inputs", row["inputs"])
+            c.optional_text("output", row["output"])
+            c.optional_text("parent_id", row["parent_id"])
+        elif table == "operations":
+            c.count("op_id", row["op_id"])
+            c.text("name", row["name"])
+            c.flag("done", row["done"])
+            c.optional_timestamp("deadline", row["deadline"])
+            c.optional_text("output", row["output"])
+        elif table == "events":
+            c.text("key", row["key"])
+            c.text("value", row["value"])
+        else:
+            c.optional_text("topic", row["topic"])
+            c.text("message", row["message"])
+        if table != "workflows":
+            c.timestamp("created_at", row["created_at"])
+        if table in ("workflows", "operations") and row["error"] is not None:
+            c.error_record("error", row["error"])
+
+    for table, sql in (
+        ("workflows", "SELECT * FROM workflows"),
+        ("operations", "SELECT * FROM operations"),
+        ("events", "SELECT workflow_id, key, value, created_at FROM events"),
+        ("messages", "SELECT destination_id, topic, message, created_at FROM messages"),
+    ):
+        for row in db.conn.execute(sql):
+            try:
+                check(table, row)
+            except CorruptDatabaseError as exc:
+                count += 1
+                if len(problems) < limit:
+                    problems.append(str(exc))
+    return count, problems
+
+
 def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
     """Schema, journal and size facts plus row counts; reads only, writes nothing."""
     info: dict[str, object] = {}
@@ -642,7 +784,8 @@ def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
     rows = db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
     info["integrity_check"] = [str(r[0]) for r in rows]
     rows = db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
-    info["workflows"] = {r[0]: r[1] for r in rows}
+    # A tampered status may be a blob or a number: name it by its repr.
+    info["workflows"] = {r[0] if isinstance(r[0], str) else repr(r[0]): r[1] for r in rows}
     for key, sql in (
         ("queued_messages", "SELECT count(*) FROM messages"),
         ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),

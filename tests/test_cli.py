@@ -22,9 +22,10 @@ import anyio
 import pytest
 
 import litewf
-from litewf._cli import _duration, main
+from litewf._cli import _age, main
 from litewf._schema import SCHEMA_VERSION
 from tests import procs
+from tests.tampering import WORKFLOWS, build_database, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,7 +455,6 @@ def test_bench_hands_its_arguments_to_the_benchmark_module(
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("90", 90.0),
         ("90s", 90.0),
         ("1.5m", 90.0),
         ("2h", 7200.0),
@@ -463,5 +463,89 @@ def test_bench_hands_its_arguments_to_the_benchmark_module(
     ],
 )
 def test_ages_accept_s_m_h_d(text: str, seconds: float) -> None:
-    """gc --older-than reads a number with an optional unit (seconds by default)."""
-    assert _duration(text) == seconds
+    """gc --older-than reads a number with its unit."""
+    assert _age(text) == seconds
+
+
+# -- the operator's safety (issue 10, section 5) -------------------------------------------------
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    """A stopped application's database (no process serving it): see tests/tampering.py."""
+    path = tmp_path / "built.db"
+    build_database(path)
+    return path
+
+
+def listed(path: Path) -> dict[str, str]:
+    code, out, err = run_cli(path, "list", "--json")
+    assert (code, err) == (0, "")
+    return {w["workflow_id"]: w["status"] for w in json.loads(out)}
+
+
+@pytest.mark.parametrize("age", ["7", "7.5", " 30 "])
+def test_gc_age_without_a_unit_is_a_usage_error(built: Path, age: str) -> None:
+    """``gc --older-than 7`` once meant 7 seconds and deleted a week of history: a number
+    without a unit is refused (exit 2, nothing deleted) with a hint to add one."""
+    code, out, err = run_cli(built, "gc", "--older-than", age)
+    assert (code, out) == (2, "")
+    assert "no unit" in err or "expected a duration" in err, err
+    assert "Traceback" not in err
+    assert len(listed(built)) == len(WORKFLOWS)
+    if age == "7":
+        assert "7d" in err
+
+
+def test_gc_dry_run_prints_what_would_be_deleted_and_deletes_nothing(built: Path) -> None:
+    """--dry-run counts with the same selection as the real run, and changes no byte."""
+    before = built.read_bytes()
+    code, out, err = run_cli(built, "gc", "--older-than", "0s", "--dry-run")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].split() == ["WOULD", "DELETE", "ROWS"]
+    assert "nothing was deleted" in out
+    code, out, _ = run_cli(built, "gc", "--older-than", "0s", "--dry-run", "--json")
+    would = json.loads(out)
+    assert would["workflows"] == 3  # not the PENDING order-1, nor its child
+    assert would["messages"] == 2 and would["message_keys"] == 1
+    assert built.read_bytes() == before
+    assert len(listed(built)) == len(WORKFLOWS)
+    code, out, _ = run_cli(built, "gc", "--older-than", "0s", "--json")
+    assert code == 0
+    assert {k: v for k, v in json.loads(out).items() if k != "changes"} == {
+        k: v for k, v in would.items() if k != "changes"
+    }
+    kept = {"order-1": "PENDING", "order-1-3": "SUCCESS"}
+    assert listed(built) == kept
+    code, out, _ = run_cli(built, "gc", "--older-than", "0s", "--include-pending", "--dry-run")
+    assert (code, out.splitlines()[1].split()) == (0, ["workflows", "2"])
+    assert listed(built) == kept
+
+
+def test_send_with_a_used_idempotency_key_says_nothing_was_enqueued(built: Path) -> None:
+    """The repeat prints "already sent (idempotency key), nothing enqueued", not "sent"."""
+    args = ["send", "quick-1", '{"late": true}', "--topic", "t", "--idempotency-key", "k1"]
+    code, out, err = run_cli(built, *args)
+    assert (code, err) == (0, "")
+    assert out.startswith("already sent (idempotency key 'k1'), nothing enqueued")
+    code, out, _ = run_cli(built, *args, "--json")
+    assert json.loads(out) == {"workflow_id": "quick-1", "topic": "t", "sent": False}
+    code, out, _ = run_cli(built, *args[:-1], "k2")
+    assert out == "sent to quick-1 (topic t)\n"
+    code, out, _ = run_cli(built, "show", "quick-1", "--json")
+    assert len(json.loads(out)["messages"]) == 3
+
+
+@pytest.mark.parametrize("status", ["pending", "Pending", "PENDING"])
+def test_list_status_is_case_insensitive(built: Path, status: str) -> None:
+    code, out, err = run_cli(built, "list", "--status", status, "--json")
+    assert (code, err) == (0, "")
+    assert [w["workflow_id"] for w in json.loads(out)] == ["order-1"]
+
+
+def test_list_limit_0_lists_every_workflow(built: Path) -> None:
+    """--limit 0 means no limit (it printed nothing before); --limit 2 cuts the list."""
+    code, out, _ = run_cli(built, "list", "--limit", "0")
+    assert code == 0 and len(out.splitlines()) == 1 + len(WORKFLOWS)
+    code, out, _ = run_cli(built, "list", "--limit", "2", "--json")
+    assert code == 0 and len(json.loads(out)) == 2

@@ -325,7 +325,7 @@ async def test_none_refused_as_event_value_and_message(db_path: Path) -> None:
         own = rt.current_workflow_id()
         assert own is not None
         refused = []
-        calls: list[Callable[[], Awaitable[None]]] = [
+        calls: list[Callable[[], Awaitable[object]]] = [
             lambda: rt.set_event("k", None),
             lambda: rt.send(own, None),
         ]

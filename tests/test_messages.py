@@ -472,3 +472,45 @@ async def test_send_cancelled_while_committing_still_wakes_the_receiver(db_path:
         with anyio.fail_after(5):  # ...yet the message is stored and the waiter woken now
             assert await handle.get_result() == "hello"
         assert await other.get_result(timeout=5) == "leader"
+
+
+async def test_send_tells_whether_the_idempotency_key_was_used(db_path: Path) -> None:
+    """send returns True when it enqueued, False when the key was seen (nothing enqueued),
+    from a Runtime, a Client and inside a workflow, where a replay returns the same."""
+    runs: list[str] = []
+
+    def runtime() -> tuple[litewf.Runtime, litewf.Workflow[[], list[bool]]]:
+        rt = litewf.Runtime(db_path)
+
+        @rt.workflow(name="sender")
+        async def sender() -> list[bool]:
+            own = rt.current_workflow_id()
+            assert own is not None
+            got = [
+                await rt.send(own, 1, "t", idempotency_key="w"),
+                await rt.send(own, 2, "t", idempotency_key="w"),
+                await rt.send(own, 3, "t"),
+            ]
+            runs.append("run")
+            if len(runs) == 1:
+                raise RuntimeError("fail once, then resume_workflow() replays the sends")
+            return got
+
+        return rt, sender
+
+    rt, sender = runtime()
+    async with rt, litewf.Client(db_path) as client:
+        handle = await rt.start_workflow(sender, workflow_id="s")
+        with pytest.raises(RuntimeError, match="fail once"):
+            await handle.get_result(timeout=10)
+        assert await rt.send("s", "x", idempotency_key="k") is True
+        assert await rt.send("s", "y", idempotency_key="k") is False
+        assert await client.send("s", "z", idempotency_key="k") is False
+        assert await client.send("s", "z", idempotency_key="other") is True
+    rt, sender = runtime()
+    async with rt:
+        handle = await rt.resume_workflow("s")
+        assert await handle.get_result(timeout=10) == [True, False, True]
+        assert runs == ["run", "run"]
+        queued = await rt.list_messages("s")
+        assert [m.message for m in queued] == [1, 3, "x", "z"]
