@@ -22,6 +22,7 @@ import anyio
 
 from . import _store as store
 from ._exceptions import (
+    CorruptDatabaseError,
     DatabaseError,
     EventAlreadySetError,
     InvalidValueError,
@@ -60,12 +61,16 @@ async def retry_storage(workflow_id: str, call: Callable[[], Awaitable[T]]) -> T
     a crash but without running anything again; shutdown or a cancel ends the wait.
 
     Retrying the same write is safe: a refused write left nothing behind (its
-    transaction rolled back, or never began).
+    transaction rolled back, or never began). A damaged row (``CorruptDatabaseError``)
+    is raised at once: waiting does not repair it, so it ends the workflow ``ERROR``
+    naming the column, and ``resume_workflow`` runs it again once the row is repaired.
     """
     delay = STORAGE_RETRY_FIRST_S
     while True:
         try:
             return await call()
+        except CorruptDatabaseError:
+            raise  # damage does not heal by waiting: the workflow's outcome, for a human
         except DatabaseError as exc:
             logger.warning(
                 "workflow %s cannot record its progress (%s); it stays PENDING and "

@@ -810,19 +810,14 @@ class Runtime:
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
-        load = functools.partial(self.db.read, store.load_history, workflow_id)
-        history, recorded = (
-            (context.HISTORY_VERSION, {})
-            if fresh
-            else await context.retry_storage(workflow_id, load)
-        )
-        ctx = context.WorkflowContext(
-            self, workflow_id, self.executor_id, recorded, history=history
-        )
+        ctx = context.WorkflowContext(self, workflow_id, self.executor_id, {})
         output: str | None = None
         error: BaseException | None = None
         token = context.enter(ctx)
         try:
+            if not fresh:  # a malformed record (CorruptDatabaseError) is the outcome
+                load = functools.partial(self.db.read, store.load_history, workflow_id)
+                ctx.history, ctx.recorded = await context.retry_storage(workflow_id, load)
             decoded = loads_checked(self.serializer, inputs, f"arguments of {workflow_id!r}")
             result = await wf.fn(*decoded["args"], **decoded["kwargs"])
             output = dumps_checked(self.serializer, result, f"the result of workflow {wf.name!r}")

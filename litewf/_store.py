@@ -405,14 +405,25 @@ def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
         "WHERE workflow_id = ?",
         (workflow_id,),
     )
-    return {r[0]: Operation(r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows}
+    check = Columns(db, "operations", workflow_id)
+    return {
+        check.count("op_id", r[0]): Operation(
+            check.text("name", r[1]),
+            check.optional_text("output", r[2]),
+            check.optional_text("error", r[3]),
+            check.flag("done", r[4]),
+            check.optional_timestamp("deadline", r[5]),
+            check.optional_text("target", r[6]),
+        )
+        for r in rows
+    }
 
 
 def load_history(db: Tx, workflow_id: str) -> tuple[int, dict[int, Operation]]:
     """The workflow's history version (the replay rules it was recorded under) and its
     recorded operations."""
     row = db.fetchone("SELECT history FROM workflows WHERE workflow_id = ?", (workflow_id,))
-    version = int(row[0]) if row is not None else 1
+    version = 1 if row is None else Columns(db, "workflows", workflow_id).count("history", row[0])
     return version, load_operations(db, workflow_id)
 
 

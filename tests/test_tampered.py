@@ -263,6 +263,38 @@ async def test_a_replayed_bad_error_record_fails_the_workflow_with_a_litewf_erro
             await handle.get_result(timeout=30)
 
 
+@pytest.mark.parametrize(
+    ("edit", "column"),
+    [
+        ("UPDATE workflows SET history = 'two' WHERE workflow_id = 'order-1'", "history"),
+        ("UPDATE operations SET deadline = 'soon' WHERE " + WAITING_RECV, "deadline"),
+        ("UPDATE operations SET target = x'00' WHERE " + WAITING_RECV, "target"),
+        (
+            "UPDATE operations SET op_id = 'first' WHERE workflow_id = 'order-1' AND op_id = 0",
+            "op_id",
+        ),
+        ("UPDATE operations SET done = 7 WHERE " + WAITING_RECV, "done"),
+    ],
+)
+async def test_a_recovered_workflow_with_a_bad_history_ends_with_a_litewf_error(
+    db: Path, edit: str, column: str
+) -> None:
+    """Loading a tampered history to replay it ends that workflow ERROR with a
+    CorruptDatabaseError naming the column; the runtime keeps serving the others
+    (before: a raw ValueError or TypeError escaped from the workflow's task)."""
+    tamper(db, edit)
+    rt = litewf.Runtime(db)
+    workflows = register(rt)
+    async with rt:  # recovery takes order-1 over and loads its history
+        handle = await rt.retrieve_workflow("order-1")
+        with pytest.raises(litewf.CorruptDatabaseError, match=rf"\.{column}"):
+            await handle.get_result(timeout=30)
+        status = await handle.get_status()
+        assert status.status == "ERROR" and status.error_type == "litewf.CorruptDatabaseError"
+        quick = await rt.start_workflow(workflows["ops.quick"], 1, workflow_id="quick-2")
+        assert await quick.get_result(timeout=30) == 2
+
+
 async def test_a_runtime_launches_beside_a_pending_row_with_a_bad_owner(db: Path) -> None:
     """Recovery leaves a PENDING row whose executor_id is a blob alone (no executor owns
     it); the runtime launches and its listing reports the row."""
