@@ -109,7 +109,7 @@ async def list_steps(core: Core, workflow_id: str) -> list[StepRecord]:
     await core.require_exists(workflow_id)
     records = []
     check = Columns(core.db.path, "operations", workflow_id)
-    for number, name, done, deadline, output, error, created in await core.db.read(
+    for number, name, done, deadline, output, error, created, _ in await core.db.read(
         store.list_operations, workflow_id
     ):
         kind = operation_kind(name)

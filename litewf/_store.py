@@ -400,22 +400,12 @@ def claim(
 
 
 def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
-    rows = db.fetchall(
-        "SELECT op_id, name, output, error, done, deadline, target FROM operations "
-        "WHERE workflow_id = ?",
-        (workflow_id,),
-    )
-    check = Columns(db, "operations", workflow_id)
+    """The workflow's recorded operations by number, each column checked."""
     return {
-        check.count("op_id", r[0]): Operation(
-            check.text("name", r[1]),
-            check.optional_text("output", r[2]),
-            check.optional_text("error", r[3]),
-            check.flag("done", r[4]),
-            check.optional_timestamp("deadline", r[5]),
-            check.optional_text("target", r[6]),
+        op_id: Operation(name, output, error, done, deadline, target)
+        for op_id, name, done, deadline, output, error, _, target in list_operations(
+            db, workflow_id
         )
-        for r in rows
     }
 
 
@@ -580,11 +570,12 @@ def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
 
 def list_operations(
     db: Tx, workflow_id: str
-) -> list[tuple[int, str, bool, float | None, str | None, str | None, float]]:
-    """Every recorded operation: op_id, name, done, deadline, output, error, created_at."""
+) -> list[tuple[int, str, bool, float | None, str | None, str | None, float, str | None]]:
+    """Every recorded operation, checked, in call order: op_id, name, done, deadline,
+    output, error, created_at, target."""
     rows = db.fetchall(
-        "SELECT op_id, name, done, deadline, output, error, created_at FROM operations "
-        "WHERE workflow_id = ? ORDER BY op_id",
+        "SELECT op_id, name, done, deadline, output, error, created_at, target "
+        "FROM operations WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),
     )
     check = Columns(db, "operations", workflow_id)
@@ -597,6 +588,7 @@ def list_operations(
             check.optional_text("output", r[4]),
             check.optional_text("error", r[5]),
             check.timestamp("created_at", r[6]),
+            check.optional_text("target", r[7]),
         )
         for r in rows
     ]
