@@ -83,6 +83,11 @@ async def _readopt(rt: Runtime) -> None:
     ``_ended``, emptied before them by ``recover``: if it stored an outcome, the reads
     may not show it.
     """
+    # The cheap check first (an index count): as many of our rows as tasks here means
+    # none is idle, so a runtime with many waiting workflows does not list them each tick.
+    # (A task whose row just left PENDING may hide an idle one for a tick; not longer.)
+    if await rt.db.read(store.count_owned_pending, rt.executor_id) <= len(rt._running):
+        return
     owned = await rt.db.read(store.owned_pending, rt.executor_id, None)
     idle = [workflow_id for workflow_id, _, _ in owned if rt._idle(workflow_id)]
     if not idle:

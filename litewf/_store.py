@@ -318,6 +318,15 @@ def pending_owners(db: Tx) -> list[str | None]:
     return [r[0] for r in rows if r[0] is None or isinstance(r[0], str)]
 
 
+def count_owned_pending(db: Tx, executor_id: str) -> int:
+    """How many PENDING workflows this executor owns (counted on the status index)."""
+    row = db.fetchone(
+        "SELECT count(*) FROM workflows WHERE status = ? AND executor_id = ?",
+        (_PENDING, executor_id),
+    )
+    return 0 if row is None else int(row[0])
+
+
 def owned_pending(
     db: Tx, executor_id: str, among: Sequence[str] | None
 ) -> list[tuple[str, str, str]]:
