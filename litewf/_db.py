@@ -121,6 +121,7 @@ class Database:
         self._pid = os.getpid()
         #: Identity of the -wal and -shm files seen at open (see ``check_files``).
         self._side_files: dict[str, tuple[int, int] | None] = {}
+        self._resolved: str | None = None  # the path with symlinks resolved
         #: Why the database can no longer be used (its -wal or -shm file was deleted).
         self.lost: str | None = None
 
@@ -326,8 +327,11 @@ class Database:
         return self._side_path("-wal")
 
     def _side_path(self, suffix: str) -> str:
-        # SQLite names the -wal and -shm files after the path with symlinks resolved.
-        return os.path.realpath(self.path) + suffix
+        # SQLite names the -wal and -shm files after the path with symlinks resolved
+        # (resolved once: the poller checks these files on every wake).
+        if self._resolved is None:
+            self._resolved = os.path.realpath(self.path)
+        return self._resolved + suffix
 
     def _side_file(self, suffix: str) -> tuple[int, int] | None:
         try:
