@@ -169,12 +169,24 @@ def encode_exception(exc: BaseException) -> str:
         "message": str(exc),
     }
     attributes = _json_attributes(exc)
-    if attributes:
+    if attributes and _shallow(attributes):
         fields["attributes"] = attributes
     try:  # KeyError's str is not its argument: keep the arguments to rebuild it faithfully
-        return json.dumps({**fields, "args": list(exc.args)}, allow_nan=False)
+        if _shallow(exc.args):
+            return json.dumps({**fields, "args": list(exc.args)}, allow_nan=False)
     except (TypeError, ValueError):
-        return json.dumps(fields)
+        pass
+    return json.dumps(fields)
+
+
+def _shallow(value: Any) -> bool:
+    """Whether ``value`` is within the nesting bound every reader can decode (an
+    exception's arguments or attributes past it are left out of its record)."""
+    try:
+        _refuse_deep_nesting(value, "an exception's data", MAX_VALUE_DEPTH)
+    except SerializationError:
+        return False
+    return True
 
 
 def _json_attributes(exc: BaseException) -> dict[str, Any]:

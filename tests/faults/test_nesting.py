@@ -8,6 +8,7 @@ refused with ``SerializationError`` on every write path before anything is writt
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 import litewf
-from litewf._serialization import MAX_VALUE_DEPTH, loads_checked
+from litewf._serialization import MAX_VALUE_DEPTH, encode_exception, loads_checked
 
 BOUND = MAX_VALUE_DEPTH
 
@@ -141,3 +142,19 @@ def test_reading_a_too_deep_stored_value_is_a_litewf_error() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(litewf.SerializationError, match="cannot read stored message"):
         loads_checked(litewf.JsonSerializer(), deep, "message")
+
+
+def test_an_exception_record_leaves_out_data_nested_past_the_bound() -> None:
+    """An exception's args and attributes nested past the bound are left out of its
+    record (type and message kept), so that every reader can decode the record; shallow
+    ones are kept (before: stored whatever the depth, up to what json could not read)."""
+    deep: list[Any] = []
+    for _ in range(BOUND + 5):
+        deep = [deep]
+    error = ValueError("deep", deep)
+    error.detail = deep  # type: ignore[attr-defined]
+    record = json.loads(encode_exception(error))
+    assert "args" not in record and "attributes" not in record
+    assert record["qualname"] == "ValueError" and record["message"].startswith("('deep'")
+    shallow = ValueError("shallow", [[1]])
+    assert json.loads(encode_exception(shallow))["args"] == ["shallow", [[1]]]
