@@ -199,13 +199,7 @@ def _bench_arguments(argv: list[str]) -> list[str] | None:
 
 
 def _bench(argv: list[str]) -> int:
-    try:
-        bench = importlib.import_module("litewf._bench")
-    except ModuleNotFoundError as exc:
-        if exc.name != "litewf._bench":
-            raise
-        print("litewf: error: the benchmarks (litewf._bench) are not installed", file=sys.stderr)
-        return 1
+    bench = importlib.import_module("litewf._bench")  # imported only when asked for
     result: int = bench.main(argv)
     return result
 

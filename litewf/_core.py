@@ -31,7 +31,7 @@ from ._notifier import Notifier, event_key, message_key, poll_changes, status_ke
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._types import Status, WorkflowStatus
-from ._validate import check_id, check_key, check_timeout, check_value
+from ._validate import check_count, check_id, check_key, check_timeout, check_value
 
 __all__ = ["Core"]
 
@@ -256,7 +256,6 @@ def check_list_filters(
         choices = ", ".join(s.value for s in Status)
         raise InvalidValueError(f"status must be one of {choices}, got {status!r}") from None
     name = check_key(name, "name", optional=True)
-    for value, what in ((limit, "limit"), (offset, "offset")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
+    check_count(limit, "limit")
+    check_count(offset, "offset")
     return wanted, name

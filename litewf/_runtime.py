@@ -55,7 +55,7 @@ from ._serving import Serving, failure, loop_gone, stopped_by
 from ._step import Step
 from ._threads import StepThreads
 from ._types import Status, WorkflowStatus
-from ._validate import check_id, check_key, check_timeout, check_value
+from ._validate import check_count, check_id, check_key, check_timeout, check_value
 from ._workflow import Workflow, WorkflowHandle
 
 __all__ = ["Runtime"]
@@ -113,14 +113,7 @@ class Runtime:
         ):
             if check_timeout(value, what) == 0:
                 raise InvalidValueError(f"{what} must be more than 0 seconds")
-        if (
-            isinstance(max_recovery_attempts, bool)
-            or not isinstance(max_recovery_attempts, int)
-            or max_recovery_attempts < 0
-        ):
-            raise InvalidValueError(
-                f"max_recovery_attempts must be an int >= 0, got {max_recovery_attempts!r}"
-            )
+        check_count(max_recovery_attempts, "max_recovery_attempts")
         # Resolved now: a later chdir must not change which file is meant.
         self.path = absolute_path(path)
         self.executor_id = (
@@ -211,8 +204,7 @@ class Runtime:
         """Register a checkpointed step (sync or async); usable as ``@rt.step()``."""
         if callable(name):
             return self.step()(name)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidValueError(f"retries must be an int >= 0, got {retries!r}")
+        check_count(retries, "retries")
         check_timeout(retry_interval, "retry_interval")
         if check_timeout(backoff, "backoff") is not None and backoff < 1:
             raise InvalidValueError(f"backoff must be >= 1, got {backoff!r}")

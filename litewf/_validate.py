@@ -7,7 +7,7 @@ from typing import Any
 
 from ._exceptions import InvalidValueError
 
-__all__ = ["check_id", "check_key", "check_timeout", "check_value"]
+__all__ = ["check_count", "check_id", "check_key", "check_timeout", "check_value"]
 
 #: Longest workflow ID, event key or topic accepted (characters).
 MAX_NAME_LENGTH = 1024
@@ -41,6 +41,13 @@ def _check_text(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidValueError(f"{what} is not valid Unicode text ({exc.reason})") from exc
+
+
+def check_count(value: Any, what: str) -> int:
+    """A whole number >= 0 (a bool is refused: ``True`` is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValueError(f"{what} must be an int >= 0, got {value!r}")
+    return value
 
 
 def check_timeout(value: Any, what: str = "timeout", *, optional: bool = False) -> float | None:

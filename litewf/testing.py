@@ -19,7 +19,7 @@ import anyio
 from ._clock import VirtualClock
 from ._exceptions import InvalidValueError, LitewfError
 from ._runtime import Runtime, _Crashed
-from ._validate import check_id, check_key
+from ._validate import check_count, check_id, check_key
 
 __all__ = ["Crash", "VirtualClock", "crash_at", "crash_now"]
 
@@ -106,12 +106,8 @@ def crash_at(
         raise InvalidValueError(f"crash_at() needs a litewf.Runtime, got {runtime!r}")
     if (after_operations is None) == (before_step is None):
         raise InvalidValueError("crash_at() needs exactly one of after_operations= or before_step=")
-    if after_operations is not None and (
-        isinstance(after_operations, bool)
-        or not isinstance(after_operations, int)
-        or after_operations < 0
-    ):
-        raise InvalidValueError(f"after_operations must be an int >= 0, got {after_operations!r}")
+    if after_operations is not None:
+        check_count(after_operations, "after_operations")
     check_key(before_step, "before_step", optional=True)
     if workflow_id is not None:
         check_id(workflow_id)
