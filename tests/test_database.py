@@ -8,6 +8,7 @@ contention uses real child processes (``tests/children/database.py``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
 import sqlite3
 import struct
@@ -632,3 +633,27 @@ def test_simultaneous_first_launches_on_a_new_file(tmp_path: Path) -> None:
         for child in children:
             _, err = child.communicate(timeout=60)
             assert child.returncode == 0, err.decode()
+
+
+async def test_the_aiosqlite_internals_litewf_runs_on_are_still_there(db_path: Path) -> None:
+    """litewf runs a whole transaction in aiosqlite's thread in one hop through two private
+    names, ``Connection._execute`` and ``Connection._conn`` (``_db._in_thread``);
+    pyproject.toml pins aiosqlite below 0.23. This fails the day a release changes them."""
+    import aiosqlite
+
+    from litewf._db import _in_thread
+
+    parameters = list(inspect.signature(aiosqlite.Connection._execute).parameters)
+    assert parameters[:2] == ["self", "fn"]
+    conn = await aiosqlite.connect(db_path)
+    try:
+        seen: list[object] = []
+
+        def in_thread(raw: sqlite3.Connection, value: int) -> int:
+            seen.append(raw)
+            return int(raw.execute("SELECT ?", (value,)).fetchone()[0])
+
+        assert await _in_thread(conn, in_thread, 7) == 7
+        assert isinstance(seen[0], sqlite3.Connection)
+    finally:
+        await conn.close()
