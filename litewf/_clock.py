@@ -107,7 +107,7 @@ class VirtualClock(Clock):
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward; waits whose deadline is now reached end."""
-        seconds = check_timeout(seconds, "seconds")  # type: ignore[assignment]
+        seconds = check_timeout(seconds, "seconds")
         if math.isinf(seconds):
             raise InvalidValueError("advance() needs a finite number of seconds")
         self._now += seconds

@@ -201,8 +201,8 @@ class Core:
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
         check_id(workflow_id)
-        key = check_key(key, "key")  # type: ignore[assignment]
-        timeout = check_timeout(timeout)  # type: ignore[assignment]
+        key = check_key(key, "key")
+        timeout = check_timeout(timeout)
         await self.require_exists(workflow_id)
         found = await self.wait_event(workflow_id, key, self.clock.time() + timeout)
         return None if found is None else found[0]

@@ -125,7 +125,7 @@ class Runtime:
         self.max_recovery_attempts = max_recovery_attempts
         self.recovery_interval = float(recovery_interval)
         #: How long shutdown waits for sync step bodies still running in threads.
-        self.shutdown_timeout: float = check_timeout(shutdown_timeout, "shutdown_timeout") or 0.0
+        self.shutdown_timeout: float = check_timeout(shutdown_timeout, "shutdown_timeout")
         self._step_threads = StepThreads()
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         self._core: Core | None = None
@@ -206,7 +206,7 @@ class Runtime:
             return self.step()(name)
         check_count(retries, "retries")
         check_timeout(retry_interval, "retry_interval")
-        if check_timeout(backoff, "backoff") is not None and backoff < 1:
+        if check_timeout(backoff, "backoff") < 1:
             raise InvalidValueError(f"backoff must be >= 1, got {backoff!r}")
         step_name = check_key(name, "name", optional=True)
         return _StepDecorator(self, step_name, retries, float(retry_interval), float(backoff))
@@ -642,7 +642,7 @@ class Runtime:
 
         Outside a workflow this is a plain sleep.
         """
-        seconds = check_timeout(seconds, "seconds")  # type: ignore[assignment]
+        seconds = check_timeout(seconds, "seconds")
         ctx = context.current()
         if ctx is None:
             await self.clock.sleep(seconds)
@@ -673,7 +673,6 @@ class Runtime:
         check_id(workflow_id)
         check_key(key, "key")
         seconds = check_timeout(timeout)
-        assert seconds is not None
         return await get_event_in_workflow(self, ctx, workflow_id, key, seconds)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
@@ -714,7 +713,6 @@ class Runtime:
         ctx = context.require("recv()")
         check_key(topic, "topic", optional=True)
         seconds = check_timeout(timeout)
-        assert seconds is not None
         return await recv_in_workflow(self, ctx, topic, seconds)
 
     # -- running -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._exceptions import InvalidValueError
 
@@ -20,6 +20,10 @@ def check_id(value: Any, what: str = "workflow_id") -> str:
     return value
 
 
+@overload
+def check_key(value: Any, what: str, *, optional: Literal[False] = ...) -> str: ...
+@overload
+def check_key(value: Any, what: str, *, optional: bool) -> str | None: ...
 def check_key(value: Any, what: str, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -50,6 +54,10 @@ def check_count(value: Any, what: str) -> int:
     return value
 
 
+@overload
+def check_timeout(value: Any, what: str = ..., *, optional: Literal[False] = ...) -> float: ...
+@overload
+def check_timeout(value: Any, what: str = ..., *, optional: bool) -> float | None: ...
 def check_timeout(value: Any, what: str = "timeout", *, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
