@@ -3,6 +3,20 @@
 Workflows, their checkpointed steps, events and message queues live in one WAL-mode
 SQLite file. A workflow whose process dies resumes where it left off; callers wait for
 its events and talk to it with messages, from this process or another one.
+
+Module map, from the ground up (issue 11 is to make every import point down this list):
+
+- ``_types``, ``_exceptions``, ``_validate``, ``_serialization``, ``_clock``: records,
+  errors, argument checks, stored forms of values and exceptions, time.
+- ``_schema`` (migrations), ``_db`` (connection, group commit), ``_liveness`` (executor
+  locks on the file), ``_walwatch`` + ``_notifier`` (waking), ``_store`` (all SQL),
+  ``_rows`` (checks every stored column read back).
+- ``_core``: what a Runtime and a Client share (calls made outside workflows).
+- ``_context`` (record-or-replay, the workflow's write funnel), ``_step``, ``_workflow``,
+  ``_events``, ``_messages``, ``_reads`` (recorded reads): workflow-side operations.
+- ``_threads`` (sync step bodies), ``_serving`` (the runtime's own task), ``_recovery``,
+  ``_management``; ``_runtime`` and ``_client`` on top.
+- ``testing``, ``pytest_plugin``, ``_cli``, ``_bench``: tools around the runtime.
 """
 
 from __future__ import annotations
