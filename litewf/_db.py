@@ -321,6 +321,13 @@ class Database:
         if self.lost is not None:
             raise DatabaseError(self.path, self.lost)
 
+    def wal_bytes(self) -> int:
+        """The size of the WAL file (0 if there is none)."""
+        try:
+            return os.path.getsize(self.wal_path)
+        except OSError:
+            return 0
+
     @property
     def wal_path(self) -> str:
         """Where SQLite keeps this database's WAL (named after the resolved path)."""
@@ -457,7 +464,7 @@ class Database:
         """Copy the WAL into the database and truncate it once it has grown past
         ``_WAL_TRUNCATE_AT``: SQLite's own checkpoints reuse the file but never shrink it,
         so a long reader elsewhere would leave it large for good."""
-        if _file_size(f"{self.path}-wal") > _WAL_TRUNCATE_AT:
+        if self.wal_bytes() > _WAL_TRUNCATE_AT:
             try:
                 await _in_thread(self.conn, _truncate_wal)
             except sqlite3.Error as exc:
@@ -602,13 +609,6 @@ def _truncate_wal(conn: sqlite3.Connection) -> None:
     # with none it copies what it can and gives up at once (the next tick tries again).
     with _no_busy_wait(conn):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def _run_read(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

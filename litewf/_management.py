@@ -7,7 +7,6 @@ write lock from running workflows for long.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -237,29 +236,19 @@ async def doctor(core: Core) -> dict[str, Any]:
     """Facts about the open database for ``litewf doctor``; reads only."""
     info = await core.db.read(store.database_info, integrity_limit=20)
     corrupt, problems = await core.db.read(store.find_corrupt_rows, limit=5)
-    path, wal_bytes = _files(core.db.path)
     checks: Any = info.pop("integrity_check")
     page_size, page_count = info.pop("page_size"), info.pop("page_count")
     assert isinstance(page_size, int) and isinstance(page_count, int)
     return {
-        "path": path,
+        "path": core.db.path,
         "schema_version": info.pop("user_version"),
         "application_id": info.pop("application_id"),
         "journal_mode": info.pop("journal_mode"),
         "file_bytes": page_size * page_count,
-        "wal_bytes": wal_bytes,
+        "wal_bytes": core.db.wal_bytes(),
         "free_pages": info.pop("freelist_count"),
         "integrity": "ok" if checks == ["ok"] else "; ".join(checks),
         "corrupt_rows": corrupt,
         "corrupt_row_problems": problems,
         **info,
     }
-
-
-def _files(path: str) -> tuple[str, int]:
-    """The database's absolute path and the size of its WAL file (0 if there is none)."""
-    try:
-        wal_bytes = os.stat(path + "-wal").st_size
-    except FileNotFoundError:
-        wal_bytes = 0
-    return os.path.abspath(path), wal_bytes

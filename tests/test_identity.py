@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 import litewf
@@ -204,3 +205,29 @@ async def test_two_runtimes_in_one_process_see_each_other(db_path: Path, tmp_pat
         procs.touch(tmp_path / "go")
         assert await h.get_result(timeout=30) == f"done {os.getpid()}"
     assert read_lines(tmp_path / "steps.log") == [str(os.getpid())]
+
+
+async def test_the_wal_of_a_database_reached_through_a_symlink_is_measured_and_truncated(
+    tmp_path: Path,
+) -> None:
+    """SQLite names the WAL after the resolved path: the runtime's checkpoint and
+    ``doctor`` look there (before: at ``<symlink>-wal``, which does not exist, so a WAL
+    reached through a symlink was never truncated and doctor reported 0 bytes)."""
+    real, link = tmp_path / "real.db", tmp_path / "link.db"
+    link.symlink_to(real)
+    rt = litewf.Runtime(link)
+
+    @rt.workflow(name="i.sink")
+    async def sink() -> None:
+        await rt.recv("stop", timeout=120)
+
+    async with rt:
+        await rt.start_workflow(sink, workflow_id="sink")
+        for _ in range(50):  # 5 MB: past the size the runtime truncates at
+            await rt.send("sink", "x" * 100_000, topic="filler")
+        wal = f"{real}-wal"
+        assert await anyio.to_thread.run_sync(os.path.getsize, wal) > 4 * 1024 * 1024
+        assert rt.db.wal_bytes() > 4 * 1024 * 1024
+        await rt.db.checkpoint_if_large()
+        assert await anyio.to_thread.run_sync(os.path.getsize, wal) == 0
+        await rt.send("sink", "done", topic="stop")

@@ -133,7 +133,7 @@ async def test_a_checkpoint_does_not_hold_the_write_lock_waiting_for_a_reader(
         with long_read(db_path):
             for _ in range(50):  # well past _WAL_TRUNCATE_AT
                 await rt.send("idle", "x" * 100_000, topic="filler")
-            assert _db._file_size(f"{db_path}-wal") > _db._WAL_TRUNCATE_AT
+            assert rt.db.wal_bytes() > _db._WAL_TRUNCATE_AT
             async with litewf.Client(db_path) as client:
                 started = anyio.Event()
                 with hooked(when_called("_truncate_wal", started)):
@@ -143,6 +143,6 @@ async def test_a_checkpoint_does_not_hold_the_write_lock_waiting_for_a_reader(
                             await started.wait()
                             await client.send("idle", "more", topic="filler")
             # the reader is still open here: the WAL could not be truncated
-            assert _db._file_size(f"{db_path}-wal") > _db._WAL_TRUNCATE_AT
+            assert rt.db.wal_bytes() > _db._WAL_TRUNCATE_AT
         await rt.send("idle", "done", topic="stop")
         assert await (await rt.retrieve_workflow("idle")).get_result(timeout=30) is None
