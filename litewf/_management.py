@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from ._core import CHANGE_RETENTION_S
 from ._exceptions import InvalidValueError
 from ._notifier import status_key
 from ._rows import Columns
+from ._types import utc_datetime
 from ._validate import check_id, check_key
 
 if TYPE_CHECKING:
@@ -89,12 +90,8 @@ class CollectedCounts:
     changes: int = 0
 
 
-def _time(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 def _clock(ts: float) -> str:
-    return _time(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc_datetime(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _shorten(text: str) -> str:
@@ -129,8 +126,8 @@ async def list_steps(core: Core, workflow_id: str) -> list[StepRecord]:
                 kind=kind,
                 outcome=outcome,
                 summary=summary,
-                created_at=_time(created),
-                deadline=None if deadline is None else _time(deadline),
+                created_at=utc_datetime(created),
+                deadline=None if deadline is None else utc_datetime(deadline),
                 error_type=error_type,
                 error_message=error_message,
             )
@@ -163,7 +160,7 @@ async def list_messages(
             workflow_id=workflow_id,
             topic=queue,
             message=check.value(core.serializer, "message", data),
-            created_at=_time(created),
+            created_at=utc_datetime(created),
         )
         for queue, data, created in await core.db.read(
             store.list_queued, workflow_id, wanted, every_topic

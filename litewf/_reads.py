@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _management as management
@@ -26,7 +26,7 @@ from ._exceptions import WorkflowNotFoundError
 from ._management import StepRecord
 from ._notifier import status_key
 from ._serialization import loads_checked, replay_form
-from ._types import Status, WorkflowStatus
+from ._types import Status, WorkflowStatus, utc_datetime
 from ._validate import check_id, check_timeout
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _plain(record: Any) -> dict[str, Any]:
 
 def _times(fields: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: datetime.fromtimestamp(value, tz=UTC) if key in _TIMES and value is not None else value
+        key: utc_datetime(value) if key in _TIMES and value is not None else value
         for key, value in fields.items()
     }
 

@@ -11,7 +11,7 @@ Nothing read here is ever executed or imported.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ._db import Tx
@@ -23,7 +23,7 @@ from ._serialization import (
     exception_type_and_message,
     loads_checked,
 )
-from ._types import Status
+from ._types import Status, utc_datetime
 
 __all__ = ["Columns", "describe"]
 
@@ -121,7 +121,7 @@ class Columns:
         if not math.isfinite(value):
             raise self.corrupt(column, problem)
         try:
-            return datetime.fromtimestamp(value, tz=UTC)
+            return utc_datetime(value)
         except (OverflowError, ValueError, OSError):
             raise self.corrupt(column, f"{describe(value)}, a time out of range") from None
 

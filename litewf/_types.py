@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-__all__ = ["Status", "WorkflowStatus"]
+__all__ = ["Status", "WorkflowStatus", "utc_datetime"]
 
 
 class Status(str, enum.Enum):
@@ -35,3 +35,8 @@ class WorkflowStatus:
     recovery_attempts: int
     error_type: str | None
     error_message: str | None
+
+
+def utc_datetime(epoch_seconds: float) -> datetime:
+    """A stored time (seconds since 1970) as the timezone-aware UTC datetime users see."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
