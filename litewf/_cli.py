@@ -273,31 +273,37 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
         print(_table(None, [["workflow", args.workflow_id], ["status", _unreadable(status)]]))
     else:
         print(_status_text(status))
-    if isinstance(steps, LitewfError):
-        print(f"\nsteps: {_unreadable(steps)}")
-    else:
-        print(f"\nsteps ({len(steps)})")
-    if steps and not isinstance(steps, LitewfError):
-        rows = [
-            [str(r.number), r.kind, r.name, r.outcome, r.summary, _when(r.created_at)]
-            for r in steps
-        ]
-        print(_indent(_table(["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"], rows)))
-    if isinstance(events, LitewfError):
-        print(f"\nevents: {_unreadable(events)}")
-    else:
-        print(f"\nevents ({len(events)})")
-    if events and not isinstance(events, LitewfError):
-        print(_indent(_table(["KEY", "VALUE"], [[k, _value(v)] for k, v in events.items()])))
-    if isinstance(messages, LitewfError):
-        print(f"\nwaiting messages: {_unreadable(messages)}")
-    else:
-        print(f"\nwaiting messages ({len(messages)})")
-    if messages and not isinstance(messages, LitewfError):
-        rows = [[_topic(m.topic), _value(m.message), _when(m.created_at)] for m in messages]
-        print(_indent(_table(["TOPIC", "MESSAGE", "SENT (UTC)"], rows)))
+    _section(
+        "steps",
+        steps,
+        ["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"],
+        lambda part: [
+            [str(r.number), r.kind, r.name, r.outcome, r.summary, _when(r.created_at)] for r in part
+        ],
+    )
+    _section(
+        "events", events, ["KEY", "VALUE"], lambda part: [[k, _value(v)] for k, v in part.items()]
+    )
+    _section(
+        "waiting messages",
+        messages,
+        ["TOPIC", "MESSAGE", "SENT (UTC)"],
+        lambda part: [[_topic(m.topic), _value(m.message), _when(m.created_at)] for m in part],
+    )
     _report(failed)
     return 0
+
+
+def _section(
+    title: str, part: Any, headers: list[str], rows: Callable[[Any], list[list[str]]]
+) -> None:
+    """One part of ``show``: its title and count, then its table; or why it is unreadable."""
+    if isinstance(part, LitewfError):
+        print(f"\n{title}: {_unreadable(part)}")
+        return
+    print(f"\n{title} ({len(part)})")
+    if part:
+        print(_indent(_table(headers, rows(part))))
 
 
 def _report(errors: Sequence[LitewfError]) -> None:

@@ -88,8 +88,8 @@ async def _readopt(rt: Runtime) -> None:
     # (A task whose row just left PENDING may hide an idle one for a tick; not longer.)
     if await rt.db.read(store.count_owned_pending, rt.executor_id) <= len(rt._running):
         return
-    owned = await rt.db.read(store.owned_pending, rt.executor_id, None)
-    idle = [workflow_id for workflow_id, _, _ in owned if rt._idle(workflow_id)]
+    owned = await rt.db.read(store.owned_pending_ids, rt.executor_id)
+    idle = [workflow_id for workflow_id in owned if rt._idle(workflow_id)]
     if not idle:
         return
     for workflow_id, name, inputs in await rt.db.read(store.owned_pending, rt.executor_id, idle):

@@ -327,17 +327,17 @@ def count_owned_pending(db: Tx, executor_id: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def owned_pending(
-    db: Tx, executor_id: str, among: Sequence[str] | None
-) -> list[tuple[str, str, str]]:
-    """(workflow_id, name, inputs) of this executor's PENDING workflows, ``among`` those
-    IDs if given (without it, inputs are left empty: the cheap scan by index)."""
-    if among is None:
-        rows = db.fetchall(
-            "SELECT workflow_id FROM workflows WHERE status = ? AND executor_id = ?",
-            (_PENDING, executor_id),
-        )
-        return [(r[0], "", "") for r in rows]
+def owned_pending_ids(db: Tx, executor_id: str) -> list[str]:
+    """The IDs of this executor's PENDING workflows (a scan of the status index)."""
+    rows = db.fetchall(
+        "SELECT workflow_id FROM workflows WHERE status = ? AND executor_id = ?",
+        (_PENDING, executor_id),
+    )
+    return [r[0] for r in rows]
+
+
+def owned_pending(db: Tx, executor_id: str, among: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(workflow_id, name, inputs) of this executor's PENDING workflows among ``among``."""
     found: list[tuple[str, str, str]] = []
     for chunk in _chunks(list(among)):
         rows = db.fetchall(
@@ -577,30 +577,33 @@ def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
 # -- management (listing, garbage collection, health) ------------------------------------------
 
 
-def list_operations(
-    db: Tx, workflow_id: str
-) -> list[tuple[int, str, bool, float | None, str | None, str | None, float, str | None]]:
+_OPERATION_COLUMNS = "op_id, name, done, deadline, output, error, created_at, target"
+OperationRow = tuple[int, str, bool, float | None, str | None, str | None, float, str | None]
+
+
+def _operation(check: Columns, r: sqlite3.Row) -> OperationRow:
+    """An ``operations`` row (``_OPERATION_COLUMNS``) with each column checked."""
+    return (
+        check.count("op_id", r["op_id"]),
+        check.text("name", r["name"]),
+        check.flag("done", r["done"]),
+        check.optional_timestamp("deadline", r["deadline"]),
+        check.optional_text("output", r["output"]),
+        check.optional_text("error", r["error"]),
+        check.timestamp("created_at", r["created_at"]),
+        check.optional_text("target", r["target"]),
+    )
+
+
+def list_operations(db: Tx, workflow_id: str) -> list[OperationRow]:
     """Every recorded operation, checked, in call order: op_id, name, done, deadline,
     output, error, created_at, target."""
     rows = db.fetchall(
-        "SELECT op_id, name, done, deadline, output, error, created_at, target "
-        "FROM operations WHERE workflow_id = ? ORDER BY op_id",
+        f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),
     )
     check = Columns(db, "operations", workflow_id)
-    return [
-        (
-            check.count("op_id", r[0]),
-            check.text("name", r[1]),
-            check.flag("done", r[2]),
-            check.optional_timestamp("deadline", r[3]),
-            check.optional_text("output", r[4]),
-            check.optional_text("error", r[5]),
-            check.timestamp("created_at", r[6]),
-            check.optional_text("target", r[7]),
-        )
-        for r in rows
-    ]
+    return [_operation(check, r) for r in rows]
 
 
 def list_queued(
@@ -608,19 +611,24 @@ def list_queued(
 ) -> list[tuple[str | None, str, float]]:
     """Unconsumed messages (topic, message, created_at), oldest first."""
     rows = db.fetchall(
-        "SELECT topic, message, created_at FROM messages "
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages "
         "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
         (workflow_id, every_topic, topic),
     )
     check = Columns(db, "messages", workflow_id)
-    return [
-        (
-            check.optional_text("topic", r[0]),
-            check.text("message", r[1]),
-            check.timestamp("created_at", r[2]),
-        )
-        for r in rows
-    ]
+    return [_message(check, r) for r in rows]
+
+
+_MESSAGE_COLUMNS = "topic, message, created_at"
+
+
+def _message(check: Columns, r: sqlite3.Row) -> tuple[str | None, str, float]:
+    """A ``messages`` row (``_MESSAGE_COLUMNS``) with each column checked."""
+    return (
+        check.optional_text("topic", r["topic"]),
+        check.text("message", r["message"]),
+        check.timestamp("created_at", r["created_at"]),
+    )
 
 
 #: What one garbage-collection batch deleted, by table.
@@ -748,27 +756,21 @@ def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
             c.optional_text("output", row["output"])
             c.optional_text("parent_id", row["parent_id"])
         elif table == "operations":
-            c.count("op_id", row["op_id"])
-            c.text("name", row["name"])
-            c.flag("done", row["done"])
-            c.optional_timestamp("deadline", row["deadline"])
-            c.optional_text("output", row["output"])
+            _operation(c, row)  # the same checks as replay and list_steps
         elif table == "events":
             c.text("key", row["key"])
             c.text("value", row["value"])
-        else:
-            c.optional_text("topic", row["topic"])
-            c.text("message", row["message"])
-        if table != "workflows":
             c.timestamp("created_at", row["created_at"])
+        else:
+            _message(c, row)  # the same checks as list_messages
         if table in ("workflows", "operations") and row["error"] is not None:
             c.error_record("error", row["error"])
 
     for table, sql in (
         ("workflows", "SELECT * FROM workflows"),
-        ("operations", "SELECT * FROM operations"),
+        ("operations", f"SELECT workflow_id, {_OPERATION_COLUMNS} FROM operations"),
         ("events", "SELECT workflow_id, key, value, created_at FROM events"),
-        ("messages", "SELECT destination_id, topic, message, created_at FROM messages"),
+        ("messages", f"SELECT destination_id, {_MESSAGE_COLUMNS} FROM messages"),
     ):
         for row in db.conn.execute(sql):
             try:
