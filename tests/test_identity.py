@@ -19,7 +19,8 @@ import pytest
 
 import litewf
 from tests import procs
-from tests.children.identity import WORKFLOW_ID, build, read_lines
+from tests.children.identity import WORKFLOW_ID, build
+from tests.children.recovery import read_lines
 
 
 def spawn(*args: str | os.PathLike[str]) -> subprocess.Popen[bytes]:

@@ -32,20 +32,9 @@ import anyio
 
 import litewf
 from tests import procs
+from tests.children.recovery import append
 
 WORKFLOW_ID = "w1"
-
-
-def append(path: Path, line: str) -> None:
-    """Append one line (O_APPEND: whole lines, even with several writer processes)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-
-
-def read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return path.read_text(encoding="utf-8").splitlines()
 
 
 @dataclass
