@@ -203,3 +203,48 @@ async def test_crash_plans_are_checked(db_path: Path) -> None:
     assert "before_step='charge'" in repr(crash)
     with pytest.raises(litewf.LitewfError, match="already planned"):
         crash_at(rt, after_operations=2)
+
+
+async def test_recorded_reads_replay_the_first_run_after_a_simulated_crash(db_path: Path) -> None:
+    """A workflow read another's status, then waited for its result (deadline recorded,
+    on the VirtualClock); it crashes, the other is cancelled meanwhile. Relaunched, the
+    replayed read returns what the first run saw (PENDING, not CANCELLED), and the wait
+    ends on the cancel long before its recorded deadline."""
+    clock = VirtualClock()
+    runtimes = [litewf.Runtime(db_path, executor_id="doomed", clock=clock) for _ in range(2)]
+    flows = []
+    for rt in runtimes:
+
+        @rt.workflow(name="other")
+        async def other(rt: litewf.Runtime = rt) -> None:
+            await rt.recv("never", timeout=86_400)
+
+        @rt.workflow(name="reader")
+        async def reader(rt: litewf.Runtime = rt) -> str:
+            handle = await rt.retrieve_workflow("other-1")
+            status = (await handle.get_status()).status
+            try:
+                await handle.get_result(timeout=3600)
+            except litewf.WorkflowCancelledError:
+                return f"{status} then cancelled"
+            return f"{status} then finished"
+
+        flows.append((other, reader))
+
+    first, again = runtimes
+    start = clock.time()
+    async with first:
+        await first.start_workflow(flows[0][0], workflow_id="other-1")
+        await clock.wait_idle()
+        await first.start_workflow(flows[0][1], workflow_id="reader-1")
+        await clock.wait_idle()  # the reader waits in get_result, its deadline recorded
+        crash_now(first)
+    async with litewf.Client(db_path) as client:
+        await client.cancel_workflow("other-1")
+    async with again:
+        handle = await again.retrieve_workflow("reader-1")
+        with anyio.fail_after(30):
+            assert await handle.get_result() == "PENDING then cancelled"
+        assert clock.time() - start < 3600  # it did not wait out the recorded deadline
+        kinds = [step.kind for step in await again.list_steps("reader-1")]
+        assert kinds == ["retrieve_workflow", "get_status", "get_result"]

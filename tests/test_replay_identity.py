@@ -21,6 +21,7 @@ import pytest
 
 import litewf
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from litewf.testing import VirtualClock
 
 #: Generous bound for anything that should take milliseconds.
 WAIT = 10.0
@@ -631,3 +632,38 @@ async def test_get_result_wait_keeps_its_recorded_deadline_across_a_restart(
         assert await h.get_result(timeout=WAIT) == "got now"
     after = query(db_path, sql)
     assert after[1][:3] == (1, "get_result", 1) and after[1][3] == before[1][3]
+
+
+async def test_a_get_result_timeout_in_a_workflow_follows_the_virtual_clock(
+    db_path: Path,
+) -> None:
+    """get_result(timeout=3600) inside a workflow ends at the recorded deadline on the
+    VirtualClock (no real hour), and its TimeoutError is the recorded outcome."""
+    clock = VirtualClock()
+    rt = litewf.Runtime(db_path, clock=clock)
+
+    @rt.workflow(name="v.never")
+    async def never() -> None:
+        await rt.recv("never", timeout=86_400)
+
+    @rt.workflow(name="v.waiter")
+    async def waiter() -> str:
+        handle = await rt.retrieve_workflow("never-1")
+        try:
+            await handle.get_result(timeout=3600)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    async with rt:
+        await rt.start_workflow(never, workflow_id="never-1")
+        handle = await rt.start_workflow(waiter, workflow_id="waiter-1")
+        await clock.wait_idle()
+        clock.advance(3599)
+        await clock.wait_idle()
+        assert (await handle.get_status()).status == "PENDING"
+        clock.advance(1)
+        with anyio.fail_after(30):
+            assert await handle.get_result() == "timed out"
+        last = (await rt.list_steps("waiter-1"))[-1]
+        assert (last.kind, last.outcome, last.error_type) == ("get_result", "error", "TimeoutError")

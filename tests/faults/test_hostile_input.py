@@ -133,6 +133,10 @@ def entry_points() -> Iterator[Any]:
             lambda rt, c, v: rt.list_workflows(limit=v),
             [("negative", -1, "int >= 0"), ("float", 1.5, "int >= 0"), ("str", "9", "int >= 0")],
         ),
+        "rt.garbage_collect(dry_run)": (
+            lambda rt, c, v: rt.garbage_collect(older_than=0, dry_run=v),
+            [("str", "yes", "True or False"), ("int", 1, "True or False")],
+        ),
         "rt.list_workflows(status)": (
             lambda rt, c, v: rt.list_workflows(status=v),
             [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
@@ -165,6 +169,13 @@ async def launched(db_path: Path) -> Any:
         await rt.start_workflow(wait, workflow_id="w")
         yield rt, client
     del WORKFLOWS[rt]
+
+
+@pytest.mark.parametrize(("label", "value", "text"), BAD_TIMEOUTS)
+def test_bad_shutdown_timeout_is_refused(db_path: Path, label: str, value: Any, text: str) -> None:
+    """``Runtime(shutdown_timeout=...)`` is checked like every other duration."""
+    with pytest.raises(litewf.InvalidValueError, match=text):
+        litewf.Runtime(db_path, shutdown_timeout=value)
 
 
 @pytest.mark.parametrize(("call", "value", "text"), ENTRY_POINTS)
