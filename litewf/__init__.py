@@ -44,11 +44,10 @@ from ._exceptions import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
-from ._management import CollectedCounts, QueuedMessage, StepRecord
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
-from ._types import Status, WorkflowStatus
+from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
 from ._workflow import Workflow, WorkflowHandle
 
 __version__ = "0.1.0"

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from . import testing
 from ._client import Client
 from ._db import Durability
 from ._runtime import Runtime
@@ -294,7 +295,7 @@ class Bench:
         started = time.perf_counter()
         async with rt:
             launched = time.perf_counter() - started
-            while rt.notifier.waiting < n:  # noqa: ASYNC110 - polling a counter
+            while testing.waiting(rt) < n:  # noqa: ASYNC110 - polling a counter
                 await anyio.sleep(0.005)
             waiting = time.perf_counter() - started
             ids = [w.workflow_id for w in await rt.list_workflows(limit=n)]
@@ -325,7 +326,7 @@ class Bench:
         async with rt:
             for _ in range(n):
                 await rt.start_workflow(idle)
-            while rt.notifier.waiting < n:  # noqa: ASYNC110 - polling a counter
+            while testing.waiting(rt) < n:  # noqa: ASYNC110 - polling a counter
                 await anyio.sleep(0.01)
             await anyio.sleep(min(1.0, seconds))  # let start-up work settle
             cpu, wall = time.process_time(), time.perf_counter()
@@ -374,7 +375,7 @@ async def _child_park(path: str, n: str) -> None:
     await rt.launch()
     for _ in range(int(n)):
         await rt.start_workflow(parked)
-    while rt.notifier.waiting < int(n):  # noqa: ASYNC110 - polling a counter
+    while testing.waiting(rt) < int(n):  # noqa: ASYNC110 - polling a counter
         await anyio.sleep(0.01)
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -22,7 +22,6 @@ import anyio
 
 from ._client import Client
 from ._exceptions import CorruptDatabaseError, LitewfError
-from ._management import doctor
 from ._types import Status, WorkflowStatus
 
 __all__ = ["main"]
@@ -209,7 +208,7 @@ def _bench(argv: list[str]) -> int:
 
 async def _list(client: Client, args: argparse.Namespace) -> int:
     """The workflows; a corrupt row is listed as its ID and the bad column (exit 1)."""
-    found = await client._open("list").list_workflows_marked(
+    found = await client._session_for("list").list_workflows_marked(
         status=args.status, name=args.name, limit=args.limit or sys.maxsize, offset=0
     )
     if args.json:
@@ -399,7 +398,7 @@ async def _gc(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _doctor(client: Client, args: argparse.Namespace) -> int:
-    info = await doctor(client._open("doctor"))
+    info = await client._session_for("doctor").backend.info()
     if args.json:
         _print_json(info)
     else:

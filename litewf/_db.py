@@ -17,7 +17,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
@@ -25,35 +24,30 @@ import aiosqlite
 import anyio
 import anyio.lowlevel
 
-from ._exceptions import (
-    CorruptDatabaseError,
-    DatabaseBusyError,
-    DatabaseError,
-    DatabaseWriteError,
-    ForeignDatabaseError,
-    LitewfError,
-    NotADatabaseError,
-    SchemaTooNewError,
+from ._change import Change
+from ._dbfile import (
+    BUSY_GIVE_UP_S,
+    SideFiles,
+    absolute_path,
+    busy_error,
+    check_identity,
+    precheck,
+    translate,
 )
-from ._liveness import any_executor_alive
-from ._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from ._exceptions import DatabaseError, LitewfError
+from ._schema import SCHEMA_VERSION, migrate
 
-__all__ = ["Database", "Durability", "Tx", "absolute_path"]
+__all__ = ["Database", "Durability", "Tx"]
 
 logger = logging.getLogger("litewf")
 
 Durability = Literal["full", "normal"]
 
-_HEADER = b"SQLite format 3\x00"
-#: The files SQLite keeps beside a WAL-mode database while a connection is open.
-_SIDE_SUFFIXES = ("-wal", "-shm")
 #: How long SQLite itself waits on a busy file (ms), for reads and set-up only. Taking the
 #: write lock and checkpointing never wait inside SQLite (busy timeout 0): a wait there
 #: would hold the connection's only thread, and every read behind it. ``Database._flush``
-#: retries a busy BEGIN from the event loop instead, up to ``_BUSY_GIVE_UP_S``.
+#: retries a busy BEGIN from the event loop instead, up to ``BUSY_GIVE_UP_S``.
 _BUSY_TIMEOUT_MS = 1_000
-#: How long litewf keeps retrying a busy database before giving up with DatabaseBusyError.
-_BUSY_GIVE_UP_S = 120.0
 #: The runtime truncates the WAL (a checkpoint) once it is larger than this.
 _WAL_TRUNCATE_AT = 4 * 1024 * 1024
 #: After a checkpoint, the WAL file is truncated to this size so it never stays large.
@@ -67,11 +61,14 @@ T = TypeVar("T")
 class Tx:
     """Runs statements in the database thread; in ``write`` it is an open transaction."""
 
-    __slots__ = ("_after_commit", "conn")
+    __slots__ = ("_after_commit", "_on_change", "conn")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, on_change: Callable[[Change], None] | None = None
+    ) -> None:
         self.conn = conn
         self._after_commit: list[Callable[[], None]] = []
+        self._on_change = on_change
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run a statement; return the number of rows it changed."""
@@ -87,6 +84,12 @@ class Tx:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` in the event loop once the write has committed (never if not)."""
         self._after_commit.append(callback)
+
+    def changed(self, change: Change) -> None:
+        """Hand ``change`` to the database's ``on_change`` once the write has committed."""
+        on_change = self._on_change
+        if on_change is not None:
+            self._after_commit.append(lambda: on_change(change))
 
 
 class _Unit:
@@ -119,17 +122,15 @@ class Database:
         self._lock = anyio.Lock()
         self._queue: list[_Unit] = []
         self._pid = os.getpid()
-        #: Identity of the -wal and -shm files seen at open (see ``check_files``).
-        self._side_files: dict[str, tuple[int, int] | None] = {}
-        self._resolved: str | None = None  # the path with symlinks resolved
-        #: Why the database can no longer be used (its -wal or -shm file was deleted).
-        self.lost: str | None = None
+        self.side_files = SideFiles(self.path)
+        #: Called in the event loop with each change a write of this connection committed.
+        self.on_change: Callable[[Change], None] | None = None
 
     # -- opening -----------------------------------------------------------------------
 
     async def open(self) -> None:
         """Open, check that the file is ours (without changing it), then set up and migrate."""
-        existed = self._precheck()
+        precheck(self.path, self.side_files, self._create)
         mode = "rwc" if self._create else "rw"
         uri = f"file:{quote(absolute_path(self.path))}?mode={mode}"
         connection = aiosqlite.connect(uri, uri=True, isolation_level=None)
@@ -142,77 +143,25 @@ class Database:
         try:
             conn = await connection
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise translate(self.path, exc) from exc
         conn.row_factory = sqlite3.Row
         self._conn = conn
         self._pid = os.getpid()
         try:
-            await self._setup(conn, existed)
-            self._side_files = {suffix: self._side_file(suffix) for suffix in _SIDE_SUFFIXES}
+            await self._setup(conn)
+            self.side_files.remember()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.close()
             self._conn = None
             raise
 
-    def _precheck(self) -> bool:
-        """Refuse what is plainly not ours by reading the header; return whether a db exists."""
-        path = Path(self.path)
-        if path.is_dir():
-            raise DatabaseError(self.path, "is a directory; give the path of a database file")
-        if not path.exists():
-            if not self._create:
-                raise DatabaseError(
-                    self.path,
-                    "no such database; check the path (a Client never creates one, "
-                    "launch a Runtime to create it)",
-                )
-            return False
-        self._check_links(path)
-        try:
-            with path.open("rb") as f:
-                header = f.read(100)
-        except OSError as exc:
-            raise DatabaseError(self.path, f"cannot read the file: {exc}") from exc
-        if header and (not header.startswith(_HEADER) or len(header) < 100):
-            raise NotADatabaseError(
-                self.path, "is not an SQLite database; litewf left it untouched, give another path"
-            )
-        self._check_side_files()
-        return bool(header)  # an empty file is a new database
-
-    def _check_links(self, path: Path) -> None:
-        """Refuse a file with several names: each would get its own -wal file."""
-        links = path.stat().st_nlink
-        if links > 1:
-            raise DatabaseError(
-                self.path,
-                f"has {links} hard links (names); SQLite keeps a separate -wal file per "
-                f"name, so runtimes on two names would lose commits and corrupt the file. "
-                f"Remove the extra links (or copy the file) so that it has one name",
-            )
-
-    def _check_side_files(self) -> None:
-        """Refuse a file whose -wal or -shm file was deleted under a live runtime."""
-        missing = [s for s in _SIDE_SUFFIXES if not os.path.exists(self._side_path(s))]
-        if missing and any_executor_alive(self.path):
-            # A live runtime keeps its -wal and -shm files open; SQLite removes them only
-            # when the last connection closes, so someone deleted them by hand.
-            raise DatabaseError(
-                self.path,
-                f"its {' and '.join(missing)} {'files were' if len(missing) > 1 else 'file was'} "
-                f"deleted while a runtime was using "
-                f"it (a live runtime still holds this file); opening it now would run on "
-                f"the wrong data. Stop every process that uses this database, then launch "
-                f"again (commits since the deletion may be lost)",
-            )
-
-    async def _setup(self, conn: aiosqlite.Connection, existed: bool) -> None:
+    async def _setup(self, conn: aiosqlite.Connection) -> None:
         try:
             # Wait out other processes' write locks inside SQLite rather than failing.
             await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             app_id, version, tables = await self._identity(conn)
-            self._check_identity(app_id, version, tables, existed)
+            check_identity(self.path, app_id, version, tables, self._create)
             if self._create:
                 # WAL lets readers in other processes work while one process writes.
                 await conn.execute("PRAGMA journal_mode = WAL")
@@ -224,9 +173,9 @@ class Database:
             await conn.execute(f"PRAGMA synchronous = {sync}")
             await conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
             if self._create and version < SCHEMA_VERSION:
-                await self._migrate(conn)
+                await self.write(lambda tx: migrate(tx.conn))
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise translate(self.path, exc) from exc
 
     @staticmethod
     async def _identity(conn: aiosqlite.Connection) -> tuple[int, int, int]:
@@ -240,37 +189,6 @@ class Database:
             row = await cur.fetchone()
         app_id, version, tables = row if row is not None else (0, 0, 0)
         return int(app_id), int(version), int(tables)
-
-    def _check_identity(self, app_id: int, version: int, tables: int, existed: bool) -> None:
-        if app_id == 0 and tables == 0:
-            if self._create:
-                return  # a new (or empty) SQLite file: ours to initialize
-            raise DatabaseError(
-                self.path, "is not initialized; launch a Runtime on it once to create the schema"
-            )
-        if app_id != APPLICATION_ID:
-            raise ForeignDatabaseError(
-                self.path,
-                "is an SQLite database that litewf did not create; litewf left it untouched, "
-                "give litewf a file of its own",
-            )
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                self.path,
-                f"has schema version {version}, newer than this litewf's {SCHEMA_VERSION}; "
-                f"upgrade litewf (the file was left untouched)",
-            )
-        if version < SCHEMA_VERSION and not self._create:
-            raise DatabaseError(
-                self.path,
-                f"has schema version {version}, older than {SCHEMA_VERSION}; launch a Runtime "
-                f"on it once to upgrade it",
-            )
-        del existed
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        del conn
-        await self.write(_apply_migrations)
 
     # -- writes and reads --------------------------------------------------------------
 
@@ -289,8 +207,8 @@ class Database:
     def conn(self) -> aiosqlite.Connection:
         """The connection; every read and write goes through here, so it checks first."""
         self.check_process()
-        if self.lost is not None:
-            raise DatabaseError(self.path, self.lost)
+        if self.side_files.lost is not None:
+            raise DatabaseError(self.path, self.side_files.lost)
         if self._conn is None:
             raise DatabaseError(self.path, "is not open")
         return self._conn
@@ -304,48 +222,29 @@ class Database:
                 f"cannot be used in another process (a fork() child); create a new one here"
             )
 
+    @property
+    def writing(self) -> bool:
+        """Whether a group commit is under way (for tests of the batching)."""
+        return self._lock.locked()
+
+    @property
+    def queued(self) -> int:
+        """How many writes wait for the next group commit (for tests of the batching)."""
+        return len(self._queue)
+
+    async def trace(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` with every statement run from now on (None: stop)."""
+        await self.conn.set_trace_callback(callback)  # type: ignore[arg-type]  # None: off
+
     def check_files(self) -> None:
         """Raise ``DatabaseError`` (and stay lost) if the -wal or -shm file seen at open
         was deleted or replaced: commits would go where no other connection looks."""
-        if self.lost is None:
-            for suffix, seen in self._side_files.items():
-                if seen is not None and self._side_file(suffix) != seen:
-                    self.lost = (
-                        f"its {suffix} file was deleted (or replaced) while a runtime was "
-                        f"using it; litewf stopped using the database so nothing more is "
-                        f"written where no one will read it. Stop every process that uses "
-                        f"this database, then launch again (commits since the deletion may "
-                        f"be lost); never delete a live database's -wal or -shm file"
-                    )
-                    break
-        if self.lost is not None:
-            raise DatabaseError(self.path, self.lost)
-
-    def wal_bytes(self) -> int:
-        """The size of the WAL file (0 if there is none)."""
-        try:
-            return os.path.getsize(self.wal_path)
-        except OSError:
-            return 0
+        self.side_files.check()
 
     @property
-    def wal_path(self) -> str:
-        """Where SQLite keeps this database's WAL (named after the resolved path)."""
-        return self._side_path("-wal")
-
-    def _side_path(self, suffix: str) -> str:
-        # SQLite names the -wal and -shm files after the path with symlinks resolved
-        # (resolved once: the poller checks these files on every wake).
-        if self._resolved is None:
-            self._resolved = os.path.realpath(self.path)
-        return self._resolved + suffix
-
-    def _side_file(self, suffix: str) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self._side_path(suffix))
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino)
+    def lost(self) -> str | None:
+        """Why the database can no longer be used (its -wal or -shm file was deleted)."""
+        return self.side_files.lost
 
     async def write(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
@@ -381,9 +280,9 @@ class Database:
 
         One hop does BEGIN IMMEDIATE, the units and COMMIT. If another process holds the
         write lock (SQLite answers at once), nothing ran: the units go back to the queue
-        and we retry after a (cancellable) pause, up to ``_BUSY_GIVE_UP_S`` in all.
+        and we retry after a (cancellable) pause, up to ``BUSY_GIVE_UP_S`` in all.
         """
-        give_up = time.monotonic() + _BUSY_GIVE_UP_S
+        give_up = time.monotonic() + BUSY_GIVE_UP_S
         delay = 0.001
         while True:
             # Linger one turn of the event loop: tasks already woken (say, by the commit
@@ -404,16 +303,16 @@ class Database:
                 unit.state = "queued"
             self._queue[:0] = batch
             if time.monotonic() > give_up:
-                raise self._busy_error()
+                raise busy_error(self.path)
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     async def _run_batch(self, conn: aiosqlite.Connection, batch: list[_Unit]) -> bool:
         """One hop: BEGIN, every unit in a savepoint, COMMIT; False if the file was busy."""
         try:
-            began = await _in_thread(conn, _run_units, batch)
+            began = await _in_thread(conn, _run_units, batch, self.on_change)
         except sqlite3.Error as exc:
-            error = self._translate(exc)
+            error = translate(self.path, exc)
             for unit in batch:
                 unit.error, unit.callbacks = error, []
         except BaseException as exc:
@@ -425,7 +324,7 @@ class Database:
                 return False
         for unit in batch:
             if isinstance(unit.error, sqlite3.Error):
-                unit.error = self._translate(unit.error)
+                unit.error = translate(self.path, unit.error)
             unit.state = "done"
             # Here, not in each caller: a caller cancelled while its write ran must not
             # skip the wake-ups its committed write owes to others.
@@ -445,7 +344,7 @@ class Database:
         try:
             result: T = await _in_thread(conn, _run_read, call, args)
         except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+            raise translate(self.path, exc) from exc
         return result
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
@@ -464,11 +363,11 @@ class Database:
         """Copy the WAL into the database and truncate it once it has grown past
         ``_WAL_TRUNCATE_AT``: SQLite's own checkpoints reuse the file but never shrink it,
         so a long reader elsewhere would leave it large for good."""
-        if self.wal_bytes() > _WAL_TRUNCATE_AT:
+        if self.side_files.wal_bytes() > _WAL_TRUNCATE_AT:
             try:
                 await _in_thread(self.conn, _truncate_wal)
             except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
+                raise translate(self.path, exc) from exc
 
     async def close(self) -> None:
         self.check_process()  # else it would wait forever for a thread the fork did not copy
@@ -485,42 +384,6 @@ class Database:
             conn.stop()
 
     # -- internals -----------------------------------------------------------------------
-
-    def _busy_error(self) -> DatabaseBusyError:
-        return DatabaseBusyError(
-            self.path,
-            f"another process held the write lock for over {_BUSY_GIVE_UP_S:g} s; "
-            f"find the process that keeps a write transaction open",
-        )
-
-    def _translate(self, exc: sqlite3.Error) -> Exception:
-        """A clear litewf error for what the file or disk did; other errors pass unchanged."""
-        code = _code(exc)
-        detail = str(exc)
-        if code == sqlite3.SQLITE_NOTADB:
-            return NotADatabaseError(
-                self.path, "is not an SQLite database; litewf left it untouched, give another path"
-            )
-        if code == sqlite3.SQLITE_CORRUPT:
-            return CorruptDatabaseError(
-                self.path, f"is corrupt ({detail}); restore it from a backup"
-            )
-        if code == sqlite3.SQLITE_BUSY:
-            return self._busy_error()
-        if code in (
-            sqlite3.SQLITE_FULL,
-            sqlite3.SQLITE_IOERR,
-            sqlite3.SQLITE_READONLY,
-            sqlite3.SQLITE_CANTOPEN,
-            sqlite3.SQLITE_PERM,
-            sqlite3.SQLITE_AUTH,
-        ):
-            return DatabaseWriteError(
-                self.path,
-                f"the write was refused ({detail}); nothing was stored, free disk space or "
-                f"fix permissions and try again",
-            )
-        return exc
 
 
 # The functions below run in aiosqlite's worker thread. aiosqlite has no public call for
@@ -551,7 +414,7 @@ def _try_begin(conn: sqlite3.Connection) -> bool:
         with _no_busy_wait(conn):
             conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if _code(exc) == sqlite3.SQLITE_BUSY:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
             return False
         raise
     return True
@@ -563,7 +426,9 @@ def _rollback_if_open(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _run_units(conn: sqlite3.Connection, batch: list[_Unit]) -> bool:
+def _run_units(
+    conn: sqlite3.Connection, batch: list[_Unit], on_change: Callable[[Change], None] | None
+) -> bool:
     """BEGIN IMMEDIATE, each unit in a savepoint, COMMIT; errors kept per unit.
 
     False (and nothing done) if another process holds the write lock.
@@ -573,7 +438,7 @@ def _run_units(conn: sqlite3.Connection, batch: list[_Unit]) -> bool:
     try:
         for unit in batch:
             conn.execute("SAVEPOINT unit")
-            tx = Tx(conn)
+            tx = Tx(conn, on_change)
             try:
                 unit.result = unit.fn(tx, *unit.args)
             except BaseException as exc:
@@ -592,18 +457,6 @@ def _run_units(conn: sqlite3.Connection, batch: list[_Unit]) -> bool:
     return True
 
 
-def _apply_migrations(tx: Tx) -> None:
-    """Bring the schema to ``SCHEMA_VERSION``; re-reads the version under the write lock,
-    so two processes creating one file at once migrate it once."""
-    row = tx.fetchone("PRAGMA user_version")
-    version = int(row[0]) if row is not None else 0
-    for script in MIGRATIONS[version:]:
-        for statement in _statements(script):
-            tx.execute(statement)
-    tx.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
 def _truncate_wal(conn: sqlite3.Connection) -> None:
     # TRUNCATE takes the write lock, then waits for readers through the busy handler:
     # with none it copies what it can and gives up at once (the next tick tries again).
@@ -617,43 +470,3 @@ def _run_read(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, .
         return fn(Tx(conn), *args)
     finally:
         conn.execute("COMMIT")  # a read-only transaction: ends the snapshot
-
-
-def absolute_path(path: str | os.PathLike[str]) -> str:
-    """``path`` made absolute against the current directory, ``..`` left to the OS.
-
-    Not ``os.path.abspath``: it drops ``dir/..`` by text, which names another file when
-    ``dir`` is a symlink.
-    """
-    path = os.fspath(path)
-    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
-
-
-def hold_side_files(path: str) -> sqlite3.Connection | None:
-    """A plain connection that keeps the database's -wal and -shm files in place (SQLite
-    removes them when the last connection closes); None if it cannot be opened."""
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL
-    except sqlite3.Error:
-        return None
-    return conn
-
-
-def _code(exc: sqlite3.Error) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return None if code is None else int(code) & 0xFF
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script into complete SQL statements."""
-    out: list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            out.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        out.append(pending.strip())
-    return out

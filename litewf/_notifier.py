@@ -1,14 +1,12 @@
-"""Waking waiters: in-memory after our own commits, by polling for other processes'.
+"""Waking waiters: keyed by ``Change``, fed by the backend's change feed.
 
 The waiting rule that makes wake-ups impossible to lose: register the waiter, *then*
 read the database, then wait; after every wake, re-arm before reading again. A commit
 that lands between the read and the wait has already set the armed event.
 
-Other processes' commits are found by one poller per runtime or client: it reads
-``PRAGMA data_version`` (changes only when another connection commits; no table is
-scanned), and only when it changed reads the ``changes`` rows past the last one seen,
-waking just the waiters those rows concern. A slow safety timer re-checks regardless,
-so even a lost notification delays a waiter but never hangs it.
+The backend hands every change to ``notify``: this process's own right after commit,
+other processes' once its feed finds them. A slow safety timer re-checks regardless, so
+even a lost notification delays a waiter but never hangs it.
 """
 
 from __future__ import annotations
@@ -19,34 +17,17 @@ from typing import TypeVar
 
 import anyio
 
-from . import _store as store
+from ._change import Change
 from ._clock import REAL_CLOCK, Clock
-from ._db import Database
 from ._exceptions import LitewfError
-from ._walwatch import WalWatch
 
-__all__ = ["Key", "Notifier", "event_key", "message_key", "status_key"]
+__all__ = ["Notifier"]
 
 T = TypeVar("T")
-Key = tuple[str, str, str | None]
 
 #: A waiter re-reads the database at least this often, notification or not. Slow on
 #: purpose: it only covers a lost notification, and 1,000 idle waiters must stay cheap.
 SAFETY_RECHECK_S = 30.0
-#: The poller asks SQLite for data_version at least this often, whatever the WAL watch says.
-FULL_CHECK_S = 0.25
-
-
-def status_key(workflow_id: str) -> Key:
-    return ("status", workflow_id, None)
-
-
-def event_key(workflow_id: str, key: str) -> Key:
-    return ("event", workflow_id, key)
-
-
-def message_key(workflow_id: str, topic: str | None) -> Key:
-    return ("message", workflow_id, topic)
 
 
 class _Waiter:
@@ -61,35 +42,35 @@ class _Waiter:
 
 
 class Notifier:
-    """Keyed wake-ups: ``notify(key)`` wakes every waiter currently watching ``key``."""
+    """Wake-ups by change: ``notify(change)`` wakes every waiter watching that change."""
 
     def __init__(self, clock: Clock = REAL_CLOCK) -> None:
         self.clock = clock
-        self._waiters: dict[Key, set[_Waiter]] = {}
-        self._listeners: list[Callable[[Key], None]] = []
+        self._waiters: dict[Change, set[_Waiter]] = {}
+        self._listeners: list[Callable[[Change], None]] = []
         self._closed: str | None = None
 
     @contextmanager
-    def _watch(self, key: Key) -> Iterator[_Waiter]:
+    def _watch(self, change: Change) -> Iterator[_Waiter]:
         waiter = _Waiter()
-        self._waiters.setdefault(key, set()).add(waiter)
+        self._waiters.setdefault(change, set()).add(waiter)
         try:
             yield waiter
         finally:
-            waiters = self._waiters.get(key)
+            waiters = self._waiters.get(change)
             if waiters is not None:
                 waiters.discard(waiter)
                 if not waiters:
-                    del self._waiters[key]
+                    del self._waiters[change]
 
-    def notify(self, key: Key) -> None:
-        for waiter in self._waiters.get(key, ()):
+    def notify(self, change: Change) -> None:
+        for waiter in self._waiters.get(change, ()):
             waiter.event.set()
         for listener in self._listeners:
-            listener(key)
+            listener(change)
 
-    def add_listener(self, listener: Callable[[Key], None]) -> None:
-        """Call ``listener(key)`` on every notification (used to stop cancelled workflows)."""
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener(change)`` on every notification (used to stop cancelled workflows)."""
         self._listeners.append(listener)
 
     def close(self, reason: str) -> None:
@@ -105,7 +86,7 @@ class Notifier:
 
     async def wait_for(
         self,
-        key: Key,
+        change: Change,
         check: Callable[[], Awaitable[T | None]],
         deadline: float | None,
         on_notify: Callable[[], Awaitable[T | None]] | None = None,
@@ -119,7 +100,7 @@ class Notifier:
         """
         clock = self.clock
         notified = False
-        with self._watch(key) as waiter:
+        with self._watch(change) as waiter:
             while True:
                 waiter.arm()
                 if self._closed is not None:
@@ -131,31 +112,3 @@ class Notifier:
                     return None
                 await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
                 notified = waiter.event.is_set()
-
-
-async def poll_changes(db: Database, notifier: Notifier, interval: float) -> None:
-    """Forever: wake this process's waiters for commits made by other connections.
-
-    A ``WalWatch`` says when the file may have changed (inotify, or a stat every
-    ``interval``); ``data_version`` confirms it, at least every ``FULL_CHECK_S`` in any
-    case. Only then are the change rows past the last one seen read.
-    """
-    watch = WalWatch(db.wal_path, interval)
-    try:
-        version = await db.data_version()
-        seq = await db.read(store.last_change)
-        while True:
-            await watch.changed(FULL_CHECK_S)
-            db.check_files()  # a deleted -wal or -shm file: stop rather than lose writes
-            if watch.uses_inotify:
-                # Let a burst of writes land, then read once: bounded by poll_interval.
-                await anyio.sleep(min(interval, 0.002))
-            current = await db.data_version()
-            if current == version:
-                continue
-            version = current
-            for change_seq, kind, workflow_id, key in await db.read(store.changes_since, seq):
-                seq = change_seq
-                notifier.notify((kind, workflow_id, key))
-    finally:
-        watch.close()

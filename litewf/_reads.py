@@ -18,20 +18,21 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _journal as journal
 from . import _management as management
 from . import _store as store
-from ._context import WorkflowContext, identity, retry_storage
-from ._core import check_list_filters, row_outcome
+from ._change import Change
 from ._exceptions import WorkflowNotFoundError
-from ._management import StepRecord
-from ._notifier import status_key
+from ._history import identity
+from ._replay import WorkflowContext, retry_storage
 from ._serialization import loads_checked, replay_form
-from ._types import Status, WorkflowStatus, utc_datetime
+from ._session import check_list_filters, row_outcome
+from ._types import Status, StepRecord, WorkflowStatus, utc_datetime
 from ._validate import check_id, check_timeout
 
 if TYPE_CHECKING:
-    from ._core import Core
     from ._db import Tx
+    from ._session import Session
 
 __all__ = [
     "get_all_events",
@@ -104,39 +105,41 @@ def _json(text: str | None) -> Any:
     return json.loads(text)
 
 
-async def get_all_events(ctx: WorkflowContext, core: Core, workflow_id: str) -> dict[str, Any]:
+async def get_all_events(
+    ctx: WorkflowContext, session: Session, workflow_id: str
+) -> dict[str, Any]:
     check_id(workflow_id)
 
     async def read() -> str:
-        await core.require_exists(workflow_id)
-        return json.dumps(dict(await core.db.read(store.get_all_events, workflow_id)))
+        await session.require_exists(workflow_id)
+        return json.dumps(dict(await session.backend.read(journal.get_all_events, workflow_id)))
 
     def decode(text: str | None) -> dict[str, Any]:
         return {
-            key: loads_checked(core.serializer, value, f"event {key!r}")
+            key: loads_checked(session.serializer, value, f"event {key!r}")
             for key, value in _json(text).items()
         }
 
     return await _recorded(ctx, "get_all_events", identity(workflow_id=workflow_id), read, decode)
 
 
-async def retrieve(ctx: WorkflowContext, core: Core, workflow_id: str) -> None:
+async def retrieve(ctx: WorkflowContext, session: Session, workflow_id: str) -> None:
     """Record that the workflow exists (``WorkflowNotFoundError`` if it did not)."""
     check_id(workflow_id)
 
     async def read() -> None:
-        await core.require_exists(workflow_id)
+        await session.require_exists(workflow_id)
 
     await _recorded(
         ctx, "retrieve_workflow", identity(workflow_id=workflow_id), read, lambda _: None
     )
 
 
-async def get_status(ctx: WorkflowContext, core: Core, workflow_id: str) -> WorkflowStatus:
+async def get_status(ctx: WorkflowContext, session: Session, workflow_id: str) -> WorkflowStatus:
     check_id(workflow_id)
 
     async def read() -> str:
-        return json.dumps(_plain(await core.get_status(workflow_id)))
+        return json.dumps(_plain(await session.get_status(workflow_id)))
 
     return await _recorded(
         ctx,
@@ -149,7 +152,7 @@ async def get_status(ctx: WorkflowContext, core: Core, workflow_id: str) -> Work
 
 async def list_workflows(
     ctx: WorkflowContext,
-    core: Core,
+    session: Session,
     status: Status | str | None,
     name: str | None,
     limit: int,
@@ -158,7 +161,7 @@ async def list_workflows(
     wanted, name = check_list_filters(status, name, limit, offset)
 
     async def read() -> str:
-        found = await core.db.read(store.list_workflows, wanted, name, limit, offset)
+        found = await session.backend.read(store.list_workflows, wanted, name, limit, offset)
         return json.dumps([_plain(item) for item in found])
 
     target = identity(
@@ -169,11 +172,11 @@ async def list_workflows(
     )
 
 
-async def list_steps(ctx: WorkflowContext, core: Core, workflow_id: str) -> list[StepRecord]:
+async def list_steps(ctx: WorkflowContext, session: Session, workflow_id: str) -> list[StepRecord]:
     check_id(workflow_id)
 
     async def read() -> str:
-        found = await management.list_steps(core, workflow_id)
+        found = await management.list_steps(session, workflow_id)
         return json.dumps([_plain(item) for item in found])
 
     return await _recorded(
@@ -186,7 +189,7 @@ async def list_steps(ctx: WorkflowContext, core: Core, workflow_id: str) -> list
 
 
 async def get_result(
-    ctx: WorkflowContext, core: Core, workflow_id: str, timeout: float | None
+    ctx: WorkflowContext, session: Session, workflow_id: str, timeout: float | None
 ) -> Any:
     """Wait for a workflow's outcome as an operation: like ``get_event``, the deadline is
     recorded first (a restart waits only until it) and the outcome (its result, its
@@ -198,19 +201,19 @@ async def get_result(
     what = f"result of {workflow_id!r}"
 
     def value(output: str | None) -> Any:
-        return None if output is None else loads_checked(core.serializer, output, what)
+        return None if output is None else loads_checked(session.serializer, output, what)
 
     def settle(row: store.ResultRow | None) -> tuple[str | None, Exception | None]:
         if row is None:
             return None, WorkflowNotFoundError(workflow_id)
-        return row_outcome(core.db.path, workflow_id, row)
+        return row_outcome(session.path, workflow_id, row)
 
     if recorded is not None and recorded.done:
         if recorded.error is not None:
             ctx.outcome(recorded, what)  # raises the recorded exception
         return value(recorded.output)
     if recorded is None:
-        deadline = None if timeout is None else core.clock.time() + timeout
+        deadline = None if timeout is None else session.clock.time() + timeout
 
         def look_or_start_waiting(tx: Tx) -> tuple[str | None, Exception | None] | None:
             row = store.get_result(tx, workflow_id)
@@ -230,7 +233,7 @@ async def get_result(
             row = await ctx.read(store.get_result, workflow_id)
             return None if row is not None and row.status is Status.PENDING else (row,)
 
-        got = await core.notifier.wait_for(status_key(workflow_id), finished, deadline)
+        got = await session.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if got is None:
             settled = (
                 None,

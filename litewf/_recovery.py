@@ -13,23 +13,37 @@ that no task of it runs (their run ended without an outcome).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import anyio
+
 from . import _store as store
-from ._liveness import executor_alive
-from ._notifier import Key, Notifier, status_key
+from ._exceptions import LitewfError
 
 if TYPE_CHECKING:
     from ._db import Tx
-    from ._runtime import Runtime
+    from ._executor import Executor
+    from ._session import Session
 
-__all__ = ["recover"]
+__all__ = ["keep_recovering", "recover"]
 
 logger = logging.getLogger("litewf")
 
 
-async def recover(rt: Runtime, *, first: bool) -> None:
+async def keep_recovering(
+    executor: Executor, session: Session, max_attempts: int, interval: float
+) -> None:
+    """Forever: every ``interval`` seconds, recover and keep the WAL small."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await recover(executor, session, max_attempts, first=False)
+            await session.backend.maintain()
+        except LitewfError:
+            logger.exception("litewf recovery scan failed; retrying")
+
+
+async def recover(executor: Executor, session: Session, max_attempts: int, *, first: bool) -> None:
     """Claim and run PENDING workflows whose executor is gone (or that were released).
 
     Liveness is checked inside the write transaction: a runtime that takes over an
@@ -38,34 +52,32 @@ async def recover(rt: Runtime, *, first: bool) -> None:
     when nothing of ours runs yet (its rows are from a previous life of this ID).
     """
     if not first:
-        rt._ended.clear()  # (see _readopt)
-    names = list(rt._workflows)
-    db = rt.db
-    notifier = rt.notifier
+        executor.ended.clear()  # (see _readopt)
+    names = list(executor.workflows)
+    me = executor.executor_id
+    backend = session.backend
 
     def take_over(
         tx: Tx, owner: str | None
     ) -> tuple[list[store.ClaimedWorkflow], list[tuple[str, str]]]:
-        if owner not in (None, rt.executor_id) and executor_alive(rt.path, owner):
+        if owner not in (None, me) and backend.alive(owner):
             return [], []
-        claimed, exhausted = store.claim(tx, owner, rt.executor_id, names, rt.max_recovery_attempts)
-        for workflow_id in exhausted:
-            tx.after_commit(_notify(notifier, status_key(workflow_id)))
+        claimed, _ = store.claim(tx, owner, me, names, max_attempts)
         return claimed, store.unregistered_pending(tx, owner, names)
 
-    for owner in await db.read(store.pending_owners):
-        if owner == rt.executor_id and not first:
-            await _readopt(rt)
+    for owner in await backend.read(store.pending_owners):
+        if owner == me and not first:
+            await _readopt(executor, session)
             continue
-        if owner not in (None, rt.executor_id) and executor_alive(rt.path, owner):
+        if owner not in (None, me) and backend.alive(owner):
             continue  # cheap pre-check; repeated under the write lock in take_over
-        claimed, skipped = await db.write(take_over, owner)
+        claimed, skipped = await backend.write(take_over, owner)
         for wf in claimed:
             logger.info("recovering workflow %s (%s)", wf.workflow_id, wf.name)
-            rt._spawn(wf.workflow_id, rt._workflows[wf.name], wf.inputs, fresh=False)
+            executor.spawn(wf.workflow_id, executor.workflows[wf.name], wf.inputs, fresh=False)
         for workflow_id, name in skipped:
-            if workflow_id not in rt._warned:
-                rt._warned.add(workflow_id)
+            if workflow_id not in executor.warned:
+                executor.warned.add(workflow_id)
                 logger.warning(
                     "workflow %s is PENDING but its function %r is not registered in "
                     "this runtime; leaving it for a runtime that has it",
@@ -74,30 +86,27 @@ async def recover(rt: Runtime, *, first: bool) -> None:
                 )
 
 
-async def _readopt(rt: Runtime) -> None:
+async def _readopt(executor: Executor, session: Session) -> None:
     """Run again our own PENDING workflows that no task here runs.
 
     Such a workflow lost its task without storing an outcome (a stale cancellation, a
     run that failed to write). One being started or resumed (row committed, task not yet
-    running) is marked ``_starting``; one whose task ended during the reads is in
-    ``_ended``, emptied before them by ``recover``: if it stored an outcome, the reads
+    running) is marked ``starting_up``; one whose task ended during the reads is in
+    ``ended``, emptied before them by ``recover``: if it stored an outcome, the reads
     may not show it.
     """
     # The cheap check first (an index count): as many of our rows as tasks here means
     # none is idle, so a runtime with many waiting workflows does not list them each tick.
     # (A task whose row just left PENDING may hide an idle one for a tick; not longer.)
-    if await rt.db.read(store.count_owned_pending, rt.executor_id) <= len(rt._running):
+    me, read = executor.executor_id, session.backend.read
+    if await read(store.count_owned_pending, me) <= len(executor.running):
         return
-    owned = await rt.db.read(store.owned_pending_ids, rt.executor_id)
-    idle = [workflow_id for workflow_id in owned if rt._idle(workflow_id)]
+    owned = await read(store.owned_pending_ids, me)
+    idle = [workflow_id for workflow_id in owned if executor.idle(workflow_id)]
     if not idle:
         return
-    for workflow_id, name, inputs in await rt.db.read(store.owned_pending, rt.executor_id, idle):
-        wf = rt._workflows.get(name)
-        if wf is not None and rt._idle(workflow_id):
+    for workflow_id, name, inputs in await read(store.owned_pending, me, idle):
+        wf = executor.workflows.get(name)
+        if wf is not None and executor.idle(workflow_id):
             logger.info("running workflow %s (%s) again: no task here ran it", workflow_id, name)
-            rt._spawn(workflow_id, wf, inputs, fresh=False)
-
-
-def _notify(notifier: Notifier, key: Key) -> Callable[[], None]:
-    return lambda: notifier.notify(key)
+            executor.spawn(workflow_id, wf, inputs, fresh=False)

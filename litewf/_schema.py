@@ -7,7 +7,9 @@ foreign SQLite file is refused instead of being "migrated".
 
 from __future__ import annotations
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+import sqlite3
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
 #: "LWF1" as a 32-bit integer, stored in the SQLite header (offset 68).
 APPLICATION_ID = 0x4C574631
@@ -100,3 +102,29 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION``; re-reads the version under the write lock,
+    so two processes creating one file at once migrate it once."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    version = int(row[0]) if row is not None else 0
+    for script in MIGRATIONS[version:]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete SQL statements."""
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out

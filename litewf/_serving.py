@@ -1,28 +1,62 @@
 """How a launched runtime serves: from a task of its own, in one event loop.
 
-``launch()`` starts the task, which hosts the runtime's task group (poller, recovery loop,
-running workflows) until ``shutdown()`` cancels it, from whatever task. The task keeps
-its own error for ``launch()`` or ``shutdown()`` to raise. A launch whose event loop has
-ended (``anyio.run(rt.launch)`` returned) is noticed by the next call on the runtime.
+``launch()`` starts the task (``serve``), which opens the session, takes the executor
+lock, recovers, and hosts the runtime's task group (change feed, recovery loop, running
+workflows) until ``shutdown()`` cancels it, from whatever task. Then it releases the
+launch's workflows and closes everything. The task keeps its own error for ``launch()``
+or ``shutdown()`` to raise. A launch whose event loop has ended (``anyio.run(rt.launch)``
+returned) is noticed by the next call on the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 
-__all__ = ["Serving", "failure", "loop_gone", "stopped_by"]
+from . import _store as store
+from ._executor import Executor
+from ._liveness import ExecutorLock
+from ._recovery import keep_recovering, recover
+from ._session import Session
+from ._threads import StepThreads
+
+__all__ = ["Serving", "Settings", "failure", "loop_gone", "serve", "stopped_by"]
+
+logger = logging.getLogger("litewf")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``serve`` needs of the runtime's configuration."""
+
+    name: str  # the runtime's repr, for the log
+    max_recovery_attempts: int
+    recovery_interval: float
+    shutdown_timeout: float
+    #: Called when a stop was asked for (shutdown, or a cancelled launch).
+    on_stop: Callable[[], None]
 
 
 class Serving:
-    """One launch: the runtime's own task, its event loop, its task group and its end."""
+    """One launch: the runtime's own task, its event loop, session, lock and end."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Session) -> None:
         self.loop = loop
+        self.session = session
         self.task: asyncio.Task[None] | None = None
         self.tg: TaskGroup | None = None
+        self.lock: ExecutorLock | None = None
+        #: The session is open and the executor lock held: calls may use it.
+        self.opened = False
+        #: The recovery loop's scope (cancelled by a simulated crash).
+        self.background = anyio.CancelScope()
         self.ready = anyio.Event()  # serving, or failed to start (then ``done`` too)
         self.done = anyio.Event()
         self.error: BaseException | None = None
@@ -35,6 +69,109 @@ class Serving:
             self.tg.cancel_scope.cancel()
         elif self.task is not None:
             self.task.cancel()  # still opening: its task group does not exist yet
+
+    def drop_lock(self) -> None:
+        """Drop the executor lock the way the OS drops a dead process's (a simulated crash)."""
+        if self.lock is not None:
+            self.lock.abandon()
+            self.lock = None
+
+    def abandon(self) -> bool:
+        """Close without the event loop (it has ended); whether the launch had opened."""
+        self.abandoned = True
+        opened, self.opened = self.opened, False
+        lock, self.lock = self.lock, None
+        if lock is not None:  # before the connection: a live lock says the -wal file exists
+            lock.release()
+        if opened:
+            self.session.backend.abandon()
+        return opened
+
+
+async def serve(
+    serving: Serving,
+    executor: Executor,
+    threads: StepThreads,
+    settings: Settings,
+    *,
+    reclaim: bool,
+) -> None:
+    """The runtime's own task: hosts its task group from launch until shutdown.
+
+    Errors are kept in ``serving.error`` for ``launch()`` or ``shutdown()`` to raise.
+    ``reclaim``: a launch whose event loop died left workflows owned; take them back
+    (that was no crash: no recovery attempt is counted).
+    """
+    session = serving.session
+    me = executor.executor_id
+    try:
+        async with anyio.create_task_group() as tg:
+            serving.tg = tg
+            await session.open(tg)
+            serving.lock = session.backend.lock(me)
+            serving.opened = True
+            executor.attach(session, tg)
+            if reclaim:
+                await session.backend.write(store.release_workflows, me)
+            await recover(executor, session, settings.max_recovery_attempts, first=True)
+            tg.start_soon(_recovery_loop, serving, executor, settings)
+            serving.ready.set()
+            await anyio.sleep_forever()  # until shutdown() cancels the task group
+    except GeneratorExit:
+        raise  # its event loop is gone and the task is being destroyed
+    except BaseException as exc:  # kept for launch() or shutdown() to raise
+        serving.error = exc
+        if serving.ready.is_set() and not serving.stopping and failure(exc) is not None:
+            logger.error("%s stopped serving after an error", settings.name, exc_info=exc)
+    finally:
+        if not serving.abandoned:
+            await _close(serving, executor, threads, settings)
+
+
+async def _recovery_loop(serving: Serving, executor: Executor, settings: Settings) -> None:
+    with serving.background:
+        await keep_recovering(
+            executor, serving.session, settings.max_recovery_attempts, settings.recovery_interval
+        )
+
+
+async def _close(
+    serving: Serving, executor: Executor, threads: StepThreads, settings: Settings
+) -> None:
+    """Release this launch's PENDING workflows (unless it crashed) and close it all."""
+    opened, serving.opened = serving.opened, False
+    lock, serving.lock = serving.lock, None
+    backend = serving.session.backend
+    if serving.stopping:
+        settings.on_stop()  # else (its event loop ended): still never shut down
+    executor.detach()
+    try:
+        with anyio.CancelScope(shield=True):
+            try:
+                if opened and executor.dead is None:  # a crashed process releases nothing
+                    keep = await threads.wait(settings.shutdown_timeout)
+                    await backend.write(store.release_workflows, executor.executor_id, keep)
+            finally:
+                if lock is not None:
+                    if threads.alive():
+                        # A step body outlived the wait: hold the lock (no peer takes its
+                        # workflow) and the -wal file (a live lock over a missing -wal
+                        # means "deleted" to other openers) until the last body ends.
+                        hold = backend.keep_files()
+                        threads.after_all(functools.partial(_let_go, lock, hold))
+                    else:  # before closing: a live lock says the -wal file exists
+                        lock.release()
+                await backend.close()
+    finally:
+        serving.ready.set()
+        serving.done.set()
+
+
+def _let_go(lock: ExecutorLock, hold: sqlite3.Connection | None) -> None:
+    """Once the last step body has ended: drop the executor lock, then the -wal hold."""
+    lock.release()
+    if hold is not None:
+        hold.close()
 
 
 def loop_gone(loop: asyncio.AbstractEventLoop, current: asyncio.AbstractEventLoop | None) -> bool:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _context as context
+from . import _replay as replay
+from ._exceptions import InvalidValueError
+from ._history import check_step_name
 from ._serialization import dumps_checked, loads_checked, replay_form
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._clock import Clock
+    from ._threads import StepThreads
 
-__all__ = ["Step"]
+__all__ = ["Step", "StepDecorator", "qualified_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,14 +31,17 @@ class Step(Generic[P, R]):
 
     def __init__(
         self,
-        runtime: Runtime,
         fn: Callable[P, Any],
         name: str,
         retries: int,
         retry_interval: float,
         backoff: float,
+        *,
+        clock: Clock,
+        threads: StepThreads,
     ) -> None:
-        self._runtime = runtime
+        self._clock = clock
+        self._threads = threads
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
         self.name = name
@@ -48,7 +54,7 @@ class Step(Generic[P, R]):
         return f"<litewf step {self.name!r}>"
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        ctx = context.current()
+        ctx = replay.current()
         if ctx is None:
             return await self._attempts(args, kwargs)  # outside a workflow: just run it
         op_id = ctx.reserve()
@@ -56,7 +62,7 @@ class Step(Generic[P, R]):
         if recorded is not None:
             result: R = ctx.outcome(recorded, f"result of step {self.name!r}")
             return result
-        serializer = self._runtime.serializer
+        serializer = ctx.session.serializer
         output: str | None = None
         error: Exception | None = None
         try:
@@ -84,11 +90,11 @@ class Step(Generic[P, R]):
                 if attempt >= self.retries:
                     raise
             attempt += 1
-            await self._runtime.clock.sleep(delay)
+            await self._clock.sleep(delay)
             delay *= self.backoff
 
     async def _once(self, args: Any, kwargs: Any) -> R:
-        token = context.enter_step()
+        token = replay.enter_step()
         try:
             if self._is_async:
                 result: R = await self._fn(*args, **kwargs)
@@ -96,8 +102,46 @@ class Step(Generic[P, R]):
             # A thread of the runtime's own: cancelled, the workflow stops waiting and
             # the body runs on (its outcome never recorded, it runs again on recovery);
             # shutdown keeps the workflow from other processes until the body has ended.
-            return await self._runtime._step_threads.run(
-                context.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
+            return await self._threads.run(
+                replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
             )
         finally:
-            context.leave_step(token)
+            replay.leave_step(token)
+
+
+class StepDecorator:
+    """What ``@rt.step(...)`` returns: turns a function into a ``Step``."""
+
+    def __init__(
+        self,
+        name: str | None,
+        retries: int,
+        interval: float,
+        backoff: float,
+        *,
+        clock: Clock,
+        threads: StepThreads,
+    ) -> None:
+        self._args = (name, retries, interval, backoff)
+        self._clock = clock
+        self._threads = threads
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Step[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any]) -> Step[Any, Any]:
+        name, retries, interval, backoff = self._args
+        if not callable(fn):
+            raise InvalidValueError(f"@rt.step() needs a function, got {fn!r}")
+        step_name = check_step_name(name or qualified_name(fn))
+        return Step(
+            fn, step_name, retries, interval, backoff, clock=self._clock, threads=self._threads
+        )
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """The default name of a step or workflow: ``module.qualname``."""
+    return f"{fn.__module__}.{fn.__qualname__}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 import anyio
 
 __all__ = ["StepThreads"]
+
+logger = logging.getLogger("litewf")
 
 T = TypeVar("T")
 
@@ -72,12 +75,28 @@ class StepThreads:
 
     async def wait(self, timeout: float) -> set[str]:
         """Wait up to ``timeout`` s for every step body to end; return the IDs of the
-        workflows whose step bodies still run then (they must not be released)."""
+        workflows whose step bodies still run then (they must not be released: they stay
+        owned by this process until the bodies end or it exits)."""
+        running = len(self.alive())
+        if running:
+            logger.info(
+                "shutdown waits up to %g s for %d step bodies still running in threads",
+                timeout,
+                running,
+            )
         with anyio.move_on_after(timeout):
             for _, done in list(self._running.values()):
                 await done.wait()
-        running = (self._running[thread][0] for thread in self.alive())
-        return {workflow_id for workflow_id in running if workflow_id is not None}
+        ids = (self._running[thread][0] for thread in self.alive())
+        keep = {workflow_id for workflow_id in ids if workflow_id is not None}
+        if keep:
+            logger.warning(
+                "step bodies of workflows %s still run after %g s; those workflows stay "
+                "owned by this process until the bodies end or it exits",
+                ", ".join(sorted(keep)),
+                timeout,
+            )
+        return keep
 
     def after_all(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` now if no step thread runs, else once the last one ends

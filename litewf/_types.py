@@ -5,8 +5,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["Status", "WorkflowStatus", "utc_datetime"]
+__all__ = [
+    "CollectedCounts",
+    "QueuedMessage",
+    "Status",
+    "StepRecord",
+    "WorkflowStatus",
+    "utc_datetime",
+]
 
 
 class Status(str, enum.Enum):
@@ -35,6 +43,51 @@ class WorkflowStatus:
     recovery_attempts: int
     error_type: str | None
     error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One recorded operation of a workflow, as ``list_steps`` reports it.
+
+    ``number`` is the operation's place in call order (from 0); ``kind`` is ``"step"``,
+    ``"child"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
+    a recorded read (``"get_result"``, ``"get_status"``, ``"list_workflows"``, ...);
+    ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
+    waiting until ``deadline``); ``summary`` is a one-line account of the outcome.
+    """
+
+    workflow_id: str
+    number: int
+    name: str
+    kind: str
+    outcome: str
+    summary: str
+    created_at: datetime
+    deadline: datetime | None
+    error_type: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message sent to a workflow and not received yet."""
+
+    workflow_id: str
+    topic: str | None
+    message: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedCounts:
+    """How many rows ``garbage_collect`` deleted, by kind."""
+
+    workflows: int = 0
+    operations: int = 0
+    events: int = 0
+    messages: int = 0
+    message_keys: int = 0
+    changes: int = 0
 
 
 def utc_datetime(epoch_seconds: float) -> datetime:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from . import _context as context
 from . import _reads as reads
+from . import _replay as replay
 
 if TYPE_CHECKING:
-    from ._core import Core
-    from ._runtime import Runtime
+    from ._session import Session
     from ._types import WorkflowStatus
 
-__all__ = ["Workflow", "WorkflowHandle"]
+__all__ = ["Starter", "Workflow", "WorkflowHandle"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: How a workflow starts itself: its runtime's start, given the workflow, its arguments
+#: and keyword arguments, and an ID (None: a new one).
+Starter = Callable[
+    ["Workflow[Any, Any]", tuple[Any, ...], dict[str, Any], "str | None"],
+    Awaitable["WorkflowHandle[Any]"],
+]
 
 
 class Workflow(Generic[P, R]):
@@ -27,13 +33,8 @@ class Workflow(Generic[P, R]):
     recorded outcomes, so it must make the same durable calls in the same order.
     """
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        fn: Callable[P, Coroutine[Any, Any, R]],
-        name: str,
-    ) -> None:
-        self._runtime = runtime
+    def __init__(self, fn: Callable[P, Coroutine[Any, Any, R]], name: str, start: Starter) -> None:
+        self._start = start
         self.fn = fn
         self.name = name
         functools.update_wrapper(self, fn)
@@ -43,17 +44,17 @@ class Workflow(Generic[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Start the workflow (a child, inside a workflow) and wait for its result."""
-        handle: WorkflowHandle[R] = await self._runtime._start(self, args, kwargs, None)
+        handle: WorkflowHandle[R] = await self._start(self, args, kwargs, None)
         return await handle.get_result()
 
 
 class WorkflowHandle(Generic[R]):
     """A reference to a stored workflow, valid in any process that opens the database."""
 
-    __slots__ = ("_core", "_workflow_id")
+    __slots__ = ("_session", "_workflow_id")
 
-    def __init__(self, core: Core, workflow_id: str) -> None:
-        self._core = core
+    def __init__(self, session: Session, workflow_id: str) -> None:
+        self._session = session
         self._workflow_id = workflow_id
 
     def __repr__(self) -> str:
@@ -69,16 +70,16 @@ class WorkflowHandle(Generic[R]):
         Raises the builtin ``TimeoutError`` if it has not finished within ``timeout``
         seconds (the workflow keeps running).
         """
-        ctx = context.reading(self._core)
+        ctx = replay.reading(self._session)
         if ctx is not None:  # inside a workflow: a recorded operation
-            recorded: R = await reads.get_result(ctx, self._core, self._workflow_id, timeout)
+            recorded: R = await reads.get_result(ctx, self._session, self._workflow_id, timeout)
             return recorded
-        result: R = await self._core.wait_result(self._workflow_id, timeout)
+        result: R = await self._session.wait_result(self._workflow_id, timeout)
         return result
 
     async def get_status(self) -> WorkflowStatus:
         """The workflow's stored status record."""
-        ctx = context.reading(self._core)
+        ctx = replay.reading(self._session)
         if ctx is not None:  # inside a workflow: a recorded operation
-            return await reads.get_status(ctx, self._core, self._workflow_id)
-        return await self._core.get_status(self._workflow_id)
+            return await reads.get_status(ctx, self._session, self._workflow_id)
+        return await self._session.get_status(self._workflow_id)

@@ -14,14 +14,18 @@ waits in ``recv``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 
-from ._clock import VirtualClock
-from ._exceptions import InvalidValueError, LitewfError
-from ._runtime import Runtime, _Crashed
+from ._backend import SqliteBackend
+from ._exceptions import InvalidValueError
+from ._replay import Crashed
+from ._runtime import Runtime
 from ._validate import check_count, check_id, check_key
+from ._virtualclock import VirtualClock
 
-__all__ = ["Crash", "VirtualClock", "crash_at", "crash_now"]
+__all__ = ["Crash", "VirtualClock", "backend", "crash_at", "crash_now", "waiting"]
 
 VirtualClock.__module__ = __name__  # shown as litewf.testing.VirtualClock
 
@@ -30,13 +34,9 @@ class Crash:
     """A planned crash of one runtime; ``await crash.wait()`` returns once it happened."""
 
     def __init__(
-        self,
-        runtime: Runtime,
-        after_operations: int | None,
-        before_step: str | None,
-        workflow_id: str | None,
+        self, after_operations: int | None, before_step: str | None, workflow_id: str | None
     ) -> None:
-        self._runtime = runtime
+        self._die: Callable[[str], None] | None = None
         self.after_operations = after_operations
         self.before_step = before_step
         self.target_workflow_id = workflow_id
@@ -61,7 +61,10 @@ class Crash:
             self._event = anyio.Event()
         await self._event.wait()
 
-    def _check(self, workflow_id: str, op_id: int, name: str | None) -> None:
+    def attached(self, die: Callable[[str], None]) -> None:
+        self._die = die
+
+    def before_operation(self, workflow_id: str, op_id: int, name: str | None) -> None:
         """Called by the runtime before operation ``op_id`` (``name`` None: the end)."""
         if self.target_workflow_id is not None and workflow_id != self.target_workflow_id:
             return
@@ -74,11 +77,13 @@ class Crash:
                 return
             where = f"after {op_id} operations of workflow {workflow_id!r}"
         self.workflow_id = workflow_id
-        self._happen(where)
-        raise _Crashed()
+        self.happen(where)
+        raise Crashed()
 
-    def _happen(self, where: str) -> None:
-        self._runtime._die(where)
+    def happen(self, where: str) -> None:
+        """Make the runtime die now, ``where`` saying at what point."""
+        assert self._die is not None, "not planned on a runtime"
+        self._die(where)
         self.happened = True
         if self._event is not None:
             self._event.set()
@@ -111,10 +116,8 @@ def crash_at(
     check_key(before_step, "before_step", optional=True)
     if workflow_id is not None:
         check_id(workflow_id)
-    if runtime._crash_hook is not None:
-        raise LitewfError(f"a crash is already planned for {runtime!r}; plan one at a time")
-    crash = Crash(runtime, after_operations, before_step, workflow_id)
-    runtime._crash_hook = crash._check
+    crash = Crash(after_operations, before_step, workflow_id)
+    runtime.use_hooks(crash)
     return crash
 
 
@@ -122,5 +125,21 @@ def crash_now(runtime: Runtime) -> None:
     """Make a launched ``runtime`` die at once, as if its process were SIGKILLed now."""
     if not isinstance(runtime, Runtime):
         raise InvalidValueError(f"crash_now() needs a litewf.Runtime, got {runtime!r}")
-    runtime._launched("crash_now()")
-    runtime._die("on crash_now()")
+    runtime._session_for("crash_now()")  # not launched (or dead): say so
+    crash = runtime.hooks
+    if not isinstance(crash, Crash):  # none planned (crash_at's, if any, dies with this)
+        crash = Crash(None, None, None)
+        runtime.use_hooks(crash)
+    crash.happen("on crash_now()")
+
+
+def waiting(runtime: Runtime) -> int:
+    """How many waits (``recv``, ``get_event``, ``get_result``, ...) of a launched
+    ``runtime`` are registered now: await a count to know workflows reached their waits."""
+    return runtime._session_for("waiting()").notifier.waiting
+
+
+def backend(runtime: Runtime) -> SqliteBackend:
+    """The storage backend of a launched ``runtime``, for tests that look below the API
+    (pragmas, statements run). Its surface is internal and may change in any release."""
+    return runtime._session_for("backend()").backend

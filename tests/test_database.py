@@ -24,6 +24,7 @@ import pytest
 
 import litewf
 from litewf import _store as store
+from litewf import testing
 from litewf._db import Durability, Tx
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from tests import procs
@@ -113,11 +114,11 @@ async def test_runtime_creates_and_marks_a_new_database(db_path: Path, start: st
     rt, double = make_runtime(db_path)
     assert listing(db_path.parent) == (["test.db"] if start == "empty" else [])  # opens nothing
     async with rt:
-        row = await rt.db.fetchone("PRAGMA application_id")
+        row = await testing.backend(rt).db.fetchone("PRAGMA application_id")
         assert row is not None and row[0] == APPLICATION_ID
-        row = await rt.db.fetchone("PRAGMA user_version")
+        row = await testing.backend(rt).db.fetchone("PRAGMA user_version")
         assert row is not None and row[0] == SCHEMA_VERSION
-        row = await rt.db.fetchone("PRAGMA journal_mode")
+        row = await testing.backend(rt).db.fetchone("PRAGMA journal_mode")
         assert row is not None and str(row[0]).lower() == "wal"
         assert await run(rt, double, 21, "first") == 42
     # On disk, independent of litewf: the header carries the marks, WAL is persistent.
@@ -388,9 +389,9 @@ async def test_runtime_can_launch_again_after_shutdown(db_path: Path) -> None:
     finally:
         await rt.shutdown()
     with pytest.raises(litewf.RuntimeNotLaunchedError):
-        _ = rt.db
+        _ = testing.backend(rt).db
     async with rt:
-        row = await rt.db.fetchone("PRAGMA synchronous")
+        row = await testing.backend(rt).db.fetchone("PRAGMA synchronous")
         assert row is not None and row[0] == 1
         handle = await rt.retrieve_workflow("first-launch")
         assert await handle.get_result(timeout=5) == 2
@@ -415,13 +416,13 @@ async def test_durability_sets_synchronous(
     else:
         rt = litewf.Runtime(db_path, durability=durability)
     async with rt:
-        row = await rt.db.fetchone("PRAGMA synchronous")
+        row = await testing.backend(rt).db.fetchone("PRAGMA synchronous")
         assert row is not None and row[0] == synchronous
-        row = await rt.db.write(Tx.fetchone, "PRAGMA synchronous")
+        row = await testing.backend(rt).db.write(Tx.fetchone, "PRAGMA synchronous")
         assert row is not None and row[0] == synchronous
-        row = await rt.db.fetchone("PRAGMA journal_mode")
+        row = await testing.backend(rt).db.fetchone("PRAGMA journal_mode")
         assert row is not None and str(row[0]).lower() == "wal"
-        row = await rt.db.fetchone("PRAGMA busy_timeout")
+        row = await testing.backend(rt).db.fetchone("PRAGMA busy_timeout")
         assert row is not None and row[0] >= 1000
 
 
@@ -446,7 +447,7 @@ async def test_write_waits_for_an_external_write_transaction(
     monkeypatch.setattr("litewf._db._BUSY_TIMEOUT_MS", busy_timeout_ms)
     rt, double = make_runtime(db_path)
     async with rt:
-        row = await rt.db.fetchone("PRAGMA busy_timeout")
+        row = await testing.backend(rt).db.fetchone("PRAGMA busy_timeout")
         assert row is not None and row[0] == busy_timeout_ms
         external = sqlite3.connect(db_path, isolation_level=None, timeout=0)
         try:
@@ -490,7 +491,9 @@ async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) 
 
         async def write(workflow_id: str, fail: bool) -> None:
             try:
-                outcomes[workflow_id] = await rt.db.write(insert, workflow_id, fail)
+                outcomes[workflow_id] = await testing.backend(rt).db.write(
+                    insert, workflow_id, fail
+                )
             except RuntimeError as exc:
                 outcomes[workflow_id] = exc
 
@@ -498,18 +501,20 @@ async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) 
             external.execute("BEGIN IMMEDIATE")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(write, "w0", False)  # runs alone, waiting for the external lock
-                while not rt.db._lock.locked():  # noqa: ASYNC110 - a private flag, no event
+                while not testing.backend(rt).db.writing:  # noqa: ASYNC110 - a private flag, no event
                     await anyio.sleep(0.001)
                 for i, fail in ((1, False), (2, True), (3, False)):
                     tg.start_soon(write, f"w{i}", fail)
-                while len(rt.db._queue) < 3:  # noqa: ASYNC110 - queued behind w0: one batch
+                while testing.backend(rt).db.queued < 3:  # noqa: ASYNC110 - queued behind w0: one batch
                     await anyio.sleep(0.001)
                 external.execute("COMMIT")
         finally:
             external.close()
         assert [outcomes[f"w{i}"] for i in (0, 1, 3)] == ["w0", "w1", "w3"]
         assert isinstance(outcomes["w2"], RuntimeError)
-        rows = await rt.db.fetchall("SELECT workflow_id FROM workflows ORDER BY workflow_id")
+        rows = await testing.backend(rt).db.fetchall(
+            "SELECT workflow_id FROM workflows ORDER BY workflow_id"
+        )
         assert [r[0] for r in rows] == ["w0", "w1", "w3"]
 
 
@@ -523,7 +528,7 @@ async def test_cancel_while_waiting_for_the_write_lock(db_path: Path) -> None:
         try:
             external.execute("BEGIN IMMEDIATE")
             with anyio.move_on_after(0.3) as scope:
-                await rt.db.write(
+                await testing.backend(rt).db.write(
                     store.insert_workflow, "ghost", "db.double", "{}", rt.executor_id, None
                 )
             assert scope.cancelled_caught
@@ -582,7 +587,7 @@ async def test_processes_writing_at_once_never_see_database_is_locked(
             assert out.decode().split() == ["ok", p]
         received = await sink_handle.get_result(timeout=60)
         done = await rt.list_workflows(status="SUCCESS", name="db.one_step", limit=1000)
-        leftover = await rt.db.fetchone("SELECT count(*) FROM messages")
+        leftover = await testing.backend(rt).db.fetchone("SELECT count(*) FROM messages")
     assert len(done) == children * count
     assert leftover is not None and leftover[0] == 0
     assert len(received) == children * count

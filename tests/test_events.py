@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import litewf
+from litewf import testing
 from tests import procs
 from tests.children.comms import append, lines, register
 
@@ -91,7 +92,7 @@ async def test_get_event_wakes_at_once_in_process(db_path: Path) -> None:
 
     async with rt:
         await rt.start_workflow(setter, workflow_id="s")
-        await wait_until(lambda: rt.notifier.waiting == 1)  # the workflow's recv
+        await wait_until(lambda: testing.waiting(rt) == 1)  # the workflow's recv
         got: list[Any] = []
 
         async def waiter() -> None:
@@ -99,7 +100,7 @@ async def test_get_event_wakes_at_once_in_process(db_path: Path) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            await wait_until(lambda: rt.notifier.waiting == 2)  # both are now waiting
+            await wait_until(lambda: testing.waiting(rt) == 2)  # both are now waiting
             assert not got
             sent = time.monotonic()
             await rt.send("s", {"x": 1}, topic="go")
@@ -143,7 +144,7 @@ async def test_get_event_woken_by_another_process(db_path: Path, tmp_path: Path)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait_client)
                 tg.start_soon(wait_runtime)
-                await wait_until(lambda: rt.notifier.waiting == 1)
+                await wait_until(lambda: testing.waiting(rt) == 1)
                 sent = time.monotonic()
                 await client.send("remote", "from-parent", topic="go")  # child sets k
             assert got == {"runtime": "from-parent", "client": "from-parent"}
@@ -225,7 +226,7 @@ async def test_get_event_deadline_survives_restart(db_path: Path, tmp_path: Path
     started = time.time()
     async with rt:
         await rt.start_workflow(reader, workflow_id="d")
-        await wait_until(lambda: rt.notifier.waiting == 1)  # its deadline is recorded
+        await wait_until(lambda: testing.waiting(rt) == 1)  # its deadline is recorded
         await anyio.sleep(pause)  # then the runtime goes away mid-wait
     rt, reader = make()
     async with rt:

@@ -18,6 +18,7 @@ import anyio.to_thread
 import pytest
 
 import litewf
+from litewf import testing
 from tests import procs
 from tests.children.identity import WORKFLOW_ID, build
 from tests.children.recovery import read_lines
@@ -228,7 +229,7 @@ async def test_the_wal_of_a_database_reached_through_a_symlink_is_measured_and_t
             await rt.send("sink", "x" * 100_000, topic="filler")
         wal = f"{real}-wal"
         assert await anyio.to_thread.run_sync(os.path.getsize, wal) > 4 * 1024 * 1024
-        assert rt.db.wal_bytes() > 4 * 1024 * 1024
-        await rt.db.checkpoint_if_large()
+        assert testing.backend(rt).wal_bytes() > 4 * 1024 * 1024
+        await testing.backend(rt).maintain()
         assert await anyio.to_thread.run_sync(os.path.getsize, wal) == 0
         await rt.send("sink", "done", topic="stop")

@@ -22,6 +22,7 @@ import pytest
 import litewf
 from litewf import _management as management
 from litewf import _store as store
+from litewf import testing
 from litewf._cli import main as cli
 from tests.procs import spawn
 
@@ -137,11 +138,11 @@ async def test_a_late_status_change_does_not_stop_a_resumed_run(db_path: Path) -
 
 
 async def no_waiters(rt: litewf.Runtime) -> bool:
-    return rt.notifier.waiting == 0
+    return testing.waiting(rt) == 0
 
 
 async def has_waiters(rt: litewf.Runtime) -> bool:
-    return rt.notifier.waiting > 0
+    return testing.waiting(rt) > 0
 
 
 async def test_recovery_loop_readopts_own_idle_pending_workflow(db_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 import litewf
 from litewf import _management as management
+from litewf import testing
 from tests.children.ops import register
 
 #: Tables holding a workflow's data, and the column naming the workflow.
@@ -42,7 +43,7 @@ async def recv_waiting(rt: litewf.Runtime | litewf.Client, workflow_id: str) -> 
 
 
 async def no_waiters(rt: litewf.Runtime) -> bool:
-    return rt.notifier.waiting == 0
+    return testing.waiting(rt) == 0
 
 
 def rows_of(db_path: Path, workflow_id: str) -> dict[str, int]:

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 import litewf
+from litewf import testing
 from tests import procs
 from tests.children.comms import append, lines, register
 
@@ -155,7 +156,7 @@ async def test_recv_deadline_survives_restart(db_path: Path, tmp_path: Path) -> 
     started = time.time()
     async with rt:
         await rt.start_workflow(patient, workflow_id="p")
-        await wait_until(lambda: rt.notifier.waiting == 1)  # its deadline is recorded
+        await wait_until(lambda: testing.waiting(rt) == 1)  # its deadline is recorded
         await anyio.sleep(pause)  # then the runtime goes away mid-wait
     rt, patient = make()
     async with rt:
@@ -366,13 +367,13 @@ async def test_idle_waiters_are_cheap(db_path: Path) -> None:
     async with rt:
         for i in range(waiters):
             await rt.start_workflow(idle, workflow_id=f"idle-{i}")
-        await wait_until(lambda: rt.notifier.waiting == waiters)
+        await wait_until(lambda: testing.waiting(rt) == waiters)
         statements: list[str] = []
-        await rt.db.conn.set_trace_callback(statements.append)
+        await testing.backend(rt).db.trace(statements.append)
         cpu = time.process_time()
         await anyio.sleep(2.0)  # a measurement window, not a wait for a condition
         cpu = time.process_time() - cpu
-        await rt.db.conn.set_trace_callback(None)  # type: ignore[arg-type]  # None: tracing off
+        await testing.backend(rt).db.trace(None)  # None: tracing off
         # 2 s at poll_interval 0.01 is 200 ticks: even one query per tick would be 200, one
         # per waiter per tick 40,000. The poller stats the WAL and asks data_version rarely.
         assert len(statements) < waiters, statements[:20]
@@ -428,7 +429,7 @@ async def test_client_calls_from_another_process(db_path: Path, tmp_path: Path) 
         with pytest.raises(litewf.WorkflowCancelledError):
             await b.get_result(timeout=10)
         # The cancel reached the running blocker here: its recv stopped waiting.
-        await wait_until(lambda: rt.notifier.waiting == 0)
+        await wait_until(lambda: testing.waiting(rt) == 0)
     assert lines(after) == []
 
 
@@ -458,7 +459,7 @@ async def test_send_cancelled_while_committing_still_wakes_the_receiver(db_path:
     async with rt:
         handle = await rt.start_workflow(waiter, workflow_id="w")
         other = await rt.start_workflow(waiter, workflow_id="other")
-        await wait_until(lambda: rt.notifier.waiting == 2)
+        await wait_until(lambda: testing.waiting(rt) == 2)
         undo = dbhooks.install(cancel_at_commit)
         try:
             armed = True

@@ -560,6 +560,7 @@ async def test_calls_after_a_swallowed_divergence_raise_too(db_path: Path) -> No
     later durable call raises it again, and the workflow still ends ERROR."""
     ran: list[str] = []
     reached = anyio.Event()
+    built: dict[str, litewf.Workflow[[], str]] = {}
 
     def build(changed: bool, gate: anyio.Event) -> litewf.Runtime:
         rt = litewf.Runtime(db_path)
@@ -579,10 +580,11 @@ async def test_calls_after_a_swallowed_divergence_raise_too(db_path: Path) -> No
             await gate.wait()
             return "done"
 
+        built["swallower"] = swallower
         return rt
 
     async with build(False, anyio.Event()) as rt:
-        await rt.start_workflow(rt._workflows["swallower"], workflow_id="w-1")
+        await rt.start_workflow(built["swallower"], workflow_id="w-1")
         await wait_set(reached)
     async with build(True, opened()) as rt2:
         h = await rt2.retrieve_workflow("w-1")

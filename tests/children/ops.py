@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 import litewf
+from litewf import testing
 from tests.procs import touch
 
 #: Long enough never to be reached: a test that ends sooner proves a wake-up or a cancel.
@@ -89,7 +90,7 @@ async def serve(db: str, folder: str) -> None:
         idle = False
         with anyio.move_on_after(30):
             while True:
-                if rt.notifier.waiting == 0:
+                if testing.waiting(rt) == 0:
                     idle = True
                     break
                 await anyio.sleep(0.01)

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import litewf
-from litewf import _db
+from litewf import _db, testing
 from tests.faults import dbhooks
 
 
@@ -70,7 +70,7 @@ async def test_busy_past_the_give_up_raises_database_busy_error(
 ) -> None:
     """A write that waited past the give-up raises DatabaseBusyError (before: a raw
     ``sqlite3.OperationalError`` with no error code); once the lock is free it works."""
-    monkeypatch.setattr(_db, "_BUSY_GIVE_UP_S", 0.2)
+    monkeypatch.setattr(_db, "BUSY_GIVE_UP_S", 0.2)
     rt = litewf.Runtime(db_path)
 
     @rt.workflow(name="b.idle")
@@ -133,16 +133,16 @@ async def test_a_checkpoint_does_not_hold_the_write_lock_waiting_for_a_reader(
         with long_read(db_path):
             for _ in range(50):  # well past _WAL_TRUNCATE_AT
                 await rt.send("idle", "x" * 100_000, topic="filler")
-            assert rt.db.wal_bytes() > _db._WAL_TRUNCATE_AT
+            assert testing.backend(rt).wal_bytes() > _db._WAL_TRUNCATE_AT
             async with litewf.Client(db_path) as client:
                 started = anyio.Event()
                 with hooked(when_called("_truncate_wal", started)):
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(rt.db.checkpoint_if_large)
+                        tg.start_soon(testing.backend(rt).maintain)
                         with anyio.fail_after(30):
                             await started.wait()
                             await client.send("idle", "more", topic="filler")
             # the reader is still open here: the WAL could not be truncated
-            assert rt.db.wal_bytes() > _db._WAL_TRUNCATE_AT
+            assert testing.backend(rt).wal_bytes() > _db._WAL_TRUNCATE_AT
         await rt.send("idle", "done", topic="stop")
         assert await (await rt.retrieve_workflow("idle")).get_result(timeout=30) is None

@@ -17,6 +17,7 @@ import anyio.to_thread
 import pytest
 
 import litewf
+from litewf import testing
 from tests import procs
 
 NO_LIMIT = 1_073_741_823  # SQLite's largest max_page_count
@@ -55,9 +56,9 @@ def gated_sink(rt: litewf.Runtime) -> litewf.Workflow[[], list[str]]:
 
 
 async def cap_pages(rt: litewf.Runtime, extra: int = 0) -> None:
-    row = await rt.db.fetchone("PRAGMA page_count")
+    row = await testing.backend(rt).db.fetchone("PRAGMA page_count")
     assert row is not None
-    await rt.db.fetchone(f"PRAGMA max_page_count = {int(row[0]) + extra}")
+    await testing.backend(rt).db.fetchone(f"PRAGMA max_page_count = {int(row[0]) + extra}")
 
 
 async def test_sqlite_full_once_then_continuously_then_space_is_back(db_path: Path) -> None:
@@ -96,7 +97,7 @@ async def test_sqlite_full_once_then_continuously_then_space_is_back(db_path: Pa
             await rt.retrieve_workflow("big")
         assert count(db_path, "SELECT count(*) FROM messages WHERE topic = 't'") == len(acked)
         await anyio.to_thread.run_sync(another_process_can_write, db_path)
-        await rt.db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
+        await testing.backend(rt).db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
         for i in range(1000, 1005):
             await rt.send("sink", f"m{i:04d}" + "x" * 20_000, topic="t")
             acked.append(f"m{i:04d}")
@@ -122,7 +123,7 @@ async def test_outcome_write_failure_does_not_take_the_runtime_down(db_path: Pat
         with pytest.raises(TimeoutError):
             await handle.get_result(timeout=0.5)
         assert (await handle.get_status()).status == "PENDING"
-        await rt.db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
+        await testing.backend(rt).db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
         assert await (await rt.start_workflow(make, 2)).get_result(timeout=10) == "yy"
         assert await handle.get_result(timeout=10) == "y" * 50_000
 

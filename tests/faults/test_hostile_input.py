@@ -24,6 +24,7 @@ import anyio
 import pytest
 
 import litewf
+from litewf import testing
 
 TABLES = ("workflows", "operations", "events", "messages", "message_keys", "changes")
 
@@ -284,7 +285,7 @@ async def test_oversize_payload_is_refused_with_the_documented_maximum(db_path: 
         await rt.start_workflow(wait, workflow_id="w")
         with pytest.raises(litewf.SerializationError, match="at most"):
             await rt.send("w", "x" * (PROPOSED_MAX_VALUE + 1))
-        row = await rt.db.fetchone("SELECT count(*) FROM messages")
+        row = await testing.backend(rt).db.fetchone("SELECT count(*) FROM messages")
         assert row is not None and row[0] == 0
 
 

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import litewf
-from litewf import _db
+from litewf import _db, testing
 from tests.faults.test_busy import write_lock
 from tests.faults.test_disk_full import NO_LIMIT, cap_pages
 
@@ -52,7 +52,7 @@ async def test_a_step_record_waits_out_a_held_write_lock(
     ``sqlite3.OperationalError``), an outside send gets DatabaseBusyError, reads still
     work; once the lock is released the step's outcome is recorded, the body having run
     once, and the workflow ends SUCCESS."""
-    monkeypatch.setattr(_db, "_BUSY_GIVE_UP_S", 0.2)
+    monkeypatch.setattr(_db, "BUSY_GIVE_UP_S", 0.2)
     rt = litewf.Runtime(db_path)
     bodies: list[str] = []
     entered, proceed = anyio.Event(), anyio.Event()
@@ -118,7 +118,7 @@ async def test_a_step_record_waits_out_a_full_disk(db_path: Path) -> None:
             await rt.send("sink", "x" * 50_000)
         assert (await handle.get_status()).status == "PENDING"
         assert bodies == [0, 1, 2]
-        await rt.db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
+        await testing.backend(rt).db.fetchone(f"PRAGMA max_page_count = {NO_LIMIT}")
         assert await handle.get_result(timeout=30) == 30_030
         assert bodies == [0, 1, 2, 3]
         await rt.send("sink", "x" * 50_000)

@@ -20,7 +20,6 @@ import anyio
 import anyio.to_thread
 
 import litewf
-from litewf._recovery import recover
 from tests import procs
 
 
@@ -91,7 +90,7 @@ async def test_shutdown_waits_for_a_sync_step_body_then_releases(db_path: Path) 
     async with litewf.Runtime(db_path) as again:
         again.workflow(name="s.flow")(flow.fn)
         # registered after launch: recover now that the function is known
-        await recover(again, first=False)
+        await again.recover()
         assert await (await again.retrieve_workflow("flow")).get_result(timeout=30) == "ok"
 
 
@@ -122,7 +121,7 @@ async def test_a_peer_never_runs_a_step_whose_body_still_runs_after_shutdown(
         await procs.wait_for_file(tmp_path / "shut-down", child, timeout=60)
         assert owner(db, "flow") == "proc-a"  # not released: its body still runs
         async with rt:
-            await recover(rt, first=False)
+            await rt.recover()
             assert log.read_text().splitlines() == [f"start {child.pid}"]
             assert (await (await rt.retrieve_workflow("flow")).get_status()).status == "PENDING"
             procs.touch(tmp_path / "exit")

@@ -1,24 +1,28 @@
-"""What a Runtime and a Client share: the database, the notifier and its poller.
+"""A session on a database: what a Runtime and a Client share.
 
-Everything here works from any process and outside workflows; the workflow-side
-variants of send and get_event (which are recorded operations) live in the runtime.
+The backend, the notifier it feeds, and every call that works from any process outside
+workflows, written once. The workflow-side variants (recorded operations) live in
+``_operations`` and ``_reads``; ``_management`` adds listing, collection and health.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _journal as journal
 from . import _store as store
+from ._backend import SqliteBackend
+from ._change import Change
 from ._clock import REAL_CLOCK, Clock
-from ._context import retry_ending_failure
-from ._db import Database, Durability, Tx
+from ._db import Durability, Tx
 from ._exceptions import (
     CorruptDatabaseError,
     InvalidValueError,
@@ -27,13 +31,20 @@ from ._exceptions import (
     WorkflowCancelledError,
     WorkflowNotFoundError,
 )
-from ._notifier import Notifier, event_key, message_key, poll_changes, status_key
+from ._history import retry_ending_failure
+from ._notifier import Notifier
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._types import Status, WorkflowStatus
 from ._validate import check_count, check_id, check_key, check_timeout, check_value
 
-__all__ = ["Core"]
+__all__ = [
+    "Session",
+    "check_event_args",
+    "check_list_filters",
+    "encode_message",
+    "row_outcome",
+]
 
 logger = logging.getLogger("litewf")
 
@@ -41,7 +52,7 @@ logger = logging.getLogger("litewf")
 CHANGE_RETENTION_S = 600.0
 
 
-class Core:
+class Session:
     """An open database plus the machinery to wait on it."""
 
     def __init__(
@@ -54,41 +65,75 @@ class Core:
         create: bool,
         clock: Clock = REAL_CLOCK,
     ) -> None:
-        self.db = Database(path, durability=durability, create=create)
+        self.backend = SqliteBackend(path, durability=durability, create=create)
+        self.path = self.backend.path
         self.serializer = serializer
         self.clock = clock
         self.notifier = Notifier(clock)
+        self.backend.on_change = self.notifier.notify
         self.poll_interval = poll_interval
         #: Called once if the database is lost (its -wal file deleted); a Runtime stops.
         self.on_lost: Callable[[str], None] = self.notifier.close
 
-    async def open(self, tg: TaskGroup) -> None:
-        await self.db.open()
-        tg.start_soon(self._poll_forever)
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls, path: str | os.PathLike[str], *, serializer: Serializer, poll_interval: float
+    ) -> AsyncIterator[Session]:
+        """A session on an existing database (never created or migrated), open inside."""
+        session = cls(
+            path,
+            serializer=serializer,
+            durability="full",
+            poll_interval=poll_interval,
+            create=False,
+        )
+        # Entered by hand, not "async with": an error in the caller's block must reach it
+        # as itself, not wrapped in the task group's ExceptionGroup.
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await session.open(tg)
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        try:
+            yield session
+        finally:
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(None, None, None)
+            finally:
+                await session.backend.close()
 
-    async def _poll_forever(self) -> None:
-        """Run the poller; a failing read is logged and retried, never fatal."""
+    async def open(self, tg: TaskGroup) -> None:
+        await self.backend.open()
+        tg.start_soon(self._follow_forever)
+
+    async def _follow_forever(self) -> None:
+        """Follow the change feed; a failing read is logged and retried, never fatal."""
         while True:
             try:
-                await poll_changes(self.db, self.notifier, self.poll_interval)
+                await self.backend.follow(self.poll_interval)
             except LitewfError as exc:
-                if self.db.lost is not None:
+                if self.backend.lost is not None:
                     logger.error("litewf stopped: %s", exc)
                     self.on_lost(str(exc))
                     return
-                logger.exception("litewf poller failed; retrying in 1 s")
+                logger.exception("litewf change feed failed; retrying in 1 s")
                 await anyio.sleep(1.0)
 
     # -- workflows ---------------------------------------------------------------------
 
     async def get_status(self, workflow_id: str) -> WorkflowStatus:
-        status = await self.db.read(store.get_status, check_id(workflow_id))
+        status = await self.backend.read(store.get_status, check_id(workflow_id))
         if status is None:
             raise WorkflowNotFoundError(workflow_id)
         return status
 
     async def require_exists(self, workflow_id: str) -> None:
-        if not await self.db.read(store.workflow_exists, workflow_id):
+        if not await self.backend.read(store.workflow_exists, workflow_id):
             raise WorkflowNotFoundError(workflow_id)
 
     async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
@@ -97,22 +142,22 @@ class Core:
         deadline = None if timeout is None else self.clock.time() + timeout
 
         async def finished() -> store.ResultRow | None:
-            row = await self.db.read(store.get_result, workflow_id)
+            row = await self.backend.read(store.get_result, workflow_id)
             if row is None:
                 raise WorkflowNotFoundError(workflow_id)
             return None if row.status is Status.PENDING else row
 
-        row = await self.notifier.wait_for(status_key(workflow_id), finished, deadline)
+        row = await self.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if row is None:
             raise TimeoutError(
                 f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
             )
-        output, error = row_outcome(self.db.path, workflow_id, row)
+        output, error = row_outcome(self.path, workflow_id, row)
         if error is not None:
             raise error
         if output is None:
             return None
-        check = Columns(self.db.path, "workflows", workflow_id)
+        check = Columns(self.path, "workflows", workflow_id)
         return check.value(self.serializer, "output", output)
 
     async def list_workflows(
@@ -125,27 +170,25 @@ class Core:
     ) -> list[WorkflowStatus]:
         """Stored workflows; ``CorruptDatabaseError`` if one of them is a bad row."""
         wanted, name = check_list_filters(status, name, limit, offset)
-        return await self.db.read(store.list_workflows, wanted, name, limit, offset)
+        return await self.backend.read(store.list_workflows, wanted, name, limit, offset)
 
     async def list_workflows_marked(
         self, *, status: Status | str | None, name: str | None, limit: int, offset: int
     ) -> list[WorkflowStatus | CorruptDatabaseError]:
         """As ``list_workflows``, with each bad row's error in its place."""
         wanted, name = check_list_filters(status, name, limit, offset)
-        return await self.db.read(store.list_workflows_marked, wanted, name, limit, offset)
+        return await self.backend.read(store.list_workflows_marked, wanted, name, limit, offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Stop a PENDING workflow (it ends CANCELLED); finished ones are left as they are."""
         check_id(workflow_id)
-        notifier = self.notifier
 
         def cancel(tx: Tx) -> None:
             if not store.workflow_exists(tx, workflow_id):
                 raise WorkflowNotFoundError(workflow_id)
-            if store.cancel_workflow(tx, workflow_id):
-                tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
+            store.cancel_workflow(tx, workflow_id)
 
-        await self.db.write(cancel)
+        await self.backend.write(cancel)
 
     async def resume_workflow(
         self, workflow_id: str, owner: Callable[[str], str | None]
@@ -157,7 +200,6 @@ class Core:
         or was PENDING already (then nothing changes).
         """
         check_id(workflow_id)
-        notifier = self.notifier
 
         def restart(tx: Tx) -> tuple[str, str] | None:
             found = store.get_inputs(tx, workflow_id)
@@ -166,10 +208,9 @@ class Core:
             retry_ending_failure(tx, workflow_id)  # only when it ended ERROR
             if not store.restart_workflow(tx, workflow_id, owner(found[0])):
                 return None
-            tx.after_commit(lambda: notifier.notify(status_key(workflow_id)))
             return found
 
-        return await self.db.write(restart)
+        return await self.backend.write(restart)
 
     # -- events and messages, outside workflows ---------------------------------------------
 
@@ -181,28 +222,19 @@ class Core:
         idempotency_key: str | None,
     ) -> bool:
         """Enqueue the message; False if ``idempotency_key`` was used before (nothing sent)."""
-        check_id(destination_id, "destination_id")
-        check_value(message, "message")
-        topic = check_key(topic, "topic", optional=True)
-        idempotency_key = check_key(idempotency_key, "idempotency_key", optional=True)
-        data = dumps_checked(self.serializer, message, "the message")
-        notifier = self.notifier
+        topic, idempotency_key, data = encode_message(
+            self.serializer, destination_id, message, topic, idempotency_key
+        )
 
         def enqueue(tx: Tx) -> bool:
             if not store.workflow_exists(tx, destination_id):
                 raise WorkflowNotFoundError(destination_id)
-            if not store.enqueue_message(tx, destination_id, topic, data, idempotency_key):
-                return False
-            key = message_key(destination_id, topic)
-            tx.after_commit(lambda: notifier.notify(key))
-            return True
+            return journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
 
-        return await self.db.write(enqueue)
+        return await self.backend.write(enqueue)
 
     async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
-        check_id(workflow_id)
-        key = check_key(key, "key")
-        timeout = check_timeout(timeout)
+        timeout = check_event_args(workflow_id, key, timeout)
         await self.require_exists(workflow_id)
         found = await self.wait_event(workflow_id, key, self.clock.time() + timeout)
         return None if found is None else found[0]
@@ -211,24 +243,46 @@ class Core:
         """The event's decoded value in a 1-tuple, or None once ``deadline`` has passed."""
 
         async def lookup() -> tuple[Any] | None:
-            data = await self.db.read(store.get_event, workflow_id, key)
+            data = await self.backend.read(journal.get_event, workflow_id, key)
             if data is None:
                 return None
-            check = Columns(self.db.path, "events", workflow_id)
+            check = Columns(self.path, "events", workflow_id)
             return (check.value(self.serializer, f"value of key {key!r}", data),)
 
         if math.isinf(deadline):
             deadline = self.clock.time() + 1e9
-        return await self.notifier.wait_for(event_key(workflow_id, key), lookup, deadline)
+        return await self.notifier.wait_for(Change.event(workflow_id, key), lookup, deadline)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         check_id(workflow_id)
         await self.require_exists(workflow_id)
-        check = Columns(self.db.path, "events", workflow_id)
+        check = Columns(self.path, "events", workflow_id)
         return {
             key: check.value(self.serializer, f"value of key {key!r}", value)
-            for key, value in await self.db.read(store.get_all_events, workflow_id)
+            for key, value in await self.backend.read(journal.get_all_events, workflow_id)
         }
+
+
+def encode_message(
+    serializer: Serializer,
+    destination_id: str,
+    message: Any,
+    topic: str | None,
+    idempotency_key: str | None,
+) -> tuple[str | None, str | None, str]:
+    """Check ``send``'s arguments; the topic, the idempotency key and the stored message."""
+    check_id(destination_id, "destination_id")
+    check_value(message, "message")
+    topic = check_key(topic, "topic", optional=True)
+    idempotency_key = check_key(idempotency_key, "idempotency_key", optional=True)
+    return topic, idempotency_key, dumps_checked(serializer, message, "the message")
+
+
+def check_event_args(workflow_id: str, key: str, timeout: float) -> float:
+    """Check ``get_event``'s arguments; the timeout in seconds."""
+    check_id(workflow_id)
+    check_key(key, "key")
+    return check_timeout(timeout)
 
 
 def row_outcome(

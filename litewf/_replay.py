@@ -1,5 +1,8 @@
 """The running workflow's replay state, and the record-or-replay rule for operations.
 
+(What the recorded names and identities mean is ``_history``'s; the operations are in
+``_operations``, ``_reads``, ``_step`` and the executor's child start.)
+
 Every durable call a workflow makes (step, sleep, send, recv, set_event, get_event,
 child start, and the reads of durable state) takes the next operation number. If that
 number was recorded by an earlier run, the recorded outcome is returned instead of doing
@@ -11,39 +14,40 @@ running workflow and replay cannot be trusted, so ``NonDeterminismError`` ends i
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import anyio
 
-from . import _store as store
+from . import _journal as journal
 from ._exceptions import (
     CorruptDatabaseError,
     DatabaseError,
-    EventAlreadySetError,
-    InvalidValueError,
     NonDeterminismError,
     NotInWorkflowError,
-    WorkflowNotFoundError,
     _Superseded,
 )
+from ._history import HISTORY_VERSION, describe
 from ._rows import Columns
-from ._serialization import (
-    encode_exception,
-    exception_type_and_message,
-    loads_checked,
-    qualified_type_name,
-)
+from ._serialization import encode_exception, loads_checked
 
 if TYPE_CHECKING:
     from ._db import Tx
-    from ._runtime import Runtime
+    from ._session import Session
 
-__all__ = ["WorkflowContext", "current", "current_workflow_id", "require", "retry_storage"]
+__all__ = [
+    "Crashed",
+    "HookSlot",
+    "Hooks",
+    "WorkflowContext",
+    "current",
+    "current_workflow_id",
+    "require",
+    "retry_storage",
+]
 
 logger = logging.getLogger("litewf")
 
@@ -83,37 +87,44 @@ async def retry_storage(workflow_id: str, call: Callable[[], Awaitable[T]]) -> T
         delay = min(delay * 2, STORAGE_RETRY_MAX_S)
 
 
-#: The replay rules of workflows recorded now. 1: recorded before operation identity
-#: (reads were not operations; rows carry no target). 2: reads are recorded operations.
-HISTORY_VERSION = 2
+class Hooks(Protocol):
+    """What ``litewf.testing`` plugs into a runtime (``Runtime.use_hooks``) to make it die
+    at a chosen point, as a SIGKILL there would."""
+
+    def attached(self, die: Callable[[str], None]) -> None:
+        """Plugged in; ``die(where)`` makes the runtime die at once."""
+
+    def before_operation(self, workflow_id: str, op_id: int, name: str | None) -> None:
+        """Before operation ``op_id`` named ``name`` runs (``name`` None: before the
+        workflow's outcome is stored). May ``die`` and raise ``Crashed`` to unwind."""
 
 
-def identity(**arguments: object) -> str:
-    """The canonical JSON of a call's identifying arguments, as stored and compared."""
-    return json.dumps(arguments, sort_keys=True, separators=(",", ":"))
+class Crashed(BaseException):
+    """Unwinds a workflow at a simulated crash point without letting it write anything."""
 
 
-def describe(name: str, target: str | None) -> str:
-    """A call as a NonDeterminismError names it: ``set_event(key='a')``, ``step 'charge'``."""
-    if target is None:
-        builtin = name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX)
-        return name if builtin else f"step {name!r}"
-    try:
-        arguments = json.loads(target)
-        shown = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
-    except (ValueError, AttributeError):
-        shown = target
-    return f"{name}({shown})"
+class HookSlot:
+    """Where a runtime's hooks are plugged in; each of its workflows looks here."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self) -> None:
+        self.hooks: Hooks | None = None
+
+    def before_operation(self, workflow_id: str, op_id: int, name: str | None) -> None:
+        if self.hooks is not None:
+            self.hooks.before_operation(workflow_id, op_id, name)
 
 
 @dataclass(slots=True)
 class WorkflowContext:
     """What a running workflow knows about itself."""
 
-    runtime: Runtime
+    session: Session
     workflow_id: str
     executor_id: str
-    recorded: dict[int, store.Operation]
+    recorded: dict[int, journal.Operation]
+    hooks: HookSlot
     next_op: int = 0
     nondeterminism: NonDeterminismError | None = None
     #: The replay rules this workflow's history was recorded under (see HISTORY_VERSION).
@@ -131,18 +142,18 @@ class WorkflowContext:
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """``db.write`` for the workflow's own progress: retried while the database fails."""
-        db = self.runtime.db
+        backend = self.session.backend
         return await retry_storage(
-            self.workflow_id, functools.partial(db.write, fn, *args, **kwargs)
+            self.workflow_id, functools.partial(backend.write, fn, *args, **kwargs)
         )
 
     async def read(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """``db.read`` for the workflow's own waits: retried while the database fails."""
-        db = self.runtime.db
+        backend = self.session.backend
         return await retry_storage(
-            self.workflow_id, functools.partial(db.read, fn, *args, **kwargs)
+            self.workflow_id, functools.partial(backend.read, fn, *args, **kwargs)
         )
 
     def reserve(self) -> int:
@@ -150,7 +161,9 @@ class WorkflowContext:
         op_id, self.next_op = self.next_op, self.next_op + 1
         return op_id
 
-    def replayed(self, op_id: int, name: str, target: str | None = None) -> store.Operation | None:
+    def replayed(
+        self, op_id: int, name: str, target: str | None = None
+    ) -> journal.Operation | None:
         """The recorded outcome of operation ``op_id``, checked against the call: its
         ``name`` (the kind, a step's or child's name) and ``target`` (see ``identity``).
 
@@ -160,8 +173,7 @@ class WorkflowContext:
         """
         if self.nondeterminism is not None:
             raise self.nondeterminism
-        if self.runtime._crash_hook is not None:  # litewf.testing: crash before this call
-            self.runtime._crash_hook(self.workflow_id, op_id, name)
+        self.hooks.before_operation(self.workflow_id, op_id, name)  # litewf.testing
         self.targets[op_id] = target
         op = self.recorded.get(op_id)
         if op is not None and (op.name != name or (op.target is not None and op.target != target)):
@@ -171,15 +183,15 @@ class WorkflowContext:
             raise self.nondeterminism
         return op
 
-    def outcome(self, op: store.Operation, what: str) -> Any:
+    def outcome(self, op: journal.Operation, what: str) -> Any:
         """Return the recorded value, or raise the recorded exception."""
         if op.error is not None:
             # A malformed record (a tampered file) is a CorruptDatabaseError, not a ValueError.
-            check = Columns(self.runtime.db.path, "operations", self.workflow_id)
+            check = Columns(self.session.path, "operations", self.workflow_id)
             raise check.exception("error", op.error)
         if op.output is None:
             return None
-        return loads_checked(self.runtime.serializer, op.output, what)
+        return loads_checked(self.session.serializer, op.output, what)
 
     def record(
         self,
@@ -197,8 +209,8 @@ class WorkflowContext:
         Runs in the database thread; the in-memory record follows once the write commits.
         """
         encoded = None if error is None else encode_exception(error)
-        op = store.Operation(name, output, encoded, done, deadline, self.targets.get(op_id))
-        if not store.record_operation(tx, self.workflow_id, self.executor_id, op_id, op):
+        op = journal.Operation(name, output, encoded, done, deadline, self.targets.get(op_id))
+        if not journal.record_operation(tx, self.workflow_id, self.executor_id, op_id, op):
             raise _Superseded()
         tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))
 
@@ -212,75 +224,10 @@ class WorkflowContext:
     ) -> None:
         """Record the outcome of a wait started by ``record(..., done=False)``."""
         encoded = None if error is None else encode_exception(error)
-        if not store.finish_wait(tx, self.workflow_id, self.executor_id, op_id, output, encoded):
+        if not journal.finish_wait(tx, self.workflow_id, self.executor_id, op_id, output, encoded):
             raise _Superseded()
-        op = store.Operation(name, output, encoded, target=self.targets.get(op_id))
+        op = journal.Operation(name, output, encoded, target=self.targets.get(op_id))
         tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))
-
-
-#: Reads of durable state that a workflow records (history version 2 on).
-READ_OPERATIONS = frozenset(
-    {
-        "get_all_events",
-        "retrieve_workflow",
-        "get_status",
-        "get_result",
-        "list_workflows",
-        "list_steps",
-    }
-)
-#: Operation names litewf records for its own calls; user steps may not take them.
-BUILTIN_OPERATIONS = (
-    frozenset({"sleep", "send", "recv", "set_event", "get_event"}) | READ_OPERATIONS
-)
-CHILD_PREFIX = "start_workflow "
-
-#: Operations whose failure is a fact about the database when they ran (a key already
-#: set, a workflow not there yet), not about the workflow's own history.
-_STATE_DEPENDENT = frozenset({"set_event", "send", "get_event"}) | READ_OPERATIONS
-
-
-def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
-    """Before ``resume_workflow`` restarts an ERROR workflow: forget its last operation if
-    that operation's database-dependent failure (``EventAlreadySetError``,
-    ``WorkflowNotFoundError``) is what ended the workflow, so the resumed run makes the
-    call again (a fixed workflow calls another key; a missing workflow may exist now).
-
-    Nothing later was recorded, so no other outcome depended on it. True if one was dropped.
-    """
-    ended = store.ended_by(tx, workflow_id)
-    last = store.last_operation(tx, workflow_id)
-    if ended is None or last is None:
-        return False
-    op_id, name, error = last
-    if error is None or name not in _STATE_DEPENDENT:
-        return False
-    retryable = {
-        qualified_type_name(EventAlreadySetError),
-        qualified_type_name(WorkflowNotFoundError),
-    }
-    error_type, error_message = exception_type_and_message(error)
-    if error_type not in retryable or (error_type, error_message) != ended:
-        return False
-    store.delete_operation(tx, workflow_id, op_id)
-    return True
-
-
-def operation_kind(name: str) -> str:
-    """What kind of call recorded operation ``name`` was: step, child, or a builtin's name."""
-    if name in BUILTIN_OPERATIONS:
-        return name
-    if name.startswith(CHILD_PREFIX):
-        return "child"
-    return "step"
-
-
-def check_step_name(name: str) -> str:
-    if name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX):
-        raise InvalidValueError(
-            f"step name {name!r} is reserved for litewf's own operations; choose another"
-        )
-    return name
 
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("litewf_workflow", default=None)
@@ -300,11 +247,11 @@ def current_workflow_id() -> str | None:
     return None if ctx is None else ctx.workflow_id
 
 
-def reading(core: object) -> WorkflowContext | None:
-    """The running workflow, if a read made through ``core`` is one of its operations:
-    ``core`` is its runtime's database and its history records reads."""
+def reading(session: Session) -> WorkflowContext | None:
+    """The running workflow, if a read made through ``session`` is one of its operations:
+    ``session`` is its runtime's and its history records reads."""
     ctx = current()
-    if ctx is None or not ctx.records_reads or ctx.runtime._core is not core:
+    if ctx is None or not ctx.records_reads or ctx.session is not session:
         return None
     return ctx
 

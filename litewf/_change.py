@@ -1,0 +1,44 @@
+"""What a commit changed, as a key that waiters watch: a workflow's status, an event, a queue.
+
+Each is written as a row of the ``changes`` table in the transaction that made it (so
+other processes find it) and handed to this process's waiters once that transaction
+commits (``Tx.changed``). Both happen in one place, ``_store.log_change``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+__all__ = ["Change", "ChangeKind"]
+
+
+class ChangeKind(enum.StrEnum):
+    """What changed; the value is what the ``changes.kind`` column holds."""
+
+    STATUS = "status"
+    EVENT = "event"
+    MESSAGE = "message"
+
+
+class Change(NamedTuple):
+    """One change: its kind, the workflow it concerns, and the event key or message topic."""
+
+    kind: ChangeKind
+    workflow_id: str
+    key: str | None = None
+
+    @classmethod
+    def status(cls, workflow_id: str) -> Change:
+        """The workflow's status (or existence) changed."""
+        return cls(ChangeKind.STATUS, workflow_id)
+
+    @classmethod
+    def event(cls, workflow_id: str, key: str) -> Change:
+        """The workflow set event ``key``."""
+        return cls(ChangeKind.EVENT, workflow_id, key)
+
+    @classmethod
+    def message(cls, workflow_id: str, topic: str | None) -> Change:
+        """A message was queued for the workflow on ``topic``."""
+        return cls(ChangeKind.MESSAGE, workflow_id, topic)

@@ -1,0 +1,263 @@
+"""What workflows record and exchange: operations, events and messages, as SQL functions.
+
+Plain functions over a ``Tx``, as in ``_store``. A workflow's own writes (an operation
+record, a wait's outcome) land only while its row is PENDING and owned by the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ._change import Change
+from ._db import Tx
+from ._rows import Columns
+from ._store import log_change, now
+from ._types import Status
+
+__all__ = ["Operation", "OperationRow"]
+
+_PENDING = Status.PENDING.value
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A recorded operation: its name and either its output or its error.
+
+    ``done`` is False for a wait that has started (its ``deadline`` recorded) but not ended.
+    """
+
+    name: str
+    output: str | None
+    error: str | None
+    done: bool = True
+    deadline: float | None = None
+    #: The call's identifying arguments as canonical JSON (None: the name identifies it,
+    #: or the row predates operation identity).
+    target: str | None = None
+
+
+# -- operations ----------------------------------------------------------------------------
+
+
+def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
+    """The workflow's recorded operations by number, each column checked."""
+    return {
+        op_id: Operation(name, output, error, done, deadline, target)
+        for op_id, name, done, deadline, output, error, _, target in list_operations(
+            db, workflow_id
+        )
+    }
+
+
+def load_history(db: Tx, workflow_id: str) -> tuple[int, dict[int, Operation]]:
+    """The workflow's history version (the replay rules it was recorded under) and its
+    recorded operations."""
+    row = db.fetchone("SELECT history FROM workflows WHERE workflow_id = ?", (workflow_id,))
+    version = 1 if row is None else Columns(db, "workflows", workflow_id).count("history", row[0])
+    return version, load_operations(db, workflow_id)
+
+
+def last_operation(db: Tx, workflow_id: str) -> tuple[int, str, str | None] | None:
+    """The highest-numbered recorded operation: op_id, name, error."""
+    row = db.fetchone(
+        "SELECT op_id, name, error FROM operations WHERE workflow_id = ? "
+        "ORDER BY op_id DESC LIMIT 1",
+        (workflow_id,),
+    )
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def ended_by(db: Tx, workflow_id: str) -> tuple[str | None, str | None] | None:
+    """The stored error type and message of a workflow that ended ERROR, else None."""
+    row = db.fetchone(
+        "SELECT error_type, error_message FROM workflows WHERE workflow_id = ? AND status = ?",
+        (workflow_id, Status.ERROR.value),
+    )
+    return None if row is None else (row[0], row[1])
+
+
+def delete_operation(tx: Tx, workflow_id: str, op_id: int) -> None:
+    tx.execute("DELETE FROM operations WHERE workflow_id = ? AND op_id = ?", (workflow_id, op_id))
+
+
+_OWNED = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ? AND status = ? AND executor_id = ?)"
+
+
+def record_operation(
+    tx: Tx,
+    workflow_id: str,
+    executor_id: str,
+    op_id: int,
+    op: Operation,
+) -> bool:
+    """Record an operation (finished, or a started wait) if this executor owns the workflow."""
+    inserted = tx.execute(
+        "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
+        f"created_at, target) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
+        (
+            workflow_id,
+            op_id,
+            op.name,
+            int(op.done),
+            op.deadline,
+            op.output,
+            op.error,
+            now(),
+            op.target,
+            workflow_id,
+            _PENDING,
+            executor_id,
+        ),
+    )
+    return bool(inserted)
+
+
+def finish_wait(
+    tx: Tx,
+    workflow_id: str,
+    executor_id: str,
+    op_id: int,
+    output: str | None,
+    error: str | None,
+) -> bool:
+    """Store the outcome of a started wait if this executor owns the workflow."""
+    changed = tx.execute(
+        "UPDATE operations SET done = 1, output = ?, error = ? "
+        f"WHERE workflow_id = ? AND op_id = ? AND done = 0 AND {_OWNED}",
+        (output, error, workflow_id, op_id, workflow_id, _PENDING, executor_id),
+    )
+    return bool(changed)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def insert_event(tx: Tx, workflow_id: str, key: str, value: str) -> bool:
+    """Store an event; False if the key was already set (events never change)."""
+    inserted = tx.execute(
+        "INSERT INTO events (workflow_id, key, value, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (workflow_id, key) DO NOTHING",
+        (workflow_id, key, value, now()),
+    )
+    if inserted:
+        log_change(tx, Change.event(workflow_id, key))
+    return bool(inserted)
+
+
+def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
+    row = db.fetchone(
+        "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
+    )
+    return None if row is None else Columns(db, "events", workflow_id).text("value", row[0])
+
+
+def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:
+    rows = db.fetchall(
+        "SELECT key, value FROM events WHERE workflow_id = ? ORDER BY key", (workflow_id,)
+    )
+    check = Columns(db, "events", workflow_id)
+    return [(check.text("key", r[0]), check.text("value", r[1])) for r in rows]
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+def enqueue_message(
+    tx: Tx,
+    destination_id: str,
+    topic: str | None,
+    message: str,
+    idempotency_key: str | None,
+) -> bool:
+    """Append a message to its queue; False if ``idempotency_key`` was seen before."""
+    ts = now()
+    if idempotency_key is not None:
+        fresh = tx.execute(
+            "INSERT INTO message_keys (destination_id, idempotency_key, created_at) "
+            "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (destination_id, idempotency_key, ts),
+        )
+        if not fresh:
+            return False
+    tx.execute(
+        "INSERT INTO messages (destination_id, topic, message, created_at) VALUES (?, ?, ?, ?)",
+        (destination_id, topic, message, ts),
+    )
+    log_change(tx, Change.message(destination_id, topic))
+    return True
+
+
+def peek_message(db: Tx, destination_id: str, topic: str | None) -> bool:
+    row = db.fetchone(
+        "SELECT 1 FROM messages WHERE destination_id = ? AND topic IS ? LIMIT 1",
+        (destination_id, topic),
+    )
+    return row is not None
+
+
+def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
+    """Remove and return the oldest message of the queue, or None if it is empty."""
+    row = tx.fetchone(
+        "DELETE FROM messages WHERE seq = (SELECT seq FROM messages "
+        "WHERE destination_id = ? AND topic IS ? ORDER BY seq LIMIT 1) RETURNING message",
+        (destination_id, topic),
+    )
+    return None if row is None else str(row[0])
+
+
+# -- listing ------------------------------------------
+
+
+OPERATION_COLUMNS = "op_id, name, done, deadline, output, error, created_at, target"
+OperationRow = tuple[int, str, bool, float | None, str | None, str | None, float, str | None]
+
+
+def operation_row(check: Columns, r: sqlite3.Row) -> OperationRow:
+    """An ``operations`` row (``OPERATION_COLUMNS``) with each column checked."""
+    return (
+        check.count("op_id", r["op_id"]),
+        check.text("name", r["name"]),
+        check.flag("done", r["done"]),
+        check.optional_timestamp("deadline", r["deadline"]),
+        check.optional_text("output", r["output"]),
+        check.optional_text("error", r["error"]),
+        check.timestamp("created_at", r["created_at"]),
+        check.optional_text("target", r["target"]),
+    )
+
+
+def list_operations(db: Tx, workflow_id: str) -> list[OperationRow]:
+    """Every recorded operation, checked, in call order: op_id, name, done, deadline,
+    output, error, created_at, target."""
+    rows = db.fetchall(
+        f"SELECT {OPERATION_COLUMNS} FROM operations WHERE workflow_id = ? ORDER BY op_id",
+        (workflow_id,),
+    )
+    check = Columns(db, "operations", workflow_id)
+    return [operation_row(check, r) for r in rows]
+
+
+def list_queued(
+    db: Tx, workflow_id: str, topic: str | None, every_topic: bool
+) -> list[tuple[str | None, str, float]]:
+    """Unconsumed messages (topic, message, created_at), oldest first."""
+    rows = db.fetchall(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages "
+        "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
+        (workflow_id, every_topic, topic),
+    )
+    check = Columns(db, "messages", workflow_id)
+    return [message_row(check, r) for r in rows]
+
+
+MESSAGE_COLUMNS = "topic, message, created_at"
+
+
+def message_row(check: Columns, r: sqlite3.Row) -> tuple[str | None, str, float]:
+    """A ``messages`` row (``MESSAGE_COLUMNS``) with each column checked."""
+    return (
+        check.optional_text("topic", r["topic"]),
+        check.text("message", r["message"]),
+        check.timestamp("created_at", r["created_at"]),
+    )

@@ -1,0 +1,241 @@
+"""The durable calls a workflow makes, each a recorded operation: sleep, events, messages,
+and the record of a child's start.
+
+Each takes the next operation number. A replay returns what the first run recorded; the
+first run does the work and records its outcome in the same transaction as its effect
+(the event row, the queued or taken message), so a crash leaves both or neither. Waits
+(``get_event``, ``recv``) record their deadline first and their outcome last, so a
+restart waits only until the original deadline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _journal as journal
+from . import _store as store
+from ._change import Change
+from ._exceptions import EventAlreadySetError, WorkflowConflictError, WorkflowNotFoundError
+from ._history import CHILD_PREFIX, identity
+from ._serialization import dumps_checked, loads_checked
+from ._session import check_event_args, encode_message
+from ._validate import check_key, check_timeout, check_value
+
+if TYPE_CHECKING:
+    from ._db import Tx
+    from ._replay import WorkflowContext
+
+__all__ = [
+    "check_same",
+    "get_event",
+    "record_child",
+    "recv",
+    "reserve_child",
+    "send",
+    "set_event",
+    "sleep",
+]
+
+
+async def sleep(ctx: WorkflowContext, seconds: float) -> None:
+    """Sleep durably: the wake-up time is recorded, so a restart keeps the original one."""
+    session = ctx.session
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "sleep")
+    if recorded is not None:
+        wake_at = float(ctx.outcome(recorded, "wake-up time"))
+    else:
+        wake_at = session.clock.time() + seconds
+        await ctx.write(ctx.record, op_id, "sleep", session.serializer.dumps(wake_at))
+    await session.clock.sleep_until(wake_at)
+
+
+async def set_event(ctx: WorkflowContext, key: str, value: Any) -> None:
+    """Publish ``key``; the event row and the operation record commit together."""
+    check_key(key, "key")
+    check_value(value, "an event value")
+    data = dumps_checked(ctx.session.serializer, value, f"the value of event {key!r}")
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "set_event", identity(key=key))
+    if recorded is not None:
+        ctx.outcome(recorded, "set_event")
+        return
+
+    def publish(tx: Tx) -> EventAlreadySetError | None:
+        error = None
+        if not journal.insert_event(tx, ctx.workflow_id, key, data):
+            error = EventAlreadySetError(ctx.workflow_id, key)
+        ctx.record(tx, op_id, "set_event", error=error)
+        return error
+
+    error = await ctx.write(publish)
+    if error is not None:
+        raise error
+
+
+async def get_event(ctx: WorkflowContext, workflow_id: str, key: str, timeout: float) -> Any:
+    """Wait for an event as an operation: the deadline is recorded first, the outcome last."""
+    seconds = check_event_args(workflow_id, key, timeout)
+    session = ctx.session
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "get_event", identity(workflow_id=workflow_id, key=key))
+    what = f"event {key!r}"
+    if recorded is not None and recorded.done:
+        return ctx.outcome(recorded, what)
+    if recorded is None:
+        deadline = session.clock.time() + seconds
+
+        def look_or_start_waiting(tx: Tx) -> str | WorkflowNotFoundError | None:
+            if not store.workflow_exists(tx, workflow_id):
+                error = WorkflowNotFoundError(workflow_id)
+                ctx.record(tx, op_id, "get_event", error=error)
+                return error
+            data = journal.get_event(tx, workflow_id, key)
+            ctx.record(tx, op_id, "get_event", data, deadline=deadline, done=data is not None)
+            return data
+
+        found = await ctx.write(look_or_start_waiting)
+        if isinstance(found, WorkflowNotFoundError):
+            raise found
+        if found is not None:
+            return loads_checked(session.serializer, found, what)
+    else:
+        assert recorded.deadline is not None
+        deadline = recorded.deadline
+
+    async def lookup() -> tuple[str] | None:
+        data = await ctx.read(journal.get_event, workflow_id, key)
+        return None if data is None else (data,)
+
+    got = await session.notifier.wait_for(Change.event(workflow_id, key), lookup, deadline)
+    await ctx.write(ctx.finish_wait, op_id, "get_event", None if got is None else got[0])
+    return None if got is None else loads_checked(session.serializer, got[0], what)
+
+
+async def send(
+    ctx: WorkflowContext,
+    destination_id: str,
+    message: Any,
+    topic: str | None,
+    idempotency_key: str | None,
+) -> bool:
+    """Send once: the message and the operation record commit together, so replay skips it.
+
+    Returns whether it was enqueued (False: the idempotency key was used before). The
+    record's output is ``False`` then, and empty otherwise, so that a replay (and records
+    written before sends told) return the same.
+    """
+    serializer = ctx.session.serializer
+    topic, idempotency_key, data = encode_message(
+        serializer, destination_id, message, topic, idempotency_key
+    )
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "send", identity(destination_id=destination_id, topic=topic))
+    if recorded is not None:
+        return ctx.outcome(recorded, "send") is not False
+    duplicate = serializer.dumps(False)
+
+    def enqueue(tx: Tx) -> WorkflowNotFoundError | bool:
+        error = None
+        sent = False
+        if not store.workflow_exists(tx, destination_id):
+            error = WorkflowNotFoundError(destination_id)
+        else:
+            sent = journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
+        output = None if sent or error is not None else duplicate
+        ctx.record(tx, op_id, "send", output, error=error)
+        return sent if error is None else error
+
+    result = await ctx.write(enqueue)
+    if isinstance(result, WorkflowNotFoundError):
+        raise result
+    return result
+
+
+async def recv(ctx: WorkflowContext, topic: str | None, timeout: float) -> Any:
+    """Consume the oldest message of the workflow's ``topic`` queue, or None at the deadline.
+
+    Taking the message and recording the operation are one transaction: a crash either
+    leaves the message queued and nothing recorded, or consumed and recorded.
+    """
+    check_key(topic, "topic", optional=True)
+    seconds = check_timeout(timeout)
+    session = ctx.session
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, "recv", identity(topic=topic))
+    what = "message"
+    if recorded is not None and recorded.done:
+        return ctx.outcome(recorded, what)
+    workflow_id = ctx.workflow_id
+    if recorded is None:
+        deadline = session.clock.time() + seconds
+
+        def take_or_start_waiting(tx: Tx) -> str | None:
+            data = journal.take_message(tx, workflow_id, topic)
+            ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)
+            return data
+
+        data = await ctx.write(take_or_start_waiting)
+        if data is not None:
+            return loads_checked(session.serializer, data, what)
+    else:
+        assert recorded.deadline is not None
+        deadline = recorded.deadline
+
+    def take(tx: Tx) -> str | None:
+        data = journal.take_message(tx, workflow_id, topic)
+        if data is not None:
+            ctx.finish_wait(tx, op_id, "recv", data)
+        return data
+
+    async def take_now() -> tuple[str] | None:
+        data = await ctx.write(take)
+        return None if data is None else (data,)
+
+    async def take_if_any() -> tuple[str] | None:
+        if not await ctx.read(journal.peek_message, workflow_id, topic):
+            return None  # a read, so idle re-checks never take the write lock
+        return await take_now()
+
+    got = await session.notifier.wait_for(
+        Change.message(workflow_id, topic), take_if_any, deadline, on_notify=take_now
+    )
+    if got is None:
+        await ctx.write(ctx.finish_wait, op_id, "recv", None)
+        return None
+    return loads_checked(session.serializer, got[0], what)
+
+
+def reserve_child(
+    ctx: WorkflowContext, name: str, workflow_id: str | None
+) -> tuple[int, str, bool]:
+    """Take the operation number of a child's start: its number, its ID, and whether the
+    start was replayed (then nothing more is to be done)."""
+    op_id = ctx.reserve()
+    recorded = ctx.replayed(op_id, CHILD_PREFIX + name)  # the name is the child's identity
+    if recorded is not None:
+        child_id: str = ctx.outcome(recorded, "child workflow ID")
+        return op_id, child_id, True
+    return op_id, workflow_id if workflow_id is not None else f"{ctx.workflow_id}-{op_id}", False
+
+
+async def record_child(
+    ctx: WorkflowContext, op_id: int, workflow_id: str, name: str, inputs: str, owner: str
+) -> bool:
+    """Insert the child's row (owned by ``owner``) and record its start, in one
+    transaction; whether it is new (the caller runs it) or existed already."""
+    output = ctx.session.serializer.dumps(workflow_id)
+
+    def start_child(tx: Tx) -> str | None:
+        existing = store.insert_workflow(tx, workflow_id, name, inputs, owner, ctx.workflow_id)
+        check_same(workflow_id, existing, name)
+        ctx.record(tx, op_id, CHILD_PREFIX + name, output)
+        return existing
+
+    return await ctx.write(start_child) is None
+
+
+def check_same(workflow_id: str, existing: str | None, name: str) -> None:
+    """Refuse to start ``name`` under the ID of a stored workflow of another name."""
+    if existing is not None and existing != name:
+        raise WorkflowConflictError(workflow_id, existing, name)

@@ -1,0 +1,204 @@
+"""Garbage collection and health checks: the SQL of ``garbage_collect`` and ``doctor``.
+
+Like ``_store``, plain functions over a ``Tx``. Collection works in batches, each its own
+short transaction, choosing whole workflow trees by their root (``_collectable``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ._change import Change
+from ._db import Tx
+from ._exceptions import CorruptDatabaseError
+from ._journal import MESSAGE_COLUMNS, OPERATION_COLUMNS, message_row, operation_row
+from ._rows import Columns
+from ._store import chunks, log_change, placeholders, status_record
+from ._types import Status
+
+__all__ = [
+    "GC_TABLES",
+    "count_collectable",
+    "count_prunable_changes",
+    "database_info",
+    "delete_finished",
+    "find_corrupt_rows",
+    "prune_changes_batch",
+]
+
+_PENDING = Status.PENDING.value
+
+
+#: What one garbage-collection batch deleted, by table.
+GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
+
+
+def _collectable(
+    db: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
+) -> tuple[list[tuple[str, str]], int | None]:
+    """The workflows garbage collection deletes next: one definition for the real
+    deletion and for its dry run.
+
+    A root is a workflow without a parent (or whose parent is gone); its tree is every
+    descendant, at any depth. Trees are judged by their root alone, so a finished child
+    stays as long as its parent (which may be resumed and replay it) stays. A tree with a
+    PENDING member is kept unless ``keep_pending`` is False. Looks at roots past seq
+    ``after`` and stops once about ``limit`` workflows are chosen. Returns (ID, status)
+    of each, and the seq to continue after (None: no roots left).
+    ``created_at <= updated_at`` lets the created_at index bound the scan.
+    """
+    roots = db.fetchall(
+        "SELECT w.seq, w.workflow_id FROM workflows w WHERE w.seq > ? AND w.created_at < ? "
+        "AND w.updated_at < ? AND (? OR w.status != ?) AND (w.parent_id IS NULL OR NOT EXISTS "
+        "(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq LIMIT ?",
+        (after, cutoff, cutoff, not keep_pending, _PENDING, limit),
+    )
+    chosen: list[tuple[str, str]] = []
+    resume_after: int | None = roots[-1][0] if len(roots) == limit else None
+    for seq, root_id in roots:
+        tree = db.fetchall(
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT w.workflow_id FROM workflows w "
+            "JOIN tree ON w.parent_id = tree.id) "
+            "SELECT w.workflow_id, w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
+            (root_id,),
+        )
+        if keep_pending and any(row[1] == _PENDING for row in tree):
+            continue
+        chosen.extend((row[0], row[1]) for row in tree)
+        if len(chosen) >= limit:
+            resume_after = seq
+            break
+    return chosen, resume_after
+
+
+#: Each table garbage collection deletes from, and the column naming the workflow.
+_GC_COLUMNS = (
+    ("workflows", "workflow_id"),
+    ("operations", "workflow_id"),
+    ("events", "workflow_id"),
+    ("messages", "destination_id"),
+    ("message_keys", "destination_id"),
+)
+
+
+def count_collectable(db: Tx, cutoff: float, keep_pending: bool, batch: int) -> dict[str, int]:
+    """What ``delete_finished`` would delete, by table, without deleting (a dry run)."""
+    counts = dict.fromkeys(GC_TABLES, 0)
+    after: int | None = 0
+    while after is not None:
+        chosen, after = _collectable(db, cutoff, keep_pending, batch, after)
+        for chunk in chunks([workflow_id for workflow_id, _ in chosen]):
+            for table, column in _GC_COLUMNS:
+                row = db.fetchone(
+                    f"SELECT count(*) FROM {table} WHERE {column} IN ({placeholders(chunk)})", chunk
+                )
+                counts[table] += 0 if row is None else int(row[0])
+    return counts
+
+
+def count_prunable_changes(db: Tx, older_than: float) -> int:
+    """How many change rows ``prune_changes_batch`` would delete, without deleting."""
+    row = db.fetchone("SELECT count(*) FROM changes WHERE created_at < ?", (older_than,))
+    return 0 if row is None else int(row[0])
+
+
+def delete_finished(
+    tx: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
+) -> tuple[dict[str, int], list[str], int | None]:
+    """Delete the next batch of whole workflow trees that ``_collectable`` chooses.
+
+    A status change is logged for each deleted PENDING one (``keep_pending=False``), so
+    that a process running it stops it. Returns the counts by table, the deleted IDs, and
+    the seq to continue after (None: no roots left).
+    """
+    deleted, resume_after = _collectable(tx, cutoff, keep_pending, limit, after)
+    ids = [workflow_id for workflow_id, _ in deleted]
+    counts = dict.fromkeys(GC_TABLES, 0)
+    for chunk in chunks(ids):
+        marks = placeholders(chunk)
+        for table, column in _GC_COLUMNS:
+            counts[table] += tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+    for workflow_id, status in deleted:
+        if status == _PENDING:
+            log_change(tx, Change.status(workflow_id))
+    return counts, ids, resume_after
+
+
+def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest change rows created before ``older_than``."""
+    return tx.execute(
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
+        "ORDER BY seq LIMIT ?)",
+        (older_than, limit),
+    )
+
+
+def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
+    """Check every stored workflow, operation, event and message as the read paths do: the
+    number of bad rows and the first ``limit`` problems (for ``litewf doctor``)."""
+    problems: list[str] = []
+    count = 0
+
+    def check(table: str, row: sqlite3.Row) -> None:
+        owner_column = "destination_id" if table == "messages" else "workflow_id"
+        c = Columns(db, table, row[owner_column])
+        c.text(owner_column, row[owner_column])
+        if table == "workflows":
+            status_record(db, row)
+            c.text("inputs", row["inputs"])
+            c.optional_text("output", row["output"])
+            c.optional_text("parent_id", row["parent_id"])
+        elif table == "operations":
+            operation_row(c, row)  # the same checks as replay and list_steps
+        elif table == "events":
+            c.text("key", row["key"])
+            c.text("value", row["value"])
+            c.timestamp("created_at", row["created_at"])
+        else:
+            message_row(c, row)  # the same checks as list_messages
+        if table in ("workflows", "operations") and row["error"] is not None:
+            c.error_record("error", row["error"])
+
+    for table, sql in (
+        ("workflows", "SELECT * FROM workflows"),
+        ("operations", f"SELECT workflow_id, {OPERATION_COLUMNS} FROM operations"),
+        ("events", "SELECT workflow_id, key, value, created_at FROM events"),
+        ("messages", f"SELECT destination_id, {MESSAGE_COLUMNS} FROM messages"),
+    ):
+        for row in db.conn.execute(sql):
+            try:
+                check(table, row)
+            except CorruptDatabaseError as exc:
+                count += 1
+                if len(problems) < limit:
+                    problems.append(str(exc))
+    return count, problems
+
+
+def database_info(db: Tx, integrity_limit: int) -> dict[str, object]:
+    """Schema, journal and size facts plus row counts; reads only, writes nothing."""
+    info: dict[str, object] = {}
+    for pragma in (
+        "application_id",
+        "user_version",
+        "journal_mode",
+        "page_size",
+        "page_count",
+        "freelist_count",
+    ):
+        row = db.fetchone(f"PRAGMA {pragma}")
+        info[pragma] = None if row is None else row[0]
+    rows = db.fetchall(f"PRAGMA integrity_check({int(integrity_limit)})")
+    info["integrity_check"] = [str(r[0]) for r in rows]
+    rows = db.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
+    # A tampered status may be a blob or a number: name it by its repr.
+    info["workflows"] = {r[0] if isinstance(r[0], str) else repr(r[0]): r[1] for r in rows}
+    for key, sql in (
+        ("queued_messages", "SELECT count(*) FROM messages"),
+        ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),
+        ("idempotency_keys", "SELECT count(*) FROM message_keys"),
+        ("change_rows", "SELECT count(*) FROM changes"),
+    ):
+        row = db.fetchone(sql)
+        info[key] = 0 if row is None else row[0]
+    return info
