@@ -4,19 +4,26 @@ Workflows, their checkpointed steps, events and message queues live in one WAL-m
 SQLite file. A workflow whose process dies resumes where it left off; callers wait for
 its events and talk to it with messages, from this process or another one.
 
-Module map, from the ground up (issue 11 is to make every import point down this list):
+Module map, from the ground up; each imports only modules listed before it
+(``pyproject.toml``'s import-linter contract, checked by ``tests/test_layering.py``):
 
-- ``_types``, ``_exceptions``, ``_validate``, ``_serialization``, ``_clock``: records,
-  errors, argument checks, stored forms of values and exceptions, time.
-- ``_schema`` (migrations), ``_db`` (connection, group commit), ``_liveness`` (executor
-  locks on the file), ``_walwatch`` + ``_notifier`` (waking), ``_store`` (all SQL),
-  ``_rows`` (checks every stored column read back).
-- ``_core``: what a Runtime and a Client share (calls made outside workflows).
-- ``_context`` (record-or-replay, the workflow's write funnel), ``_step``, ``_workflow``,
-  ``_events``, ``_messages``, ``_reads`` (recorded reads): workflow-side operations.
-- ``_threads`` (sync step bodies), ``_serving`` (the runtime's own task), ``_recovery``,
-  ``_management``; ``_runtime`` and ``_client`` on top.
-- ``testing``, ``pytest_plugin``, ``_cli``, ``_bench``: tools around the runtime.
+- ``_exceptions``; ``_types`` (public records), ``_validate`` (argument checks),
+  ``_serialization`` (stored forms of values and exceptions).
+- ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
+  changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
+  locks on the file), ``_walwatch`` (noticing other processes' writes).
+- ``_tx`` (a unit of work's transaction), ``_dbfile`` (checks on the file), ``_db`` (the
+  connection, group commit), ``_rows`` (checks every stored column read back).
+- ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
+  messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health).
+- ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
+- ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
+- ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
+  starts), ``_step``, ``_reads`` (recorded reads), ``_workflow`` (workflows, handles).
+- ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
+  ``_recovery``, ``_serving`` (a launch's own task).
+- ``_runtime``, ``_client``: the facades.
+- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -33,9 +33,11 @@ import anyio
 from . import _store as store
 from . import _upkeep as upkeep
 from ._change import Change
-from ._db import Database, Durability, Tx
+from ._db import Database
 from ._dbfile import hold_side_files
 from ._liveness import ExecutorLock, executor_alive
+from ._tx import Tx
+from ._types import Durability
 from ._walwatch import WalWatch
 
 __all__ = ["SqliteBackend"]

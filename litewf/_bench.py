@@ -27,8 +27,8 @@ import anyio.to_thread
 
 from . import testing
 from ._client import Client
-from ._db import Durability
 from ._runtime import Runtime
+from ._types import Durability
 from ._workflow import Workflow
 
 __all__ = ["main"]

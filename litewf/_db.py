@@ -1,4 +1,4 @@
-"""The database connection: opening safely, pragmas, and group-committed writes.
+"""The database connection: opening, pragmas, and group-committed writes.
 
 One aiosqlite connection per runtime (or client) serves reads and writes. Work runs as
 plain functions in aiosqlite's thread, so a whole transaction costs one hop from the
@@ -16,8 +16,8 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
 import aiosqlite
@@ -36,12 +36,12 @@ from ._dbfile import (
 )
 from ._exceptions import DatabaseError, LitewfError
 from ._schema import SCHEMA_VERSION, migrate
+from ._tx import Params, Tx
+from ._types import Durability
 
-__all__ = ["Database", "Durability", "Tx"]
+__all__ = ["Database"]
 
 logger = logging.getLogger("litewf")
-
-Durability = Literal["full", "normal"]
 
 #: How long SQLite itself waits on a busy file (ms), for reads and set-up only. Taking the
 #: write lock and checkpointing never wait inside SQLite (busy timeout 0): a wait there
@@ -53,43 +53,8 @@ _WAL_TRUNCATE_AT = 4 * 1024 * 1024
 #: After a checkpoint, the WAL file is truncated to this size so it never stays large.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
-Params = Iterable[Any]
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class Tx:
-    """Runs statements in the database thread; in ``write`` it is an open transaction."""
-
-    __slots__ = ("_after_commit", "_on_change", "conn")
-
-    def __init__(
-        self, conn: sqlite3.Connection, on_change: Callable[[Change], None] | None = None
-    ) -> None:
-        self.conn = conn
-        self._after_commit: list[Callable[[], None]] = []
-        self._on_change = on_change
-
-    def execute(self, sql: str, params: Params = ()) -> int:
-        """Run a statement; return the number of rows it changed."""
-        return self.conn.execute(sql, tuple(params)).rowcount
-
-    def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, tuple(params)).fetchone()
-        return row
-
-    def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, tuple(params)).fetchall()
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` in the event loop once the write has committed (never if not)."""
-        self._after_commit.append(callback)
-
-    def changed(self, change: Change) -> None:
-        """Hand ``change`` to the database's ``on_change`` once the write has committed."""
-        on_change = self._on_change
-        if on_change is not None:
-            self._after_commit.append(lambda: on_change(change))
 
 
 class _Unit:

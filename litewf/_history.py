@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from . import _journal as journal
-from ._db import Tx
 from ._exceptions import EventAlreadySetError, InvalidValueError, WorkflowNotFoundError
 from ._serialization import exception_type_and_message, qualified_type_name
+from ._tx import Tx
 
 __all__ = [
     "BUILTIN_OPERATIONS",

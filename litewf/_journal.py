@@ -10,9 +10,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from ._change import Change
-from ._db import Tx
 from ._rows import Columns
 from ._store import log_change, now
+from ._tx import Tx
 from ._types import Status
 
 __all__ = ["Operation", "OperationRow"]

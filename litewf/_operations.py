@@ -22,8 +22,8 @@ from ._session import check_event_args, encode_message
 from ._validate import check_key, check_timeout, check_value
 
 if TYPE_CHECKING:
-    from ._db import Tx
     from ._replay import WorkflowContext
+    from ._tx import Tx
 
 __all__ = [
     "check_same",

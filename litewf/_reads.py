@@ -31,8 +31,8 @@ from ._types import Status, StepRecord, WorkflowStatus, utc_datetime
 from ._validate import check_id, check_timeout
 
 if TYPE_CHECKING:
-    from ._db import Tx
     from ._session import Session
+    from ._tx import Tx
 
 __all__ = [
     "get_all_events",

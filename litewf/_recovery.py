@@ -21,9 +21,9 @@ from . import _store as store
 from ._exceptions import LitewfError
 
 if TYPE_CHECKING:
-    from ._db import Tx
     from ._executor import Executor
     from ._session import Session
+    from ._tx import Tx
 
 __all__ = ["keep_recovering", "recover"]
 

@@ -35,8 +35,8 @@ from ._rows import Columns
 from ._serialization import encode_exception, loads_checked
 
 if TYPE_CHECKING:
-    from ._db import Tx
     from ._session import Session
+    from ._tx import Tx
 
 __all__ = [
     "Crashed",

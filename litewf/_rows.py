@@ -14,7 +14,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-from ._db import Tx
 from ._exceptions import CorruptDatabaseError
 from ._serialization import (
     MalformedErrorRecord,
@@ -23,6 +22,7 @@ from ._serialization import (
     exception_type_and_message,
     loads_checked,
 )
+from ._tx import Tx
 from ._types import Status, utc_datetime
 
 __all__ = ["Columns", "describe"]

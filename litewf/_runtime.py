@@ -25,7 +25,6 @@ from . import _operations as operations
 from . import _replay as replay
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
-from ._db import Durability
 from ._dbfile import absolute_path
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
@@ -35,6 +34,7 @@ from ._serving import Serving, Settings, failure, loop_gone, serve, stopped_by
 from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
+from ._types import Durability
 from ._validate import check_count, check_id, check_key, check_timeout
 from ._workflow import Workflow, WorkflowHandle
 

@@ -22,7 +22,6 @@ from . import _store as store
 from ._backend import SqliteBackend
 from ._change import Change
 from ._clock import REAL_CLOCK, Clock
-from ._db import Durability, Tx
 from ._exceptions import (
     CorruptDatabaseError,
     InvalidValueError,
@@ -35,7 +34,8 @@ from ._history import retry_ending_failure
 from ._notifier import Notifier
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
-from ._types import Status, WorkflowStatus
+from ._tx import Tx
+from ._types import Durability, Status, WorkflowStatus
 from ._validate import check_count, check_id, check_key, check_timeout, check_value
 
 __all__ = [

@@ -1,8 +1,9 @@
-"""Every SQL statement litewf runs against its own tables, as small functions.
+"""The SQL of workflows, the change log and recovery, as small functions.
 
+(Operations, events and messages are ``_journal``'s; collection and health ``_upkeep``'s.)
 They are plain functions over a ``Tx`` and run in the database thread: writers through
-``Database.write`` (inside a group-committed transaction), readers through
-``Database.read``. Ownership rule: a running workflow's writes only land while its row is
+``backend.write`` (inside a group-committed transaction), readers through
+``backend.read``. Every change a waiter may watch is logged by ``log_change``. Ownership rule: a running workflow's writes only land while its row is
 still ``PENDING`` and owned by the writing executor, so a cancelled or taken-over
 workflow can never record anything more.
 """
@@ -16,9 +17,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ._change import Change, ChangeKind
-from ._db import Tx
 from ._exceptions import CorruptDatabaseError
 from ._rows import Columns
+from ._tx import Tx
 from ._types import Status, WorkflowStatus
 
 __all__ = [

@@ -5,16 +5,21 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "CollectedCounts",
+    "Durability",
     "QueuedMessage",
     "Status",
     "StepRecord",
     "WorkflowStatus",
     "utc_datetime",
 ]
+
+
+#: How hard a commit is made durable: "full" survives power loss, "normal" a process crash.
+Durability = Literal["full", "normal"]
 
 
 class Status(str, enum.Enum):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sqlite3
 
 from ._change import Change
-from ._db import Tx
 from ._exceptions import CorruptDatabaseError
 from ._journal import MESSAGE_COLUMNS, OPERATION_COLUMNS, message_row, operation_row
 from ._rows import Columns
 from ._store import chunks, log_change, placeholders, status_record
+from ._tx import Tx
 from ._types import Status
 
 __all__ = [

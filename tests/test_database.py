@@ -25,8 +25,9 @@ import pytest
 import litewf
 from litewf import _store as store
 from litewf import testing
-from litewf._db import Durability, Tx
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from litewf._tx import Tx
+from litewf._types import Durability
 from tests import procs
 from tests.children.database import SINK_TOPIC, register_waiter
 

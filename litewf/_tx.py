@@ -1,0 +1,53 @@
+"""A unit of work's view of its transaction: what the SQL functions of litewf are written
+against.
+
+``_store``, ``_journal`` and ``_upkeep`` are plain functions over a ``Tx``; the backend runs
+them in its database thread, in a read transaction or a (group-committed) write. A
+second backend gives its SQL functions a ``Tx`` with this same surface.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._change import Change
+
+__all__ = ["Params", "Tx"]
+
+Params = Iterable[Any]
+
+
+class Tx:
+    """Runs statements in the database thread; in ``write`` it is an open transaction."""
+
+    __slots__ = ("_after_commit", "_on_change", "conn")
+
+    def __init__(
+        self, conn: sqlite3.Connection, on_change: Callable[[Change], None] | None = None
+    ) -> None:
+        self.conn = conn
+        self._after_commit: list[Callable[[], None]] = []
+        self._on_change = on_change
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        return self.conn.execute(sql, tuple(params)).rowcount
+
+    def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, tuple(params)).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the event loop once the write has committed (never if not)."""
+        self._after_commit.append(callback)
+
+    def changed(self, change: Change) -> None:
+        """Hand ``change`` to the database's ``on_change`` once the write has committed."""
+        on_change = self._on_change
+        if on_change is not None:
+            self._after_commit.append(lambda: on_change(change))
