@@ -141,7 +141,7 @@ class WorkflowContext:
     async def write(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """``db.write`` for the workflow's own progress: retried while the database fails."""
+        """``backend.write`` for the workflow's own progress: retried while the database fails."""
         backend = self.session.backend
         return await retry_storage(
             self.workflow_id, functools.partial(backend.write, fn, *args, **kwargs)
@@ -150,7 +150,7 @@ class WorkflowContext:
     async def read(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """``db.read`` for the workflow's own waits: retried while the database fails."""
+        """``backend.read`` for the workflow's own waits: retried while the database fails."""
         backend = self.session.backend
         return await retry_storage(
             self.workflow_id, functools.partial(backend.read, fn, *args, **kwargs)
