@@ -26,6 +26,8 @@ import anyio
 import anyio.to_thread
 
 from . import testing
+from ._api import SessionCalls
+from ._cli_output import WIDE, table
 from ._client import Client
 from ._runtime import Runtime
 from ._types import Durability
@@ -73,6 +75,29 @@ def _ms(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return statistics.median(ordered) * 1000, p99 * 1000
+
+
+def _latency(scenario: str, measure: str, seconds: list[float]) -> Figure:
+    """A round-trip figure: its median in ms, with p50 and p99."""
+    p50, p99 = _ms(seconds)
+    return Figure(scenario, measure, p50, "ms (p50)", p50, p99)
+
+
+async def _until_waiting(rt: Runtime, n: int, interval: float) -> None:
+    """Return once ``n`` workflows of ``rt`` wait (in recv, sleep, ...)."""
+    while testing.waiting(rt) < n:  # noqa: ASYNC110 - polling a counter
+        await anyio.sleep(interval)
+
+
+def _parked(rt: Runtime) -> Workflow[[], int]:
+    """The workflow ``recovery`` parks in a child process and recovers here."""
+
+    @rt.workflow(name="bench.parked")
+    async def parked() -> int:
+        got: int = await rt.recv(timeout=3600)
+        return got
+
+    return parked
 
 
 def _progress(text: str) -> None:
@@ -170,17 +195,7 @@ class Bench:
         async with rt:
             target = await rt.start_workflow(echo, n, "send")
             times = await caller(target.workflow_id, n)
-        p50, p99 = _ms(times)
-        return [
-            Figure(
-                "send-recv",
-                "workflow -> workflow -> workflow, same process",
-                p50,
-                "ms (p50)",
-                p50,
-                p99,
-            )
-        ]
+        return [_latency("send-recv", "workflow -> workflow -> workflow, same process", times)]
 
     async def send_recv_xproc(self) -> list[Figure]:
         path = self.fresh_path()
@@ -191,17 +206,8 @@ class Bench:
             target = await rt.start_workflow(echo, n, "event")
             out = await _run_child("round-trips", path, target.workflow_id, str(n), "r")
         times = [float(x) for x in out.split()]
-        p50, p99 = _ms(times)
-        return [
-            Figure(
-                "send-recv-xproc",
-                "Client send -> recv -> set_event -> Client get_event",
-                p50,
-                "ms (p50)",
-                p50,
-                p99,
-            )
-        ]
+        measure = "Client send -> recv -> set_event -> Client get_event"
+        return [_latency("send-recv-xproc", measure, times)]
 
     async def events(self) -> list[Figure]:
         path = self.fresh_path()
@@ -217,38 +223,15 @@ class Bench:
         figures = []
         async with rt:
             handle = await rt.start_workflow(publisher, n)
-            times = []
-            for i in range(n):
-                t = time.perf_counter()
-                await rt.send(handle.workflow_id, i)
-                await rt.get_event(handle.workflow_id, f"e{i}")
-                times.append(time.perf_counter() - t)
-            p50, p99 = _ms(times)
+            times = await _round_trips(rt, handle.workflow_id, n, "e")
             figures.append(
-                Figure(
-                    "events",
-                    "send -> set_event -> get_event, same process",
-                    p50,
-                    "ms (p50)",
-                    p50,
-                    p99,
-                )
+                _latency("events", "send -> set_event -> get_event, same process", times)
             )
             second = await rt.start_workflow(publisher, n)
             out = await _run_child("round-trips", path, second.workflow_id, str(n), "e")
         times = [float(x) for x in out.split()]
-        p50, p99 = _ms(times)
-        figures.append(
-            Figure(
-                "events",
-                "set_event here -> get_event in another process",
-                p50,
-                "ms (p50)",
-                p50,
-                p99,
-            )
-        )
-        return figures
+        measure = "set_event here -> get_event in another process"
+        return [*figures, _latency("events", measure, times)]
 
     async def messages(self) -> list[Figure]:
         rt = self.runtime(self.fresh_path())
@@ -286,17 +269,11 @@ class Bench:
         _progress(f"a child process starts {n} workflows that wait in recv, then is killed")
         await _run_child("park", path, str(n))
         rt = self.runtime(path)
-
-        @rt.workflow(name="bench.parked")
-        async def parked() -> int:
-            got: int = await rt.recv(timeout=3600)
-            return got
-
+        _parked(rt)
         started = time.perf_counter()
         async with rt:
             launched = time.perf_counter() - started
-            while testing.waiting(rt) < n:  # noqa: ASYNC110 - polling a counter
-                await anyio.sleep(0.005)
+            await _until_waiting(rt, n, 0.005)
             waiting = time.perf_counter() - started
             ids = [w.workflow_id for w in await rt.list_workflows(limit=n)]
             t = time.perf_counter()
@@ -326,8 +303,7 @@ class Bench:
         async with rt:
             for _ in range(n):
                 await rt.start_workflow(idle)
-            while testing.waiting(rt) < n:  # noqa: ASYNC110 - polling a counter
-                await anyio.sleep(0.01)
+            await _until_waiting(rt, n, 0.01)
             await anyio.sleep(min(1.0, seconds))  # let start-up work settle
             cpu, wall = time.process_time(), time.perf_counter()
             await anyio.sleep(seconds)
@@ -355,28 +331,31 @@ def _child() -> None:
 
 
 async def _child_round_trips(path: str, target: str, n: str, key_prefix: str) -> None:
-    """Send ``i`` to ``target`` and wait for its event ``<key_prefix><i>``; print each time."""
+    """``_round_trips`` from another process, as a Client; print each time."""
     async with Client(path) as client:
-        for i in range(int(n)):
-            t = time.perf_counter()
-            await client.send(target, i)
-            await client.get_event(target, f"{key_prefix}{i}", timeout=60)
-            print(time.perf_counter() - t)
+        for seconds in await _round_trips(client, target, int(n), key_prefix):
+            print(seconds)
+
+
+async def _round_trips(calls: SessionCalls, target: str, n: int, key_prefix: str) -> list[float]:
+    """Send ``i`` to ``target`` and wait for its event ``<key_prefix><i>``; each time taken."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        await calls.send(target, i)
+        await calls.get_event(target, f"{key_prefix}{i}", timeout=60)
+        times.append(time.perf_counter() - t)
+    return times
 
 
 async def _child_park(path: str, n: str) -> None:
+    """Start ``n`` workflows waiting in recv, then die as a crash would (SIGKILL)."""
     rt = Runtime(path, durability="normal")
-
-    @rt.workflow(name="bench.parked")
-    async def parked() -> int:
-        got: int = await rt.recv(timeout=3600)
-        return got
-
+    parked = _parked(rt)
     await rt.launch()
     for _ in range(int(n)):
         await rt.start_workflow(parked)
-    while testing.waiting(rt) < int(n):  # noqa: ASYNC110 - polling a counter
-        await anyio.sleep(0.01)
+    await _until_waiting(rt, int(n), 0.01)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -396,25 +375,21 @@ def _machine() -> dict[str, str]:
 
 
 def _table(figures: list[Figure]) -> str:
-    rows = [("scenario", "measure", "figure", "unit", "p50 ms", "p99 ms")]
-    for f in figures:
-        rows.append(
-            (
-                f.scenario,
-                f.measure,
-                f"{f.value:,.2f}",
-                f.unit,
-                "" if f.p50 is None else f"{f.p50:.2f}",
-                "" if f.p99 is None else f"{f.p99:.2f}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+    """The figures as the CLI's table, with a rule under the headers."""
+    headers = ["scenario", "measure", "figure", "unit", "p50 ms", "p99 ms"]
+    rows = [
+        [f.scenario, f.measure, f"{f.value:,.2f}", f.unit, _two(f.p50), _two(f.p99)]
+        for f in figures
     ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return table(headers, rows, width=WIDE, rule=True)
+
+
+def _two(ms: float | None) -> str:
+    return "" if ms is None else f"{ms:.2f}"
+
+
+#: The sizes that options (``--round-trips N``) can set.
+_SIZE_OPTIONS = ("workflows", "round_trips", "messages", "recovery", "idle_waiters")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,15 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    for field in ("workflows", "round_trips", "messages", "recovery", "idle_waiters"):
+    for field in _SIZE_OPTIONS:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, metavar="N")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     sizes = Sizes(
-        **{
-            field: getattr(args, field, None) or getattr(base, field)
-            for field in ("workflows", "round_trips", "messages", "recovery", "idle_waiters")
-        },
+        **{field: getattr(args, field, None) or getattr(base, field) for field in _SIZE_OPTIONS},
         idle_seconds=base.idle_seconds,
     )
     chosen = args.scenario or list(SCENARIOS)

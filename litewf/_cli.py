@@ -1,8 +1,9 @@
 """The ``litewf`` command line: inspect and steer the workflows in a database.
 
-It opens the database as a ``Client`` would (never creating one), so it works while an
-application process runs the workflows. Exit status: 0 on success, 1 on a user error
-(one line on stderr, no traceback), 2 on a usage error.
+A tool over a ``Session``, as the ``Client`` is: it opens an existing database (never
+creating one), so it works while an application process runs the workflows. Printing
+is ``_cli_output``'s. Exit status: 0 on success, 1 on a user error (one line on stderr,
+no traceback), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import anyio
 
-from ._client import Client
+from . import _cli_output as out
+from . import _management as management
+from ._dbfile import absolute_path
 from ._exceptions import CorruptDatabaseError, LitewfError
-from ._types import Status, WorkflowStatus
+from ._serialization import JsonSerializer
+from ._session import Session
+from ._types import Status
+from ._validate import check_id
 
 __all__ = ["main"]
 
-#: Widest cell of a human-readable table; ``--json`` shows everything.
-CELL_WIDTH = 60
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_VALUE_OPTIONS = ("--db",)
 
@@ -36,7 +39,7 @@ class UserError(Exception):
     """A mistake in what the user asked for; shown as one line, exit status 1."""
 
 
-Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.run
     try:
-        return anyio.run(_with_client, command, args, backend="asyncio")
+        return anyio.run(_in_session, command, args, backend="asyncio")
     except (LitewfError, UserError) as exc:
-        print(f"litewf: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"litewf: error: {out.one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("litewf: interrupted", file=sys.stderr)
@@ -65,9 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-async def _with_client(command: Command, args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        return await command(client, args)
+async def _in_session(command: Command, args: argparse.Namespace) -> int:
+    """Run ``command`` on a session on ``--db``, opened as a ``Client`` opens it.
+
+    The path is made absolute first, as the Client does, so that errors name the file
+    the same way.
+    """
+    connect = Session.connect(
+        absolute_path(args.db), serializer=JsonSerializer(), poll_interval=0.01
+    )
+    async with connect as session:
+        return await command(session, args)
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -206,44 +217,33 @@ def _bench(argv: list[str]) -> int:
 # -- commands --------------------------------------------------------------------------------
 
 
-async def _list(client: Client, args: argparse.Namespace) -> int:
+async def _list(session: Session, args: argparse.Namespace) -> int:
     """The workflows; a corrupt row is listed as its ID and the bad column (exit 1)."""
-    found = await client._session_for("list").list_workflows_marked(
+    found = await session.list_workflows_marked(
         status=args.status, name=args.name, limit=args.limit or sys.maxsize, offset=0
     )
     if args.json:
-        _print_json(
+        out.print_json(
             [
-                _corrupt_json(s) | {"workflow_id": s.workflow_id}
+                out.corrupt_json(s) | {"workflow_id": s.workflow_id}
                 if isinstance(s, CorruptDatabaseError)
-                else _status_json(s)
+                else out.status_json(s)
                 for s in found
             ]
         )
     elif not found:
         print("no workflows")
     else:
-        rows = [
-            [s.workflow_id or "?", "", _unreadable(s), "", "", ""]
-            if isinstance(s, CorruptDatabaseError)
-            else [
-                s.workflow_id,
-                s.name,
-                s.status.value,
-                _when(s.created_at),
-                _when(s.updated_at),
-                _error(s),
-            ]
-            for s in found
-        ]
-        print(_table(["ID", "NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "ERROR"], rows))
+        headers = ["ID", "NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "ERROR"]
+        print(out.table(headers, [out.status_row(s) for s in found]))
     _report([s for s in found if isinstance(s, CorruptDatabaseError)])
     return 0
 
 
-async def _show(client: Client, args: argparse.Namespace) -> int:
+async def _show(session: Session, args: argparse.Namespace) -> int:
     """Each part that reads; a part that cannot be read shows its error (exit 1)."""
-    handle = await client.retrieve_workflow(args.workflow_id)
+    workflow_id = args.workflow_id
+    await session.require_exists(check_id(workflow_id))
     failed: list[LitewfError] = []
 
     async def part(read: Callable[[], Awaitable[Any]]) -> Any:
@@ -253,56 +253,50 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
             failed.append(exc)
             return exc
 
-    status = await part(handle.get_status)
-    steps = await part(lambda: client.list_steps(args.workflow_id))
-    events = await part(lambda: client.get_all_events(args.workflow_id))
-    messages = await part(lambda: client.list_messages(args.workflow_id))
+    status = await part(lambda: session.get_status(workflow_id))
+    steps = await part(lambda: management.list_steps(session, workflow_id))
+    events = await part(lambda: session.get_all_events(workflow_id))
+    messages = await part(lambda: management.list_messages(session, workflow_id))
     if args.json:
-        _print_json(
+        out.print_json(
             {
-                "workflow": _part_json(status, _status_json),
-                "steps": _part_json(steps, lambda r: [dataclasses.asdict(x) for x in r]),
-                "events": _part_json(events, lambda e: e),
-                "messages": _part_json(messages, lambda r: [dataclasses.asdict(x) for x in r]),
+                "workflow": out.part_json(status, out.status_json),
+                "steps": out.part_json(steps, lambda r: [dataclasses.asdict(x) for x in r]),
+                "events": out.part_json(events, lambda e: e),
+                "messages": out.part_json(messages, lambda r: [dataclasses.asdict(x) for x in r]),
             }
         )
         _report(failed)
         return 0
     if isinstance(status, LitewfError):
-        print(_table(None, [["workflow", args.workflow_id], ["status", _unreadable(status)]]))
+        print(out.table(None, [["workflow", workflow_id], ["status", out.unreadable(status)]]))
     else:
-        print(_status_text(status))
-    _section(
+        print(out.status_text(status))
+    out.section(
         "steps",
         steps,
         ["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"],
         lambda part: [
-            [str(r.number), r.kind, r.name, r.outcome, r.summary, _when(r.created_at)] for r in part
+            [str(r.number), r.kind, r.name, r.outcome, r.summary, out.when(r.created_at)]
+            for r in part
         ],
     )
-    _section(
-        "events", events, ["KEY", "VALUE"], lambda part: [[k, _value(v)] for k, v in part.items()]
-    )
-    _section(
+    out.section("events", events, ["KEY", "VALUE"], _event_rows)
+    out.section(
         "waiting messages",
         messages,
         ["TOPIC", "MESSAGE", "SENT (UTC)"],
-        lambda part: [[_topic(m.topic), _value(m.message), _when(m.created_at)] for m in part],
+        lambda part: [
+            [out.topic_text(m.topic), out.value_text(m.message), out.when(m.created_at)]
+            for m in part
+        ],
     )
     _report(failed)
     return 0
 
 
-def _section(
-    title: str, part: Any, headers: list[str], rows: Callable[[Any], list[list[str]]]
-) -> None:
-    """One part of ``show``: its title and count, then its table; or why it is unreadable."""
-    if isinstance(part, LitewfError):
-        print(f"\n{title}: {_unreadable(part)}")
-        return
-    print(f"\n{title} ({len(part)})")
-    if part:
-        print(_indent(_table(headers, rows(part))))
+def _event_rows(events: dict[str, Any]) -> list[list[str]]:
+    return [[k, out.value_text(v)] for k, v in events.items()]
 
 
 def _report(errors: Sequence[LitewfError]) -> None:
@@ -313,18 +307,18 @@ def _report(errors: Sequence[LitewfError]) -> None:
         raise UserError(f"{len(errors)} parts could not be read; the first: {errors[0]}")
 
 
-async def _events(client: Client, args: argparse.Namespace) -> int:
-    events = await client.get_all_events(args.workflow_id)
+async def _events(session: Session, args: argparse.Namespace) -> int:
+    events = await session.get_all_events(args.workflow_id)
     if args.json:
-        _print_json(events)
+        out.print_json(events)
     elif not events:
         print(f"workflow {args.workflow_id!r} has set no events")
     else:
-        print(_table(["KEY", "VALUE"], [[k, _value(v)] for k, v in events.items()]))
+        print(out.table(["KEY", "VALUE"], _event_rows(events)))
     return 0
 
 
-async def _send(client: Client, args: argparse.Namespace) -> int:
+async def _send(session: Session, args: argparse.Namespace) -> int:
     try:
         message = json.loads(args.message)
     except ValueError as exc:
@@ -332,13 +326,11 @@ async def _send(client: Client, args: argparse.Namespace) -> int:
             f"the message is not valid JSON ({exc}); quote it for the shell, "
             f"e.g. '{{\"ok\": true}}' or '\"text\"'"
         ) from None
-    sent = await client.send(
-        args.workflow_id, message, args.topic, idempotency_key=args.idempotency_key
-    )
+    sent = await session.send(args.workflow_id, message, args.topic, args.idempotency_key)
     if args.json:
-        _print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": sent})
+        out.print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": sent})
     elif sent:
-        print(f"sent to {args.workflow_id} (topic {_topic(args.topic)})")
+        print(f"sent to {args.workflow_id} (topic {out.topic_text(args.topic)})")
     else:
         print(
             f"already sent (idempotency key {args.idempotency_key!r}), nothing enqueued "
@@ -347,23 +339,23 @@ async def _send(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _get_event(client: Client, args: argparse.Namespace) -> int:
-    value = await client.get_event(args.workflow_id, args.key, timeout=args.timeout)
+async def _get_event(session: Session, args: argparse.Namespace) -> int:
+    value = await session.get_event(args.workflow_id, args.key, args.timeout)
     if value is None:
         waited = f" within {args.timeout:g} s" if args.timeout else ""
         raise UserError(f"workflow {args.workflow_id!r} has not set event {args.key!r}{waited}")
     if args.json or not isinstance(value, str):
-        _print_json(value)
+        out.print_json(value)
     else:
         print(value)
     return 0
 
 
-async def _cancel(client: Client, args: argparse.Namespace) -> int:
-    await client.cancel_workflow(args.workflow_id)
-    status = await (await client.retrieve_workflow(args.workflow_id)).get_status()
+async def _cancel(session: Session, args: argparse.Namespace) -> int:
+    await session.cancel_workflow(args.workflow_id)
+    status = await session.get_status(args.workflow_id)
     if args.json:
-        _print_json(_status_json(status))
+        out.print_json(out.status_json(status))
     elif status.status is Status.CANCELLED:
         print(f"{args.workflow_id}: CANCELLED")
     else:
@@ -371,11 +363,11 @@ async def _cancel(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _resume(client: Client, args: argparse.Namespace) -> int:
-    handle = await client.resume_workflow(args.workflow_id)
-    status = await handle.get_status()
+async def _resume(session: Session, args: argparse.Namespace) -> int:
+    await session.resume_workflow(args.workflow_id, lambda name: None)  # unowned: any runtime
+    status = await session.get_status(args.workflow_id)
     if args.json:
-        _print_json(_status_json(status))
+        out.print_json(out.status_json(status))
     elif status.status is Status.PENDING:
         print(f"{args.workflow_id}: PENDING (a runtime that has its function runs it)")
     else:
@@ -383,130 +375,34 @@ async def _resume(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _gc(client: Client, args: argparse.Namespace) -> int:
-    counts = await client.garbage_collect(
-        older_than=args.older_than, keep_pending=not args.include_pending, dry_run=args.dry_run
+async def _gc(session: Session, args: argparse.Namespace) -> int:
+    counts = await management.garbage_collect(
+        session, args.older_than, keep_pending=not args.include_pending, dry_run=args.dry_run
     )
     if args.json:
-        _print_json(dataclasses.asdict(counts))
+        out.print_json(dataclasses.asdict(counts))
     else:
         rows = [[name, str(n)] for name, n in dataclasses.asdict(counts).items()]
-        print(_table(["WOULD DELETE" if args.dry_run else "DELETED", "ROWS"], rows))
+        print(out.table(["WOULD DELETE" if args.dry_run else "DELETED", "ROWS"], rows))
         if args.dry_run:
             print("(dry run: nothing was deleted)")
     return 0
 
 
-async def _doctor(client: Client, args: argparse.Namespace) -> int:
-    info = await client._session_for("doctor").backend.info()
+async def _doctor(session: Session, args: argparse.Namespace) -> int:
+    info = await session.backend.info()
     if args.json:
-        _print_json(info)
-    else:
-        rows = []
-        for key, value in info.items():
-            if key == "corrupt_row_problems":
-                continue  # the first one goes to stderr below; --json has them all
-            if isinstance(value, dict):
-                value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
-            elif key == "application_id" and isinstance(value, int):
-                value = f"{value:#x}"
-            rows.append([key.replace("_", " "), str(value)])
-        print(_table(["CHECK", "VALUE"], rows, width=200))
+        out.print_json(info)
+    else:  # the corrupt rows' problems: the first goes to stderr below; --json has them all
+        print(out.table(["CHECK", "VALUE"], out.doctor_rows(info), width=out.WIDE))
     if info["integrity"] != "ok":
         print("litewf: error: the integrity check failed; restore a backup", file=sys.stderr)
         return 1
     if info["corrupt_rows"]:
-        first = _one_line(info["corrupt_row_problems"][0])
+        first = out.one_line(info["corrupt_row_problems"][0])
         print(
             f"litewf: error: {info['corrupt_rows']} corrupt rows; the first: {first}",
             file=sys.stderr,
         )
         return 1
     return 0
-
-
-# -- output ----------------------------------------------------------------------------------
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _status_json(status: WorkflowStatus) -> dict[str, Any]:
-    return {**dataclasses.asdict(status), "status": status.status.value}
-
-
-def _corrupt_json(error: LitewfError) -> dict[str, Any]:
-    column = error.column if isinstance(error, CorruptDatabaseError) else None
-    return {"corrupt": {"column": column, "problem": str(error)}}
-
-
-def _part_json(part: Any, convert: Callable[[Any], Any]) -> Any:
-    return _corrupt_json(part) if isinstance(part, LitewfError) else convert(part)
-
-
-def _unreadable(error: LitewfError) -> str:
-    """A short cell for a part that could not be read."""
-    if isinstance(error, CorruptDatabaseError) and error.column is not None:
-        return f"corrupt: {error.column}"
-    return f"unreadable: {error}"
-
-
-def _status_text(s: WorkflowStatus) -> str:
-    rows = [
-        ["workflow", s.workflow_id],
-        ["name", s.name],
-        ["status", s.status.value],
-        ["created", f"{_when(s.created_at)} UTC"],
-        ["updated", f"{_when(s.updated_at)} UTC"],
-        ["executor", s.executor_id or "-"],
-        ["recovery attempts", str(s.recovery_attempts)],
-    ]
-    if s.error_type is not None:
-        rows.append(["error", f"{s.error_type}: {s.error_message}"])
-    return _table(None, rows, width=200)
-
-
-def _table(headers: list[str] | None, rows: list[list[str]], width: int = CELL_WIDTH) -> str:
-    """Left-aligned columns two spaces apart; long or multi-line cells are shortened."""
-    body = [[_cell(c, width) for c in row] for row in rows]
-    lines = body if headers is None else [headers, *body]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
-
-
-def _cell(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _topic(topic: str | None) -> str:
-    return "(none)" if topic is None else topic
-
-
-def _error(status: WorkflowStatus) -> str:
-    return "" if status.error_type is None else f"{status.error_type}: {status.error_message}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
