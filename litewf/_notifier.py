@@ -51,17 +51,19 @@ class Notifier:
         self._closed: str | None = None
 
     @contextmanager
-    def _watch(self, change: Change) -> Iterator[_Waiter]:
+    def _watch(self, changes: tuple[Change, ...]) -> Iterator[_Waiter]:
         waiter = _Waiter()
-        self._waiters.setdefault(change, set()).add(waiter)
+        for change in changes:
+            self._waiters.setdefault(change, set()).add(waiter)
         try:
             yield waiter
         finally:
-            waiters = self._waiters.get(change)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[change]
+            for change in changes:
+                waiters = self._waiters.get(change)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[change]
 
     def notify(self, change: Change) -> None:
         for waiter in self._waiters.get(change, ()):
@@ -82,16 +84,19 @@ class Notifier:
 
     @property
     def waiting(self) -> int:
-        return sum(len(w) for w in self._waiters.values())
+        """How many waits are registered (one waiting on several changes counts once)."""
+        return len(set().union(*self._waiters.values()))
 
     async def wait_for(
         self,
-        change: Change,
+        change: Change | tuple[Change, ...],
         check: Callable[[], Awaitable[T | None]],
         deadline: float | None,
         on_notify: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
+
+        ``change`` is what wakes the wait: one change, or a tuple of several (any wakes it).
 
         After a notification ``on_notify`` (if given) is used instead of ``check``: a
         cheaper path for when the thing waited for has most likely arrived. Deadlines are
@@ -100,7 +105,8 @@ class Notifier:
         """
         clock = self.clock
         notified = False
-        with self._watch(change) as waiter:
+        watched = (change,) if isinstance(change, Change) else change
+        with self._watch(watched) as waiter:
             while True:
                 waiter.arm()
                 if self._closed is not None:
