@@ -424,6 +424,8 @@ async def test_sleep_until_is_a_recorded_sleep(db_path: Path) -> None:
         await rt.sleep_until(when)
         got = await rt.get_event("s", "never", deadline=when + timedelta(hours=1))
         assert got is None
+        with pytest.raises(TimeoutError, match="did not finish by"):  # a recorded read
+            await (await rt.retrieve_workflow("s")).get_result(deadline=when)
         return clock.time()
 
     async with rt:
@@ -432,5 +434,5 @@ async def test_sleep_until_is_a_recorded_sleep(db_path: Path) -> None:
             assert await h.get_result() == 2_000_000.0 + 86400 + 3600
         steps = await rt.list_steps("s")
         await rt.sleep_until(datetime.fromtimestamp(clock.time() + 60, UTC))  # plain sleep
-    assert [s.name for s in steps] == ["sleep", "get_event"]
+    assert [s.name for s in steps] == ["sleep", "get_event", "retrieve_workflow", "get_result"]
     assert operations(db_path, "s")[0][2] == str(2_000_000.0 + 86400)
