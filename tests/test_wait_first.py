@@ -195,6 +195,30 @@ async def test_unknown_workflow_raises_workflow_not_found_recorded(db_path: Path
         assert await waiter("handle") == "gone"
 
 
+async def test_resume_retries_a_wait_first_that_found_no_workflow(db_path: Path) -> None:
+    """WorkflowNotFoundError is a fact about the database: once the workflow exists,
+    resume_workflow makes the call again instead of replaying the error forever."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def publisher() -> None:
+        await rt.set_event("ready", "yes")
+
+    @rt.workflow()
+    async def early() -> Any:
+        got = await rt.wait_first(ready=rt.event("publisher", "ready"), timeout=30)
+        assert got is not None
+        return got.value
+
+    async with rt:
+        h = await rt.start_workflow(early, workflow_id="early")
+        with pytest.raises(litewf.WorkflowNotFoundError):
+            await h.get_result(timeout=10)
+        await rt.start_workflow(publisher, workflow_id="publisher")
+        resumed = await rt.resume_workflow("early")
+        assert await resumed.get_result(timeout=10) == "yes"
+
+
 # -- deadlines -------------------------------------------------------------------------------
 
 
@@ -403,7 +427,7 @@ async def test_deadline_on_get_event_and_get_result_outside_workflows(db_path: P
 
         async def later() -> None:
             await wait_until(lambda: clock.next_deadline == soon.timestamp())
-            clock.advance(5)
+            clock.advance(6)  # past it (datetime rounds the deadline to microseconds)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(later)
