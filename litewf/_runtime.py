@@ -23,10 +23,16 @@ import anyio
 
 from . import _operations as operations
 from . import _replay as replay
+from . import _streams as streams
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
-from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
+from ._exceptions import (
+    InvalidValueError,
+    LitewfError,
+    NotInWorkflowError,
+    RuntimeNotLaunchedError,
+)
 from ._executor import Executor
 from ._recovery import recover
 from ._serialization import JsonSerializer, Serializer
@@ -423,6 +429,29 @@ class Runtime(SessionCalls):
     async def set_event(self, key: str, value: Any) -> None:
         """Publish an immutable key-value pair from the running workflow."""
         await operations.set_event(replay.require("set_event()"), key, value)
+
+    async def write_stream(self, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key`` (in a workflow: exactly once;
+        in a step: at once, and not again when the step runs again)."""
+        await self._stream(key, value, "write_stream()")
+
+    async def close_stream(self, key: str) -> None:
+        """Close this workflow's stream ``key``: readers end after its last value."""
+        await self._stream(key, None, "close_stream()")
+
+    async def _stream(self, key: str, value: Any, call: str) -> None:
+        closing = call == "close_stream()"
+        ctx = replay.current()
+        if ctx is not None:
+            await (streams.close(ctx, key) if closing else streams.write(ctx, key, value))
+            return
+        run = replay.current_step()
+        if run is None:
+            raise NotInWorkflowError(call)
+        if closing:
+            await streams.close_in_step(run, key)
+        else:
+            await streams.write_in_step(run, key, value)
 
     async def recv(self, topic: str | None = None, timeout: float = 60.0) -> Any:
         """Consume the next message on this workflow's ``topic`` queue, or None on timeout."""
