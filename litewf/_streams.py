@@ -143,9 +143,9 @@ def _look(tx: Tx, workflow_id: str, key: str, start: int, limit: int) -> Found:
     row = store.get_result(tx, workflow_id)
     if row is None:
         raise WorkflowNotFoundError(workflow_id)
-    if row.status is Status.PENDING:
+    if row.status is Status.PENDING and not journal.stream_closed(tx, workflow_id, key):
         return None
-    return [(start, None)]  # finished: nothing more will come
+    return [(start, None)]  # closed before ``start``, or finished: nothing more will come
 
 
 def _watched(workflow_id: str, key: str) -> tuple[Change, Change]:
