@@ -31,6 +31,16 @@ async def collect(
     return [v async for v in source.read_stream(workflow_id, key, offset=offset, timeout=timeout)]
 
 
+async def take(source: litewf.Runtime | litewf.Client, workflow_id: str, n: int) -> list[Any]:
+    """The first ``n`` values of stream ``tok`` (waiting for them), then stop reading."""
+    got: list[Any] = []
+    async for value in source.read_stream(workflow_id, "tok", timeout=WAIT):
+        got.append(value)
+        if len(got) == n:
+            break
+    return got
+
+
 async def test_values_in_order_and_the_end_at_close(db_path: Path) -> None:
     rt = litewf.Runtime(db_path)
 
@@ -168,6 +178,40 @@ async def test_writes_after_close_raise_and_close_twice_is_nothing(db_path: Path
             await collect(rt, "nobody")
 
 
+async def test_a_step_streams_many_values_in_order_and_closed_errors_surface(
+    db_path: Path,
+) -> None:
+    """A step's writes are batched but committed in call order, before its result; a
+    write to a stream it closed raises StreamClosedError in the step."""
+    rt = litewf.Runtime(db_path)
+    count = 5000
+
+    @rt.step(name="gen")
+    async def gen() -> str:
+        for i in range(count):
+            await rt.write_stream("tok", i)
+        await rt.close_stream("tok")
+        await rt.write_stream("tok", "late")
+        try:
+            await rt.write_stream("tok", "later")  # the error shows at the latest here
+        except litewf.StreamClosedError:
+            return "refused"
+        return "accepted"
+
+    @rt.workflow(name="w")
+    async def writer() -> str:
+        return await gen()
+
+    async with rt:
+        h = await rt.start_workflow(writer, workflow_id="w")
+        assert await collect(rt, "w") == list(range(count))
+        try:
+            outcome = await h.get_result(timeout=WAIT)
+        except litewf.StreamClosedError:
+            outcome = "raised when the step's body ended"
+        assert outcome in ("refused", "raised when the step's body ended")
+
+
 async def test_step_writes_are_not_repeated_by_a_retry(db_path: Path) -> None:
     """A retried step's new attempt writes past what the failed attempt wrote, no more."""
     rt = litewf.Runtime(db_path)
@@ -202,7 +246,7 @@ async def test_a_step_killed_mid_stream_is_not_repeated(db_path: Path, tmp_path:
     await procs.wait_for_file(tmp_path / "wrote", child)
     reader = procs.spawn("streams", "reader", db_path, tmp_path, "w", "tok", "0")
     async with litewf.Client(db_path) as client:
-        assert await collect(client, "w", timeout=0.2) == ["a0", "a1"]  # visible at once
+        assert await take(client, "w", 2) == ["a0", "a1"]  # committed
     procs.kill(child)
     child.communicate()
     rt = litewf.Runtime(db_path)
@@ -222,6 +266,7 @@ async def test_a_simulated_crash_in_a_step_matches(db_path: Path, tmp_path: Path
     async with rt:
         await rt.start_workflow(flow, workflow_id="w")
         await procs.wait_for_file(tmp_path / "wrote")
+        assert await take(rt, "w", 2) == ["a0", "a1"]  # committed
         crash_now(rt)
     rt2 = litewf.Runtime(db_path)
     register(rt2, ["b0", "b1", "b2"], None)
