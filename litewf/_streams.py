@@ -26,10 +26,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from . import _journal as journal
+from . import _replay as replay
 from . import _store as store
 from ._change import Change
 from ._exceptions import (
     InvalidValueError,
+    NotInWorkflowError,
     StreamClosedError,
     WorkflowNotFoundError,
     _Superseded,
@@ -45,7 +47,16 @@ if TYPE_CHECKING:
     from ._session import Session
     from ._tx import Tx
 
-__all__ = ["close", "close_in_step", "read", "read_recorded", "write", "write_in_step"]
+__all__ = [
+    "close",
+    "close_anywhere",
+    "close_in_step",
+    "read",
+    "read_recorded",
+    "write",
+    "write_anywhere",
+    "write_in_step",
+]
 
 #: Values read per transaction while catching up.
 BATCH = 500
@@ -68,6 +79,31 @@ def encode(serializer: Serializer, key: str, value: Any) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------
+
+
+async def write_anywhere(key: str, value: Any) -> None:
+    """``rt.write_stream``: an operation in a workflow, a numbered write in a step."""
+    ctx = replay.current()
+    if ctx is not None:
+        await write(ctx, key, value)
+    else:
+        await write_in_step(_step_run("write_stream()"), key, value)
+
+
+async def close_anywhere(key: str) -> None:
+    """``rt.close_stream``: an operation in a workflow, a queued close in a step."""
+    ctx = replay.current()
+    if ctx is not None:
+        await close(ctx, key)
+    else:
+        await close_in_step(_step_run("close_stream()"), key)
+
+
+def _step_run(call: str) -> StepRun:
+    run = replay.current_step()
+    if run is None:
+        raise NotInWorkflowError(call)
+    return run
 
 
 async def write(ctx: WorkflowContext, key: str, value: Any) -> None:
