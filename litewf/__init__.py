@@ -19,14 +19,13 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
-  starts), ``_step``, ``_reads`` (recorded reads), ``_workflow`` (workflows, handles).
+  starts), ``_step``, ``_reads`` (recorded reads), ``_streams``, ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_recovery``,
   ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_wake``,
-  ``_cli``, ``_bench``:
-  tools.
+  ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ from ._exceptions import (
     RuntimeNotLaunchedError,
     SchemaTooNewError,
     SerializationError,
+    StreamClosedError,
     WorkflowCancelledError,
     WorkflowConflictError,
     WorkflowFailedError,
@@ -93,6 +93,7 @@ __all__ = (
     "Status",
     "Step",
     "StepRecord",
+    "StreamClosedError",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowConflictError",

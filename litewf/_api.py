@@ -8,6 +8,7 @@ runs no workflows, so its calls are always the session's.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
@@ -16,6 +17,7 @@ from . import _management as management
 from . import _operations as operations
 from . import _reads as reads
 from . import _replay as replay
+from . import _streams as streams
 from ._session import Session
 from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
 from ._validate import DEFAULT_WAIT_S, check_id
@@ -74,6 +76,19 @@ class SessionCalls:
         if ctx is None:
             return await session.get_event(workflow_id, key, timeout, deadline)
         return await operations.get_event(ctx, workflow_id, key, timeout, deadline)
+
+    def read_stream(
+        self, workflow_id: str, key: str, offset: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[Any]:
+        """Iterate over the workflow's stream ``key`` from ``offset``: its values as they
+        are written, ending once the stream is closed or the workflow has finished, or
+        when ``timeout`` seconds pass with no new value. Resume from the next offset to
+        miss nothing and see nothing twice. Inside a workflow each value is recorded."""
+        session = self._session_for("read_stream")
+        ctx = self._workflow()
+        if ctx is None:
+            return streams.read(session, workflow_id, key, offset, timeout)
+        return streams.read_recorded(ctx, workflow_id, key, offset, timeout)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         """Every event the workflow has set so far."""

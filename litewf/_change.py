@@ -19,6 +19,7 @@ class ChangeKind(enum.StrEnum):
     STATUS = "status"
     EVENT = "event"
     MESSAGE = "message"
+    STREAM = "stream"
 
 
 class Change(NamedTuple):
@@ -37,6 +38,11 @@ class Change(NamedTuple):
     def event(cls, workflow_id: str, key: str) -> Change:
         """The workflow set event ``key``."""
         return cls(ChangeKind.EVENT, workflow_id, key)
+
+    @classmethod
+    def stream(cls, workflow_id: str, key: str) -> Change:
+        """The workflow's stream ``key`` got a value, or was closed."""
+        return cls(ChangeKind.STREAM, workflow_id, key)
 
     @classmethod
     def message(cls, workflow_id: str, topic: str | None) -> Change:

@@ -48,6 +48,7 @@ __all__ = [
     "RuntimeNotLaunchedError",
     "SchemaTooNewError",
     "SerializationError",
+    "StreamClosedError",
     "WorkflowCancelledError",
     "WorkflowConflictError",
     "WorkflowFailedError",
@@ -77,6 +78,18 @@ class EventAlreadySetError(LitewfError):
         super().__init__(
             f"workflow {workflow_id!r} already set event {key!r}; events never change, "
             f"publish the new value under another key"
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+
+
+class StreamClosedError(LitewfError):
+    """Raised when a workflow writes to a stream it has closed; a closed stream never grows."""
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} already closed stream {key!r}; write before "
+            f"close_stream(), or use another key"
         )
         self.workflow_id = workflow_id
         self.key = key

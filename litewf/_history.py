@@ -11,7 +11,12 @@ from __future__ import annotations
 import json
 
 from . import _journal as journal
-from ._exceptions import EventAlreadySetError, InvalidValueError, WorkflowNotFoundError
+from ._exceptions import (
+    EventAlreadySetError,
+    InvalidValueError,
+    StreamClosedError,
+    WorkflowNotFoundError,
+)
 from ._serialization import exception_type_and_message, qualified_type_name
 from ._tx import Tx
 
@@ -34,6 +39,7 @@ HISTORY_VERSION = 2
 #: Reads of durable state that a workflow records (history version 2 on).
 READ_OPERATIONS = frozenset(
     {
+        "read_stream",
         "get_all_events",
         "retrieve_workflow",
         "get_status",
@@ -44,13 +50,19 @@ READ_OPERATIONS = frozenset(
 )
 #: Operation names litewf records for its own calls; user steps may not take them.
 BUILTIN_OPERATIONS = (
-    frozenset({"sleep", "send", "recv", "set_event", "get_event", "wait_first"}) | READ_OPERATIONS
+    frozenset(
+        {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
+        | {"wait_first"}
+    )
+    | READ_OPERATIONS
 )
 CHILD_PREFIX = "start_workflow "
 
 #: Operations whose failure is a fact about the database when they ran (a key already
 #: set, a workflow not there yet), not about the workflow's own history.
-_STATE_DEPENDENT = frozenset({"set_event", "send", "get_event", "wait_first"}) | READ_OPERATIONS
+_STATE_DEPENDENT = (
+    frozenset({"set_event", "send", "get_event", "write_stream", "wait_first"}) | READ_OPERATIONS
+)
 
 
 def identity(**arguments: object) -> str:
@@ -105,6 +117,7 @@ def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
         return False
     retryable = {
         qualified_type_name(EventAlreadySetError),
+        qualified_type_name(StreamClosedError),
         qualified_type_name(WorkflowNotFoundError),
     }
     error_type, error_message = exception_type_and_message(error)

@@ -206,6 +206,71 @@ def take_message(tx: Tx, destination_id: str, topic: str | None) -> str | None:
     return None if row is None else str(row[0])
 
 
+# -- streams -----------------------------------------------------------------------------------
+
+#: What ``append_stream`` returns for a stream that was closed (nothing is appended).
+CLOSED = -1
+
+
+def append_stream(
+    tx: Tx, workflow_id: str, key: str, value: str | None, writer: str | None = None
+) -> int | None:
+    """Append ``value`` to the stream (``None``: close it); its position, ``CLOSED`` if the
+    stream is closed, or None if ``writer`` (a step's n-th write) already wrote it.
+
+    A close of a closed stream returns its closing position (closing is idempotent).
+    """
+    last = tx.fetchone(
+        "SELECT position, value FROM streams WHERE workflow_id = ? AND key = ? "
+        "ORDER BY position DESC LIMIT 1",
+        (workflow_id, key),
+    )
+    if last is not None and last[1] is None:
+        return int(last[0]) if value is None else CLOSED
+    if writer is not None and tx.fetchone(
+        "SELECT 1 FROM streams WHERE workflow_id = ? AND key = ? AND writer = ?",
+        (workflow_id, key, writer),
+    ):
+        return None
+    position = 0 if last is None else int(last[0]) + 1
+    tx.execute(
+        "INSERT INTO streams (workflow_id, key, position, value, writer, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (workflow_id, key, position, value, writer, now()),
+    )
+    log_change(tx, Change.stream(workflow_id, key))
+    return position
+
+
+def stream_closed(db: Tx, workflow_id: str, key: str) -> bool:
+    """Whether the stream has been closed (its last row is the close)."""
+    last = db.fetchone(
+        "SELECT value IS NULL FROM streams WHERE workflow_id = ? AND key = ? "
+        "ORDER BY position DESC LIMIT 1",
+        (workflow_id, key),
+    )
+    return last is not None and bool(last[0])
+
+
+def read_stream(
+    db: Tx, workflow_id: str, key: str, start: int, limit: int
+) -> list[tuple[int, str | None]]:
+    """Up to ``limit`` (position, value) of the stream from ``start`` on, in order, each
+    column checked; a ``None`` value is the close."""
+    rows = db.fetchall(
+        "SELECT position, value FROM streams WHERE workflow_id = ? AND key = ? "
+        "AND position >= ? ORDER BY position LIMIT ?",
+        (workflow_id, key, start, limit),
+    )
+    check = Columns(db, "streams", workflow_id)
+    return [stream_row(check, r) for r in rows]
+
+
+def stream_row(check: Columns, r: sqlite3.Row) -> tuple[int, str | None]:
+    """A ``streams`` row (position, value) with each column checked."""
+    return check.count("position", r["position"]), check.optional_text("value", r["value"])
+
+
 # -- listing ------------------------------------------
 
 

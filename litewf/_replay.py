@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Crashed",
     "HookSlot",
+    "StepRun",
     "Hooks",
     "WorkflowContext",
     "current",
@@ -230,8 +231,24 @@ class WorkflowContext:
         tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))
 
 
+@dataclass(slots=True)
+class StepRun:
+    """One run of a step body inside a workflow: which operation it is, and how many
+    stream writes it has made (a step's writes are numbered, see ``_streams``)."""
+
+    ctx: WorkflowContext
+    op_id: int
+    writes: int = 0
+    #: Awaited when the body has ended (with what it raised, or None), to finish what
+    #: it left under way (its batched stream writes).
+    finish: Callable[[BaseException | None], Awaitable[None]] | None = None
+    #: The run's stream writer (``_streams.StepWriter``), made at its first write.
+    stream_writer: Any = None
+
+
 _current: ContextVar[WorkflowContext | None] = ContextVar("litewf_workflow", default=None)
-_in_step: ContextVar[bool] = ContextVar("litewf_in_step", default=False)
+#: Inside a step body: its ``StepRun`` (True for a step called outside a workflow).
+_in_step: ContextVar[StepRun | bool] = ContextVar("litewf_in_step", default=False)
 
 
 def current() -> WorkflowContext | None:
@@ -271,10 +288,16 @@ def leave(token: Token[WorkflowContext | None]) -> None:
     _current.reset(token)
 
 
-def enter_step() -> Token[bool]:
+def current_step() -> StepRun | None:
+    """The step body running in this task, if it runs inside a workflow."""
+    run = _in_step.get()
+    return run if isinstance(run, StepRun) else None
+
+
+def enter_step(run: StepRun | None) -> Token[StepRun | bool]:
     """Inside a step body durable calls are plain calls: the step is the unit of replay."""
-    return _in_step.set(True)
+    return _in_step.set(True if run is None else run)
 
 
-def leave_step(token: Token[bool]) -> None:
+def leave_step(token: Token[StepRun | bool]) -> None:
     _in_step.reset(token)

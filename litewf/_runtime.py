@@ -24,6 +24,7 @@ import anyio
 
 from . import _operations as operations
 from . import _replay as replay
+from . import _streams as streams
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
@@ -31,7 +32,7 @@ from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._recovery import recover
 from ._serialization import JsonSerializer, Serializer
-from ._serving import Serving, Settings, failure, loop_gone, serve, stopped_by
+from ._serving import Serving, Settings, failure, loop_gone, serve
 from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
@@ -301,30 +302,9 @@ class Runtime(SessionCalls, WaitCalls):
 
     def _session_for(self, call: str) -> Session:
         serving = self._serving
-        if serving is None or not serving.opened:
-            if serving is not None and stopped_by(serving.error) is not None:
-                raise LitewfError(
-                    f"{self!r} stopped serving after an error ({serving.error!r}); "
-                    f"shut it down and launch it again"
-                ) from serving.error
+        if serving is None:
             raise RuntimeNotLaunchedError(call)
-        if self._executor.dead is not None:
-            raise LitewfError(self._executor.dead)
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = serving.loop  # called from a worker thread: nothing to compare
-        if current is not serving.loop:
-            if loop_gone(serving.loop, current):
-                raise LitewfError(
-                    f"{self!r} was launched in an event loop that has ended; call "
-                    f"launch() again in this one (it takes back its workflows)"
-                )
-            raise LitewfError(
-                f"{self!r} serves another event loop, which still runs; call it from "
-                f"that loop (a runtime serves one event loop at a time)"
-            )
-        return serving.session
+        return serving.session_for(call, repr(self), self._executor.dead)
 
     def _workflow(self) -> replay.WorkflowContext | None:
         return replay.current()
@@ -425,6 +405,15 @@ class Runtime(SessionCalls, WaitCalls):
     async def set_event(self, key: str, value: Any) -> None:
         """Publish an immutable key-value pair from the running workflow."""
         await operations.set_event(replay.require("set_event()"), key, value)
+
+    async def write_stream(self, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key`` (in a workflow: exactly once;
+        in a step: at once, and not again when the step runs again)."""
+        await streams.write_anywhere(key, value)
+
+    async def close_stream(self, key: str) -> None:
+        """Close this workflow's stream ``key``: readers end after its last value."""
+        await streams.close_anywhere(key)
 
     async def recv(
         self,

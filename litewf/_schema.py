@@ -99,6 +99,23 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE workflows SET history = 1;
     CREATE INDEX workflows_by_parent ON workflows (parent_id) WHERE parent_id IS NOT NULL;
     """,
+    # 3: streams. A value per (workflow, key, position); a NULL value closes the stream
+    # (always its last row). ``writer`` names a write made from inside a step ("<step's
+    # operation number>:<n>", its n-th write in that run): a run of the step after a
+    # crash finds its earlier writes there and does not append them again.
+    """
+    CREATE TABLE streams (
+        workflow_id TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        value       TEXT,
+        writer      TEXT,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (workflow_id, key, position)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX streams_by_writer ON streams (workflow_id, key, writer)
+        WHERE writer IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

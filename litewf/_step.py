@@ -56,7 +56,7 @@ class Step(Generic[P, R]):
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         ctx = replay.current()
         if ctx is None:
-            return await self._attempts(args, kwargs)  # outside a workflow: just run it
+            return await self._attempts(args, kwargs, None)  # outside a workflow: just run it
         op_id = ctx.reserve()
         recorded = ctx.replayed(op_id, self.name)
         if recorded is not None:
@@ -66,7 +66,7 @@ class Step(Generic[P, R]):
         output: str | None = None
         error: Exception | None = None
         try:
-            value = await self._attempts(args, kwargs)
+            value = await self._attempts(args, kwargs, (ctx, op_id))
             output = dumps_checked(serializer, value, f"the result of step {self.name!r}")
             # Hand back the decoded form, so the first run sees what a replay will see.
             result = loads_checked(serializer, output, f"result of step {self.name!r}")
@@ -79,13 +79,18 @@ class Step(Generic[P, R]):
             raise replay_form(error)
         return result
 
-    async def _attempts(self, args: Any, kwargs: Any) -> R:
-        """Run the body, retrying ``retries`` more times with exponential backoff."""
+    async def _attempts(
+        self, args: Any, kwargs: Any, operation: tuple[replay.WorkflowContext, int] | None
+    ) -> R:
+        """Run the body, retrying ``retries`` more times with exponential backoff.
+
+        ``operation``: the workflow and operation number this call is (None outside one).
+        """
         delay = self.retry_interval
         attempt = 0
         while True:
             try:
-                return await self._once(args, kwargs)
+                return await self._once(args, kwargs, operation)
             except Exception:
                 if attempt >= self.retries:
                     raise
@@ -93,20 +98,31 @@ class Step(Generic[P, R]):
             await self._clock.sleep(delay)
             delay *= self.backoff
 
-    async def _once(self, args: Any, kwargs: Any) -> R:
-        token = replay.enter_step()
+    async def _once(
+        self, args: Any, kwargs: Any, operation: tuple[replay.WorkflowContext, int] | None
+    ) -> R:
+        # Each attempt is a run of its own: its stream writes are numbered from 0 again.
+        run = None if operation is None else replay.StepRun(*operation)
+        token = replay.enter_step(run)
         try:
             if self._is_async:
                 result: R = await self._fn(*args, **kwargs)
-                return result
-            # A thread of the runtime's own: cancelled, the workflow stops waiting and
-            # the body runs on (its outcome never recorded, it runs again on recovery);
-            # shutdown keeps the workflow from other processes until the body has ended.
-            return await self._threads.run(
-                replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
-            )
+            else:
+                # A thread of the runtime's own: cancelled, the workflow stops waiting and
+                # the body runs on (its outcome never recorded, it runs again on recovery);
+                # shutdown keeps the workflow from other processes until the body has ended.
+                result = await self._threads.run(
+                    replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
+                )
+        except BaseException as exc:
+            if run is not None and run.finish is not None:
+                await run.finish(exc)
+            raise
         finally:
             replay.leave_step(token)
+        if run is not None and run.finish is not None:
+            await run.finish(None)
+        return result
 
 
 class StepDecorator:

@@ -93,6 +93,7 @@ class CollectedCounts:
     messages: int = 0
     message_keys: int = 0
     changes: int = 0
+    streams: int = 0
 
 
 def utc_datetime(epoch_seconds: float) -> datetime:

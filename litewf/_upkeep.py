@@ -10,7 +10,13 @@ import sqlite3
 
 from ._change import Change
 from ._exceptions import CorruptDatabaseError
-from ._journal import MESSAGE_COLUMNS, OPERATION_COLUMNS, message_row, operation_row
+from ._journal import (
+    MESSAGE_COLUMNS,
+    OPERATION_COLUMNS,
+    message_row,
+    operation_row,
+    stream_row,
+)
 from ._rows import Columns
 from ._store import chunks, log_change, placeholders, status_record
 from ._tx import Tx
@@ -30,7 +36,7 @@ _PENDING = Status.PENDING.value
 
 
 #: What one garbage-collection batch deleted, by table.
-GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys")
+GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys", "streams")
 
 
 def _collectable(
@@ -78,6 +84,7 @@ _GC_COLUMNS = (
     ("events", "workflow_id"),
     ("messages", "destination_id"),
     ("message_keys", "destination_id"),
+    ("streams", "workflow_id"),
 )
 
 
@@ -150,6 +157,11 @@ def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
             c.optional_text("parent_id", row["parent_id"])
         elif table == "operations":
             operation_row(c, row)  # the same checks as replay and list_steps
+        elif table == "streams":
+            stream_row(c, row)  # the same checks as read_stream
+            c.text("key", row["key"])
+            c.optional_text("writer", row["writer"])
+            c.timestamp("created_at", row["created_at"])
         elif table == "events":
             c.text("key", row["key"])
             c.text("value", row["value"])
@@ -164,6 +176,7 @@ def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
         ("operations", f"SELECT workflow_id, {OPERATION_COLUMNS} FROM operations"),
         ("events", "SELECT workflow_id, key, value, created_at FROM events"),
         ("messages", f"SELECT destination_id, {MESSAGE_COLUMNS} FROM messages"),
+        ("streams", "SELECT * FROM streams"),
     ):
         for row in db.conn.execute(sql):
             try:
