@@ -169,6 +169,7 @@ async def test_second_runtime_refused_after_wal_deleted(db_path: Path, tmp_path:
         with pytest.raises(litewf.DatabaseError, match="deleted while a runtime"):
             async with litewf.Client(db_path):
                 pass
+        procs.touch(tmp_path / "release")  # (the child holds its lock until now)
         out = await procs.finish_async(child)
         assert "error" in out and "was deleted" in out, out
     finally:

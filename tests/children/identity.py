@@ -8,7 +8,8 @@ test process, so a runtime there registers the same names.
 Modes (``python -m tests.children.identity MODE DB OUT ...``):
 
 - ``hold DB OUT EXECUTOR``: start ``w1``, touch ``OUT/held`` once its step runs, then print
-  how ``get_result`` ended (``result ...`` or ``error TYPE: MESSAGE``) and shut down.
+  how ``get_result`` ended (``result ...`` or ``error TYPE: MESSAGE``), wait for
+  ``OUT/release`` (at most 60 s) and shut down.
 - ``scan DB OUT BEFORE AFTER``: construct a Runtime on DB (maybe relative or a symlink),
   chdir to BEFORE, launch, chdir to AFTER, let recovery scan for a while, print
   ``w1 EXECUTOR ATTEMPTS`` and shut down (``-`` means no chdir).
@@ -73,6 +74,10 @@ async def run_hold(db: str, out: Path, executor_id: str) -> None:
             print("result", await h.get_result(timeout=60))
         except litewf.LitewfError as exc:
             print(f"error {type(exc).__name__}: {exc}")
+        # Hold the executor lock (stay alive to peers) until the test has looked.
+        deadline = time.monotonic() + 60
+        while not (out / "release").exists() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
 
 
 async def run_scan(db: str, out: Path, before: str, after: str) -> None:
