@@ -323,6 +323,7 @@ def test_gc_leaves_pending_workflows_intact(capsys: pytest.CaptureFixture[str], 
         "messages": 0,
         "message_keys": 0,
         "changes": 0,
+        "streams": 0,
     }
     left = {w["workflow_id"]: w["status"] for w in run_json(capsys, app.db, "list")}
     assert left == {"order-1": "PENDING", "order-1-3": "SUCCESS"}
