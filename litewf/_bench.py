@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from . import testing
+from . import _bench_streams, testing
 from ._api import SessionCalls
 from ._cli_output import WIDE, table
 from ._client import Client
@@ -35,7 +35,16 @@ from ._workflow import Workflow
 
 __all__ = ["main"]
 
-SCENARIOS = ("workflows", "send-recv", "send-recv-xproc", "events", "messages", "recovery", "idle")
+SCENARIOS = (
+    "workflows",
+    "send-recv",
+    "send-recv-xproc",
+    "events",
+    "messages",
+    "recovery",
+    "idle",
+    "streams",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +241,11 @@ class Bench:
         times = [float(x) for x in out.split()]
         measure = "set_event here -> get_event in another process"
         return [*figures, _latency("events", measure, times)]
+
+    async def streams(self) -> list[Figure]:  # in _bench_streams; sizes: messages, round_trips
+        n, samples = self.sizes.messages, self.sizes.round_trips
+        rows = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
+        return [Figure("streams", *row) for row in rows]
 
     async def messages(self) -> list[Figure]:
         rt = self.runtime(self.fresh_path())
