@@ -23,8 +23,8 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_recovery``, ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
-- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_cli``, ``_bench``:
-  tools.
+- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
+  ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
