@@ -242,6 +242,16 @@ def append_stream(
     return position
 
 
+def stream_closed(db: Tx, workflow_id: str, key: str) -> bool:
+    """Whether the stream has been closed (its last row is the close)."""
+    last = db.fetchone(
+        "SELECT value IS NULL FROM streams WHERE workflow_id = ? AND key = ? "
+        "ORDER BY position DESC LIMIT 1",
+        (workflow_id, key),
+    )
+    return last is not None and bool(last[0])
+
+
 def read_stream(
     db: Tx, workflow_id: str, key: str, start: int, limit: int
 ) -> list[tuple[int, str | None]]:

@@ -239,6 +239,11 @@ class StepRun:
     ctx: WorkflowContext
     op_id: int
     writes: int = 0
+    #: Awaited when the body has ended (with what it raised, or None), to finish what
+    #: it left under way (its batched stream writes).
+    finish: Callable[[BaseException | None], Awaitable[None]] | None = None
+    #: The run's stream writer (``_streams.StepWriter``), made at its first write.
+    stream_writer: Any = None
 
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("litewf_workflow", default=None)

@@ -27,16 +27,11 @@ from . import _streams as streams
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
-from ._exceptions import (
-    InvalidValueError,
-    LitewfError,
-    NotInWorkflowError,
-    RuntimeNotLaunchedError,
-)
+from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._recovery import recover
 from ._serialization import JsonSerializer, Serializer
-from ._serving import Serving, Settings, failure, loop_gone, serve, stopped_by
+from ._serving import Serving, Settings, failure, loop_gone, serve
 from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
@@ -305,30 +300,9 @@ class Runtime(SessionCalls):
 
     def _session_for(self, call: str) -> Session:
         serving = self._serving
-        if serving is None or not serving.opened:
-            if serving is not None and stopped_by(serving.error) is not None:
-                raise LitewfError(
-                    f"{self!r} stopped serving after an error ({serving.error!r}); "
-                    f"shut it down and launch it again"
-                ) from serving.error
+        if serving is None:
             raise RuntimeNotLaunchedError(call)
-        if self._executor.dead is not None:
-            raise LitewfError(self._executor.dead)
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = serving.loop  # called from a worker thread: nothing to compare
-        if current is not serving.loop:
-            if loop_gone(serving.loop, current):
-                raise LitewfError(
-                    f"{self!r} was launched in an event loop that has ended; call "
-                    f"launch() again in this one (it takes back its workflows)"
-                )
-            raise LitewfError(
-                f"{self!r} serves another event loop, which still runs; call it from "
-                f"that loop (a runtime serves one event loop at a time)"
-            )
-        return serving.session
+        return serving.session_for(call, repr(self), self._executor.dead)
 
     def _workflow(self) -> replay.WorkflowContext | None:
         return replay.current()
@@ -433,25 +407,11 @@ class Runtime(SessionCalls):
     async def write_stream(self, key: str, value: Any) -> None:
         """Append ``value`` to this workflow's stream ``key`` (in a workflow: exactly once;
         in a step: at once, and not again when the step runs again)."""
-        await self._stream(key, value, "write_stream()")
+        await streams.write_anywhere(key, value)
 
     async def close_stream(self, key: str) -> None:
         """Close this workflow's stream ``key``: readers end after its last value."""
-        await self._stream(key, None, "close_stream()")
-
-    async def _stream(self, key: str, value: Any, call: str) -> None:
-        closing = call == "close_stream()"
-        ctx = replay.current()
-        if ctx is not None:
-            await (streams.close(ctx, key) if closing else streams.write(ctx, key, value))
-            return
-        run = replay.current_step()
-        if run is None:
-            raise NotInWorkflowError(call)
-        if closing:
-            await streams.close_in_step(run, key)
-        else:
-            await streams.write_in_step(run, key, value)
+        await streams.close_anywhere(key)
 
     async def recv(self, topic: str | None = None, timeout: float = 60.0) -> Any:
         """Consume the next message on this workflow's ``topic`` queue, or None on timeout."""

@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _store as store
+from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._liveness import ExecutorLock
 from ._recovery import keep_recovering, recover
@@ -69,6 +70,33 @@ class Serving:
             self.tg.cancel_scope.cancel()
         elif self.task is not None:
             self.task.cancel()  # still opening: its task group does not exist yet
+
+    def session_for(self, call: str, name: str, dead: str | None) -> Session:
+        """The session, if ``call`` may use it now: launched, alive, in this event loop."""
+        if not self.opened:
+            if stopped_by(self.error) is not None:
+                raise LitewfError(
+                    f"{name} stopped serving after an error ({self.error!r}); "
+                    f"shut it down and launch it again"
+                ) from self.error
+            raise RuntimeNotLaunchedError(call)
+        if dead is not None:
+            raise LitewfError(dead)
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = self.loop  # called from a worker thread: nothing to compare
+        if current is not self.loop:
+            if loop_gone(self.loop, current):
+                raise LitewfError(
+                    f"{name} was launched in an event loop that has ended; call "
+                    f"launch() again in this one (it takes back its workflows)"
+                )
+            raise LitewfError(
+                f"{name} serves another event loop, which still runs; call it from "
+                f"that loop (a runtime serves one event loop at a time)"
+            )
+        return self.session
 
     def drop_lock(self) -> None:
         """Drop the executor lock the way the OS drops a dead process's (a simulated crash)."""

@@ -102,19 +102,27 @@ class Step(Generic[P, R]):
         self, args: Any, kwargs: Any, operation: tuple[replay.WorkflowContext, int] | None
     ) -> R:
         # Each attempt is a run of its own: its stream writes are numbered from 0 again.
-        token = replay.enter_step(None if operation is None else replay.StepRun(*operation))
+        run = None if operation is None else replay.StepRun(*operation)
+        token = replay.enter_step(run)
         try:
             if self._is_async:
                 result: R = await self._fn(*args, **kwargs)
-                return result
-            # A thread of the runtime's own: cancelled, the workflow stops waiting and
-            # the body runs on (its outcome never recorded, it runs again on recovery);
-            # shutdown keeps the workflow from other processes until the body has ended.
-            return await self._threads.run(
-                replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
-            )
+            else:
+                # A thread of the runtime's own: cancelled, the workflow stops waiting and
+                # the body runs on (its outcome never recorded, it runs again on recovery);
+                # shutdown keeps the workflow from other processes until the body has ended.
+                result = await self._threads.run(
+                    replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
+                )
+        except BaseException as exc:
+            if run is not None and run.finish is not None:
+                await run.finish(exc)
+            raise
         finally:
             replay.leave_step(token)
+        if run is not None and run.finish is not None:
+            await run.finish(None)
+        return result
 
 
 class StepDecorator:

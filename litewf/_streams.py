@@ -4,7 +4,8 @@ A stream is the values a workflow wrote under one key, at positions 0, 1, 2, ...
 ``write_stream`` and ``close_stream`` called by the workflow are operations (exactly once
 across replay): the value row and the operation record commit together.
 
-Inside a step body a write is visible at once, and numbered within the step's run: its
+Inside a step body a write is committed within milliseconds (batched, see
+``StepWriter``), and numbered within the step's run: its
 n-th write is stored as written by "<step's operation number>:<n>". A step runs again when
 the process died before its outcome was recorded, or when an attempt failed and it retries;
 the new run's first writes then find their numbers already written and are skipped, so a
@@ -19,15 +20,18 @@ workflow each value it yields (or the end) is an operation, so a replay reads th
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from . import _journal as journal
+from . import _replay as replay
 from . import _store as store
 from ._change import Change
 from ._exceptions import (
     InvalidValueError,
+    NotInWorkflowError,
     StreamClosedError,
     WorkflowNotFoundError,
     _Superseded,
@@ -43,7 +47,16 @@ if TYPE_CHECKING:
     from ._session import Session
     from ._tx import Tx
 
-__all__ = ["close", "close_in_step", "read", "read_recorded", "write", "write_in_step"]
+__all__ = [
+    "close",
+    "close_anywhere",
+    "close_in_step",
+    "read",
+    "read_recorded",
+    "write",
+    "write_anywhere",
+    "write_in_step",
+]
 
 #: Values read per transaction while catching up.
 BATCH = 500
@@ -66,6 +79,31 @@ def encode(serializer: Serializer, key: str, value: Any) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------
+
+
+async def write_anywhere(key: str, value: Any) -> None:
+    """``rt.write_stream``: an operation in a workflow, a numbered write in a step."""
+    ctx = replay.current()
+    if ctx is not None:
+        await write(ctx, key, value)
+    else:
+        await write_in_step(_step_run("write_stream()"), key, value)
+
+
+async def close_anywhere(key: str) -> None:
+    """``rt.close_stream``: an operation in a workflow, a queued close in a step."""
+    ctx = replay.current()
+    if ctx is not None:
+        await close(ctx, key)
+    else:
+        await close_in_step(_step_run("close_stream()"), key)
+
+
+def _step_run(call: str) -> StepRun:
+    run = replay.current_step()
+    if run is None:
+        raise NotInWorkflowError(call)
+    return run
 
 
 async def write(ctx: WorkflowContext, key: str, value: Any) -> None:
@@ -99,29 +137,103 @@ async def _append_as_operation(ctx: WorkflowContext, name: str, key: str, data: 
 
 
 async def write_in_step(run: StepRun, key: str, value: Any) -> None:
-    """Append ``value`` from a step body: at once, numbered within the step's run."""
+    """Append ``value`` from a step body: numbered within the step's run, and batched
+    (see ``StepWriter``)."""
     data = encode(run.ctx.session.serializer, key, value)
     writer = f"{run.op_id}:{run.writes}"
     run.writes += 1
-    await _append_in_step(run, key, data, writer)
+    await StepWriter.of(run).add(key, data, writer)
 
 
 async def close_in_step(run: StepRun, key: str) -> None:
-    """Close the stream from a step body (closing twice is a no-op)."""
+    """Close the stream from a step body (closing twice is a no-op), after its writes."""
     check_key(key, "key")
-    await _append_in_step(run, key, None, None)
+    await StepWriter.of(run).add(key, None, None)
 
 
-async def _append_in_step(run: StepRun, key: str, data: str | None, writer: str | None) -> None:
-    ctx = run.ctx
+class StepWriter:
+    """A step run's stream writes, committed in order by one flush at a time.
 
-    def append(tx: Tx) -> int | None:
-        if not store.owns(tx, ctx.workflow_id, ctx.executor_id):
-            raise _Superseded()  # cancelled or taken over: this run writes nothing more
-        return journal.append_stream(tx, ctx.workflow_id, key, data, writer)
+    ``write_stream`` in a step returns once its value is queued: a flush commits all that
+    is queued in one transaction (one fsync), while the step goes on producing the next
+    values, so a step streams as fast as it produces. This is safe because a step's
+    outcome is not recorded before its writes are committed (the step waits for them when
+    its body ends), and a step that dies first runs again and writes them again, as
+    numbered writes. A write's error (a closed stream, a lost ownership) is raised by the
+    step's next write, or when its body ends.
+    """
 
-    if await ctx.write(append) == journal.CLOSED:
-        raise StreamClosedError(ctx.workflow_id, key)
+    #: Queued values at which a write waits for the flush (bounds memory and lag).
+    MAX_QUEUED = 2_000
+
+    def __init__(self, run: StepRun) -> None:
+        self._run = run
+        self._queued: list[tuple[str, str | None, str | None]] = []
+        self._flush: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def of(cls, run: StepRun) -> StepWriter:
+        """The writer of this step run (made at its first write)."""
+        writer = run.stream_writer
+        if not isinstance(writer, StepWriter):
+            writer = run.stream_writer = cls(run)
+            run.finish = writer.finish
+        return writer
+
+    async def add(self, key: str, data: str | None, writer: str | None) -> None:
+        self._raise_error()
+        self._queued.append((key, data, writer))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_task(self._flush_all())
+        elif len(self._queued) >= self.MAX_QUEUED:
+            await asyncio.shield(self._flush)
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    async def _flush_all(self) -> None:
+        ctx = self._run.ctx
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                closed = await ctx.write(_append_batch, ctx.workflow_id, ctx.executor_id, batch)
+                if closed is not None:
+                    self._error = StreamClosedError(ctx.workflow_id, closed)
+                    self._queued.clear()
+        except BaseException as exc:  # noqa: BLE001 - raised by the step's next write
+            self._error = exc
+            self._queued.clear()
+        finally:
+            self._flush = None
+
+    async def finish(self, error: BaseException | None) -> None:
+        """The body has ended: wait for its writes (cancelled: drop what is unwritten, the
+        step runs again); raise a write's error if the body did not raise its own."""
+        flush = self._flush
+        if flush is not None:
+            if error is not None and not isinstance(error, Exception):
+                flush.cancel()  # cancelled (or unwinding): this run stops here
+                return
+            await asyncio.shield(flush)
+        if error is None:
+            self._raise_error()
+
+
+def _append_batch(
+    tx: Tx, workflow_id: str, executor_id: str, batch: list[tuple[str, str | None, str | None]]
+) -> str | None:
+    """Append a step's queued writes in order; the key of a closed stream written to (the
+    writes after it are dropped), else None."""
+    if not store.owns(tx, workflow_id, executor_id):
+        raise _Superseded()  # cancelled or taken over: this run writes nothing more
+    for key, data, writer in batch:
+        if journal.append_stream(tx, workflow_id, key, data, writer) == journal.CLOSED:
+            return key
+    return None
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -143,9 +255,9 @@ def _look(tx: Tx, workflow_id: str, key: str, start: int, limit: int) -> Found:
     row = store.get_result(tx, workflow_id)
     if row is None:
         raise WorkflowNotFoundError(workflow_id)
-    if row.status is Status.PENDING:
+    if row.status is Status.PENDING and not journal.stream_closed(tx, workflow_id, key):
         return None
-    return [(start, None)]  # finished: nothing more will come
+    return [(start, None)]  # closed before ``start``, or finished: nothing more will come
 
 
 def _watched(workflow_id: str, key: str) -> tuple[Change, Change]:

@@ -26,7 +26,7 @@ import pytest
 import litewf
 from litewf import testing
 
-TABLES = ("workflows", "operations", "events", "messages", "message_keys", "changes")
+TABLES = ("workflows", "operations", "events", "messages", "message_keys", "changes", "streams")
 
 
 def nested(depth: int) -> list[Any]:
@@ -130,6 +130,13 @@ def entry_points() -> Iterator[Any]:
             BAD_TIMEOUTS,
         ),
         "rt.sleep(seconds)": (lambda rt, c, v: rt.sleep(v), BAD_TIMEOUTS),
+        "rt.read_stream(workflow_id)": (lambda rt, c, v: _read(rt, v, "k", 0, 0), BAD_IDS),
+        "client.read_stream(key)": (lambda rt, c, v: _read(c, "w", v, 0, 0), BAD_KEYS),
+        "rt.read_stream(timeout)": (lambda rt, c, v: _read(rt, "w", "k", 0, v), BAD_TIMEOUTS),
+        "client.read_stream(offset)": (
+            lambda rt, c, v: _read(c, "w", "k", v, 0),
+            [("negative", -1, "int >= 0"), ("float", 1.5, "int >= 0"), ("bool", True, "int")],
+        ),
         "rt.list_workflows(limit)": (
             lambda rt, c, v: rt.list_workflows(limit=v),
             [("negative", -1, "int >= 0"), ("float", 1.5, "int >= 0"), ("str", "9", "int >= 0")],
@@ -146,6 +153,12 @@ def entry_points() -> Iterator[Any]:
     for name, (call, bad) in calls.items():
         for label, value, text in bad:
             yield pytest.param(call, value, text, id=f"{name}-{label}")
+
+
+async def _read(
+    source: litewf.Runtime | litewf.Client, wid: Any, key: Any, offset: Any, timeout: Any
+) -> list[Any]:
+    return [v async for v in source.read_stream(wid, key, offset=offset, timeout=timeout)]
 
 
 async def _get_result(rt: litewf.Runtime, timeout: Any) -> Any:
@@ -218,7 +231,11 @@ async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
         for _, value, _ in BAD_VALUES:
             await refused(rt.set_event("k", value))
             await refused(rt.send(me, value))
+        for _, value, _ in [*BAD_VALUES, ("none", None, "")]:
+            await refused(rt.write_stream("s", value))
         for _, key, _ in BAD_KEYS:
+            await refused(rt.write_stream(key, 1))
+            await refused(rt.close_stream(key))
             await refused(rt.set_event(key, 1))
             await refused(rt.recv(key, timeout=0))
             await refused(rt.get_event(me, key, timeout=0))
@@ -229,7 +246,7 @@ async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
 
     async with rt:
         assert await careless() == "done"
-    expected = 2 * len(BAD_VALUES) + 3 * len(BAD_KEYS) + len(BAD_TIMEOUTS)
+    expected = 3 * len(BAD_VALUES) + 1 + 5 * len(BAD_KEYS) + len(BAD_TIMEOUTS)
     assert len(seen) == expected
     assert counts(db_path)["events"] == 1 and counts(db_path)["messages"] == 0
 
