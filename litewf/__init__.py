@@ -21,10 +21,11 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
   starts), ``_step``, ``_reads`` (recorded reads), ``_streams``, ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
-  ``_recovery``, ``_serving`` (a launch's own task).
+  ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_recovery``,
+  ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
-  ``_cli``, ``_bench``: tools.
+  ``_bench_wake``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
 from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
+from ._waiting import EventWait, FirstOf, MessageWait
 from ._workflow import Workflow, WorkflowHandle
 
 __version__ = "0.1.0"
@@ -69,12 +71,15 @@ __all__ = (
     "DatabaseError",
     "DatabaseWriteError",
     "EventAlreadySetError",
+    "EventWait",
     "ExecutorConflictError",
+    "FirstOf",
     "ForeignDatabaseError",
     "InvalidValueError",
     "JsonSerializer",
     "LitewfError",
     "MaxRecoveryAttemptsExceededError",
+    "MessageWait",
     "NonDeterminismError",
     "NotADatabaseError",
     "NotInWorkflowError",

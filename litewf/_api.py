@@ -9,7 +9,7 @@ runs no workflows, so its calls are always the session's.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
@@ -20,7 +20,7 @@ from . import _replay as replay
 from . import _streams as streams
 from ._session import Session
 from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
-from ._validate import check_id
+from ._validate import DEFAULT_WAIT_S, check_id
 from ._workflow import WorkflowHandle
 
 __all__ = ["SessionCalls"]
@@ -61,13 +61,21 @@ class SessionCalls:
             return await session.send(destination_id, message, topic, idempotency_key)
         return await operations.send(ctx, destination_id, message, topic, idempotency_key)
 
-    async def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
-        """Wait for a workflow's event; the value, or None once ``timeout`` seconds pass."""
+    async def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        timeout: float = DEFAULT_WAIT_S,
+        *,
+        deadline: datetime | None = None,
+    ) -> Any:
+        """Wait for a workflow's event; the value, or None once ``timeout`` seconds pass
+        (or the aware datetime ``deadline``, given instead)."""
         session = self._session_for("get_event")
         ctx = self._workflow()
         if ctx is None:
-            return await session.get_event(workflow_id, key, timeout)
-        return await operations.get_event(ctx, workflow_id, key, timeout)
+            return await session.get_event(workflow_id, key, timeout, deadline)
+        return await operations.get_event(ctx, workflow_id, key, timeout, deadline)
 
     def read_stream(
         self, workflow_id: str, key: str, offset: int = 0, timeout: float | None = None

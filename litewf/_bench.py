@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from . import _bench_streams, testing
 from ._api import SessionCalls
+from ._bench_wake import HOW, wake_times
 from ._cli_output import WIDE, table
 from ._client import Client
 from ._runtime import Runtime
@@ -35,16 +36,8 @@ from ._workflow import Workflow
 
 __all__ = ["main"]
 
-SCENARIOS = (
-    "workflows",
-    "send-recv",
-    "send-recv-xproc",
-    "events",
-    "messages",
-    "recovery",
-    "idle",
-    "streams",
-)
+SCENARIOS: tuple[str, ...] = ("workflows", "send-recv", "send-recv-xproc", "events", "messages")
+SCENARIOS += ("wait-first", "recovery", "idle", "streams")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +269,13 @@ class Bench:
                 "messages", f"{n} messages into one workflow, end to end", n / elapsed, "messages/s"
             )
         ]
+
+    async def wait_first(self) -> list[Figure]:
+        n = self.sizes.round_trips
+        async with self.runtime(self.fresh_path()) as rt:
+            times = {how: await wake_times(rt, how, n) for how in HOW}
+        measure = "send -> woken in {}, same process"
+        return [_latency("wait-first", measure.format(how), times[how]) for how in HOW]
 
     async def recovery(self) -> list[Figure]:
         path = self.fresh_path()

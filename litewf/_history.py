@@ -50,14 +50,19 @@ READ_OPERATIONS = frozenset(
 )
 #: Operation names litewf records for its own calls; user steps may not take them.
 BUILTIN_OPERATIONS = (
-    frozenset({"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"})
+    frozenset(
+        {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
+        | {"wait_first"}
+    )
     | READ_OPERATIONS
 )
 CHILD_PREFIX = "start_workflow "
 
 #: Operations whose failure is a fact about the database when they ran (a key already
 #: set, a workflow not there yet), not about the workflow's own history.
-_STATE_DEPENDENT = frozenset({"set_event", "send", "get_event", "write_stream"}) | READ_OPERATIONS
+_STATE_DEPENDENT = (
+    frozenset({"set_event", "send", "get_event", "write_stream", "wait_first"}) | READ_OPERATIONS
+)
 
 
 def identity(**arguments: object) -> str:

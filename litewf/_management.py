@@ -81,7 +81,7 @@ async def list_steps(session: Session, workflow_id: str) -> list[StepRecord]:
 
 def _summary(session: Session, kind: str, output: str | None) -> str:
     if output is None:
-        return "timed out" if kind in ("recv", "get_event") else "done"
+        return "timed out" if kind in ("recv", "get_event", "wait_first") else "done"
     if kind == "sleep":
         try:
             return f"wakes at {_clock(float(session.serializer.loads(output)))}"

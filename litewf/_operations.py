@@ -10,6 +10,7 @@ restart waits only until the original deadline.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _journal as journal
@@ -19,7 +20,7 @@ from ._exceptions import EventAlreadySetError, WorkflowConflictError, WorkflowNo
 from ._history import CHILD_PREFIX, identity
 from ._serialization import dumps_checked, loads_checked
 from ._session import check_event_args, encode_message
-from ._validate import check_key, check_timeout, check_value
+from ._validate import check_key, check_limit, check_value
 
 if TYPE_CHECKING:
     from ._replay import WorkflowContext
@@ -37,15 +38,18 @@ __all__ = [
 ]
 
 
-async def sleep(ctx: WorkflowContext, seconds: float) -> None:
-    """Sleep durably: the wake-up time is recorded, so a restart keeps the original one."""
+async def sleep(ctx: WorkflowContext, seconds: float, until: float | None = None) -> None:
+    """Sleep durably: the wake-up time is recorded, so a restart keeps the original one.
+
+    ``until`` (epoch seconds) instead of ``seconds``: ``sleep_until``, the same operation.
+    """
     session = ctx.session
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "sleep")
     if recorded is not None:
         wake_at = float(ctx.outcome(recorded, "wake-up time"))
     else:
-        wake_at = session.clock.time() + seconds
+        wake_at = session.clock.time() + seconds if until is None else until
         await ctx.write(ctx.record, op_id, "sleep", session.serializer.dumps(wake_at))
     await session.clock.sleep_until(wake_at)
 
@@ -73,9 +77,15 @@ async def set_event(ctx: WorkflowContext, key: str, value: Any) -> None:
         raise error
 
 
-async def get_event(ctx: WorkflowContext, workflow_id: str, key: str, timeout: float) -> Any:
+async def get_event(
+    ctx: WorkflowContext,
+    workflow_id: str,
+    key: str,
+    timeout: float,
+    deadline_at: datetime | None = None,
+) -> Any:
     """Wait for an event as an operation: the deadline is recorded first, the outcome last."""
-    seconds = check_event_args(workflow_id, key, timeout)
+    limit = check_event_args(workflow_id, key, timeout, deadline_at)
     session = ctx.session
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "get_event", identity(workflow_id=workflow_id, key=key))
@@ -83,7 +93,7 @@ async def get_event(ctx: WorkflowContext, workflow_id: str, key: str, timeout: f
     if recorded is not None and recorded.done:
         return ctx.outcome(recorded, what)
     if recorded is None:
-        deadline = session.clock.time() + seconds
+        deadline = limit.deadline(session.clock.time())
 
         def look_or_start_waiting(tx: Tx) -> str | WorkflowNotFoundError | None:
             if not store.workflow_exists(tx, workflow_id):
@@ -152,14 +162,16 @@ async def send(
     return result
 
 
-async def recv(ctx: WorkflowContext, topic: str | None, timeout: float) -> Any:
+async def recv(
+    ctx: WorkflowContext, topic: str | None, timeout: float, deadline_at: datetime | None = None
+) -> Any:
     """Consume the oldest message of the workflow's ``topic`` queue, or None at the deadline.
 
     Taking the message and recording the operation are one transaction: a crash either
     leaves the message queued and nothing recorded, or consumed and recorded.
     """
     check_key(topic, "topic", optional=True)
-    seconds = check_timeout(timeout)
+    limit = check_limit(timeout, deadline_at)
     session = ctx.session
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "recv", identity(topic=topic))
@@ -168,7 +180,7 @@ async def recv(ctx: WorkflowContext, topic: str | None, timeout: float) -> Any:
         return ctx.outcome(recorded, what)
     workflow_id = ctx.workflow_id
     if recorded is None:
-        deadline = session.clock.time() + seconds
+        deadline = limit.deadline(session.clock.time())
 
         def take_or_start_waiting(tx: Tx) -> str | None:
             data = journal.take_message(tx, workflow_id, topic)

@@ -26,9 +26,9 @@ from ._exceptions import WorkflowNotFoundError
 from ._history import identity
 from ._replay import WorkflowContext, retry_storage
 from ._serialization import loads_checked, replay_form
-from ._session import check_list_filters, row_outcome
+from ._session import check_list_filters, not_finished, row_outcome
 from ._types import Status, StepRecord, WorkflowStatus, utc_datetime
-from ._validate import check_id, check_timeout
+from ._validate import check_id, check_limit
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -189,13 +189,17 @@ async def list_steps(ctx: WorkflowContext, session: Session, workflow_id: str) -
 
 
 async def get_result(
-    ctx: WorkflowContext, session: Session, workflow_id: str, timeout: float | None
+    ctx: WorkflowContext,
+    session: Session,
+    workflow_id: str,
+    timeout: float | None,
+    deadline_at: datetime | None = None,
 ) -> Any:
     """Wait for a workflow's outcome as an operation: like ``get_event``, the deadline is
     recorded first (a restart waits only until it) and the outcome (its result, its
     error, ``TimeoutError``, ``WorkflowNotFoundError``) last."""
     check_id(workflow_id)
-    timeout = check_timeout(timeout, optional=True)
+    limit = check_limit(timeout, deadline_at, optional=True)
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "get_result", identity(workflow_id=workflow_id))
     what = f"result of {workflow_id!r}"
@@ -213,7 +217,7 @@ async def get_result(
             ctx.outcome(recorded, what)  # raises the recorded exception
         return value(recorded.output)
     if recorded is None:
-        deadline = None if timeout is None else session.clock.time() + timeout
+        deadline = limit.deadline(session.clock.time())
 
         def look_or_start_waiting(tx: Tx) -> tuple[str | None, Exception | None] | None:
             row = store.get_result(tx, workflow_id)
@@ -235,12 +239,7 @@ async def get_result(
 
         got = await session.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if got is None:
-            settled = (
-                None,
-                TimeoutError(
-                    f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
-                ),
-            )
+            settled = None, not_finished(workflow_id, limit)
         else:
             settled = settle(got[0])
         await ctx.write(ctx.finish_wait, op_id, "get_result", *settled)

@@ -16,6 +16,7 @@ import socket
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
@@ -36,7 +37,8 @@ from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
 from ._types import Durability
-from ._validate import check_count, check_id, check_key, check_timeout
+from ._validate import DEFAULT_WAIT_S, check_count, check_id, check_key, check_timeout
+from ._waiting import WaitCalls
 from ._workflow import Workflow, WorkflowHandle
 
 __all__ = ["Runtime"]
@@ -47,7 +49,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Runtime(SessionCalls):
+class Runtime(SessionCalls, WaitCalls):
     """A durable workflow runtime over one SQLite file.
 
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
@@ -413,9 +415,16 @@ class Runtime(SessionCalls):
         """Close this workflow's stream ``key``: readers end after its last value."""
         await streams.close_anywhere(key)
 
-    async def recv(self, topic: str | None = None, timeout: float = 60.0) -> Any:
-        """Consume the next message on this workflow's ``topic`` queue, or None on timeout."""
-        return await operations.recv(replay.require("recv()"), topic, timeout)
+    async def recv(
+        self,
+        topic: str | None = None,
+        timeout: float = DEFAULT_WAIT_S,
+        *,
+        deadline: datetime | None = None,
+    ) -> Any:
+        """Consume the next message on this workflow's ``topic`` queue, or None once
+        ``timeout`` seconds pass (or the aware datetime ``deadline``, given instead)."""
+        return await operations.recv(replay.require("recv()"), topic, timeout, deadline)
 
 
 def _default_executor_id() -> str:

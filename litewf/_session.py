@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -36,13 +37,14 @@ from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._tx import Tx
 from ._types import Durability, Status, WorkflowStatus
-from ._validate import check_count, check_id, check_key, check_timeout, check_value
+from ._validate import Limit, check_count, check_id, check_key, check_limit, check_value
 
 __all__ = [
     "Session",
     "check_event_args",
     "check_list_filters",
     "encode_message",
+    "not_finished",
     "row_outcome",
 ]
 
@@ -136,10 +138,12 @@ class Session:
         if not await self.backend.read(store.workflow_exists, workflow_id):
             raise WorkflowNotFoundError(workflow_id)
 
-    async def wait_result(self, workflow_id: str, timeout: float | None) -> Any:
+    async def wait_result(
+        self, workflow_id: str, timeout: float | None, deadline_at: datetime | None = None
+    ) -> Any:
         check_id(workflow_id)
-        timeout = check_timeout(timeout, optional=True)
-        deadline = None if timeout is None else self.clock.time() + timeout
+        limit = check_limit(timeout, deadline_at, optional=True)
+        deadline = limit.deadline(self.clock.time())
 
         async def finished() -> store.ResultRow | None:
             row = await self.backend.read(store.get_result, workflow_id)
@@ -149,9 +153,7 @@ class Session:
 
         row = await self.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if row is None:
-            raise TimeoutError(
-                f"workflow {workflow_id!r} did not finish within {timeout} s (it keeps running)"
-            )
+            raise not_finished(workflow_id, limit)
         output, error = row_outcome(self.path, workflow_id, row)
         if error is not None:
             raise error
@@ -233,10 +235,14 @@ class Session:
 
         return await self.backend.write(enqueue)
 
-    async def get_event(self, workflow_id: str, key: str, timeout: float) -> Any:
-        timeout = check_event_args(workflow_id, key, timeout)
+    async def get_event(
+        self, workflow_id: str, key: str, timeout: float, deadline: datetime | None = None
+    ) -> Any:
+        limit = check_event_args(workflow_id, key, timeout, deadline)
         await self.require_exists(workflow_id)
-        found = await self.wait_event(workflow_id, key, self.clock.time() + timeout)
+        at = limit.deadline(self.clock.time())
+        assert at is not None
+        found = await self.wait_event(workflow_id, key, at)
         return None if found is None else found[0]
 
     async def wait_event(self, workflow_id: str, key: str, deadline: float) -> tuple[Any] | None:
@@ -278,11 +284,20 @@ def encode_message(
     return topic, idempotency_key, dumps_checked(serializer, message, "the message")
 
 
-def check_event_args(workflow_id: str, key: str, timeout: float) -> float:
-    """Check ``get_event``'s arguments; the timeout in seconds."""
+def check_event_args(
+    workflow_id: str, key: str, timeout: float, deadline: datetime | None = None
+) -> Limit:
+    """Check ``get_event``'s arguments; how long it may wait."""
     check_id(workflow_id)
     check_key(key, "key")
-    return check_timeout(timeout)
+    return check_limit(timeout, deadline)
+
+
+def not_finished(workflow_id: str, limit: Limit) -> TimeoutError:
+    """What ``get_result`` raises when the workflow has not finished in time."""
+    return TimeoutError(
+        f"workflow {workflow_id!r} did not finish {limit.describe()} (it keeps running)"
+    )
 
 
 def row_outcome(

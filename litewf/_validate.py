@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, overload
 
 from ._exceptions import InvalidValueError
 
-__all__ = ["check_count", "check_id", "check_key", "check_timeout", "check_value"]
+__all__ = [
+    "DEFAULT_WAIT_S",
+    "Limit",
+    "check_count",
+    "check_id",
+    "check_key",
+    "check_limit",
+    "check_timeout",
+    "check_value",
+    "check_when",
+]
 
 #: Longest workflow ID, event key or topic accepted (characters).
 MAX_NAME_LENGTH = 1024
@@ -74,3 +86,66 @@ def check_value(value: Any, what: str) -> None:
             f"{what} cannot be None: a None result means 'timed out', so it could not be "
             f"told apart; send a value such as {{}} or False instead"
         )
+
+
+class _DefaultSeconds(float):
+    """A default ``timeout``: a ``deadline=`` given beside it replaces it, where an
+    explicit ``timeout=`` beside a ``deadline=`` is refused (it shows as the number)."""
+
+    __slots__ = ()
+
+
+#: The default ``timeout`` of ``recv`` and ``get_event`` (seconds).
+DEFAULT_WAIT_S: float = _DefaultSeconds(60.0)
+
+
+def check_when(value: Any, what: str = "deadline") -> float:
+    """An aware datetime as epoch seconds (a naive one is refused: it names no instant)."""
+    if not isinstance(value, datetime):
+        raise InvalidValueError(
+            f"{what} must be a timezone-aware datetime, got {type(value).__name__}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidValueError(
+            f"{what} must be a timezone-aware datetime, got the naive {value!r}; pass an "
+            f"aware one, e.g. datetime.now(UTC) + timedelta(minutes=5)"
+        )
+    try:
+        return value.timestamp()
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidValueError(f"{what} is out of range: {value!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """How long a wait may last: ``seconds`` from its start, or until ``at`` (epoch
+    seconds); neither: no limit."""
+
+    seconds: float | None
+    at: float | None = None
+
+    def deadline(self, now: float) -> float | None:
+        """The wait's deadline (epoch seconds) if it starts at ``now``; None: no limit.
+        A deadline already past is a timeout of 0: the wait looks once and ends."""
+        if self.at is not None:
+            return self.at
+        return None if self.seconds is None else now + self.seconds
+
+    def describe(self) -> str:
+        """``within 5.0 s`` or ``by 2026-01-01T00:00:00+00:00``, for messages."""
+        if self.at is not None:
+            return f"by {datetime.fromtimestamp(self.at).astimezone().isoformat()}"
+        return f"within {self.seconds} s"
+
+
+def check_limit(timeout: Any, deadline: Any, *, optional: bool = False) -> Limit:
+    """Check a wait's ``timeout=`` (seconds) or ``deadline=`` (an aware datetime): at most
+    one of them (a default timeout gives way to a deadline). ``optional``: a None
+    timeout is allowed and means no limit."""
+    if deadline is None:
+        return Limit(check_timeout(timeout, optional=optional))
+    if timeout is not None and not isinstance(timeout, _DefaultSeconds):
+        raise InvalidValueError(
+            "pass either timeout= (seconds from now) or deadline= (an aware datetime), not both"
+        )
+    return Limit(None, check_when(deadline))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from . import _reads as reads
@@ -64,17 +65,20 @@ class WorkflowHandle(Generic[R]):
     def workflow_id(self) -> str:
         return self._workflow_id
 
-    async def get_result(self, timeout: float | None = None) -> R:
+    async def get_result(
+        self, timeout: float | None = None, *, deadline: datetime | None = None
+    ) -> R:
         """Wait for the workflow to finish; return its result or raise its error.
 
         Raises the builtin ``TimeoutError`` if it has not finished within ``timeout``
-        seconds (the workflow keeps running).
+        seconds, or by ``deadline`` (an aware datetime, instead); the workflow keeps running.
         """
         ctx = replay.reading(self._session)
+        session, workflow_id = self._session, self._workflow_id
         if ctx is not None:  # inside a workflow: a recorded operation
-            recorded: R = await reads.get_result(ctx, self._session, self._workflow_id, timeout)
+            recorded: R = await reads.get_result(ctx, session, workflow_id, timeout, deadline)
             return recorded
-        result: R = await self._session.wait_result(self._workflow_id, timeout)
+        result: R = await session.wait_result(workflow_id, timeout, deadline)
         return result
 
     async def get_status(self) -> WorkflowStatus:

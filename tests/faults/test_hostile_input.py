@@ -17,6 +17,7 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,17 @@ BAD_TIMEOUTS: list[tuple[str, Any, str]] = [
     ("bool", True, "number of seconds"),
 ]
 
+#: Bad deadlines (``deadline=``, ``sleep_until``): naive datetimes name no instant.
+BAD_DEADLINES: list[tuple[str, Any, str]] = [
+    ("naive", datetime(2030, 1, 1), "pass an aware one"),
+    ("naive-now", datetime.now(), "pass an aware one"),
+    ("date", date(2030, 1, 1), "timezone-aware datetime"),
+    ("epoch-float", 1.9e9, "timezone-aware datetime"),
+    ("str", "2030-01-01T00:00:00Z", "timezone-aware datetime"),
+]
+
+SOON = datetime.now(UTC) + timedelta(hours=1)
+
 
 def counts(db: Path) -> dict[str, int]:
     con = sqlite3.connect(db)
@@ -130,6 +142,27 @@ def entry_points() -> Iterator[Any]:
             BAD_TIMEOUTS,
         ),
         "rt.sleep(seconds)": (lambda rt, c, v: rt.sleep(v), BAD_TIMEOUTS),
+        "rt.get_event(deadline)": (
+            lambda rt, c, v: rt.get_event("w", "k", deadline=v),
+            BAD_DEADLINES,
+        ),
+        "client.get_event(deadline)": (
+            lambda rt, c, v: c.get_event("w", "k", deadline=v),
+            BAD_DEADLINES,
+        ),
+        "handle.get_result(deadline)": (lambda rt, c, v: _get_result(rt, None, v), BAD_DEADLINES),
+        "rt.sleep_until(when)": (lambda rt, c, v: rt.sleep_until(v), BAD_DEADLINES),
+        "timeout+deadline": (
+            lambda rt, c, v: v(rt, c),
+            [
+                ("rt.get_event", lambda rt, c: rt.get_event("w", "k", 1, deadline=SOON), "both"),
+                ("client.get_event", lambda rt, c: c.get_event("w", "k", 0, deadline=SOON), "both"),
+                ("handle.get_result", lambda rt, c: _get_result(rt, 1, SOON), "both"),
+            ],
+        ),
+        "rt.message(topic)": (lambda rt, c, v: _now(rt.message, v), BAD_KEYS),
+        "rt.event(workflow_id)": (lambda rt, c, v: _now(rt.event, v, "k"), BAD_IDS),
+        "rt.event(key)": (lambda rt, c, v: _now(rt.event, "w", v), BAD_KEYS),
         "rt.read_stream(workflow_id)": (lambda rt, c, v: _read(rt, v, "k", 0, 0), BAD_IDS),
         "client.read_stream(key)": (lambda rt, c, v: _read(c, "w", v, 0, 0), BAD_KEYS),
         "rt.read_stream(timeout)": (lambda rt, c, v: _read(rt, "w", "k", 0, v), BAD_TIMEOUTS),
@@ -161,8 +194,13 @@ async def _read(
     return [v async for v in source.read_stream(wid, key, offset=offset, timeout=timeout)]
 
 
-async def _get_result(rt: litewf.Runtime, timeout: Any) -> Any:
-    return await (await rt.retrieve_workflow("w")).get_result(timeout=timeout)
+async def _get_result(rt: litewf.Runtime, timeout: Any, deadline: Any = None) -> Any:
+    return await (await rt.retrieve_workflow("w")).get_result(timeout=timeout, deadline=deadline)
+
+
+async def _now(make: Callable[..., Any], *args: Any) -> Any:
+    """A synchronous call (a wait descriptor, checked when made) as an entry point."""
+    return make(*args)
 
 
 WORKFLOWS: dict[litewf.Runtime, litewf.Workflow[..., Any]] = {}
@@ -397,3 +435,50 @@ async def test_read_only_file_or_folder_is_refused_untouched(tmp_path: Path, wha
             chattr("-i", target)
         else:
             target.chmod(0o755)
+
+
+async def test_wait_first_hostile_input(db_path: Path) -> None:
+    """wait_first refuses what is not a wait, no waits, naive or doubled deadlines and bad
+    timeouts, before taking an operation number; outside a workflow it is refused too."""
+    rt = litewf.Runtime(db_path)
+    seen: list[str] = []
+
+    @rt.workflow(name="h.other")
+    async def other() -> None:
+        pass
+
+    async def refused(text: str, **waits: Any) -> None:
+        try:
+            await rt.wait_first(**waits)
+        except litewf.InvalidValueError as exc:
+            assert text in str(exc), (text, str(exc))
+            seen.append(text)
+            return
+        raise AssertionError(f"accepted {waits!r}")
+
+    @rt.workflow(name="h.waits")
+    async def waits() -> str:
+        paid = rt.message("paid")
+        accepted = "rt.message(topic), rt.event(workflow_id, key) or a WorkflowHandle"
+        for bad in ("paid", 5, None, {"topic": "paid"}, other, rt, [paid]):
+            await refused(accepted, paid=bad)
+        await refused(accepted, paid=paid, shipped="shipped")  # one bad one among good ones
+        await refused("at least one wait")
+        await refused("at least one wait", timeout=5)
+        await refused("pass an aware one", paid=paid, deadline=datetime(2030, 1, 1))
+        await refused("timezone-aware datetime", paid=paid, deadline=1.9e9)
+        await refused("not both", paid=paid, timeout=5, deadline=SOON)
+        for _, timeout, text in BAD_TIMEOUTS:
+            await refused(text, paid=paid, timeout=timeout)
+        await refused("NUL", **{"a\x00b": paid})
+        await rt.set_event("k", "fine")
+        return "done"
+
+    async with rt:
+        with pytest.raises(litewf.NotInWorkflowError):
+            await rt.wait_first(paid=rt.message("paid"), timeout=0)
+        assert await waits() == "done"
+        wid = (await rt.list_workflows(name="h.waits"))[0].workflow_id
+        assert [s.name for s in await rt.list_steps(wid)] == ["set_event"]  # no numbers taken
+    assert len(seen) == 8 + 5 + len(BAD_TIMEOUTS) + 1
+    assert counts(db_path)["messages"] == 0
