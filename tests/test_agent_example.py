@@ -3,7 +3,8 @@
 The test holds the listening socket and hands it to each server process (``uvicorn --fd``),
 so a restarted server answers on the same port, and talks HTTP to it with http.client.
 The crash test SIGKILLs the server mid-answer, starts it again on the same database and
-reconnects with ``Last-Event-ID``: every token arrives exactly once, in order.
+reconnects with ``Last-Event-ID``: every token arrives exactly once, in order; then kills
+it again while the draft waits at the approval gate (``wait_first``), which survives too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import anyio
 import pytest
 
 import litewf
-from examples.agent.agent import fake_model, workflow_id
+from examples.agent.agent import AWAITING, fake_model, workflow_id
 
 pytest.importorskip(
     "uvicorn",
@@ -48,8 +49,14 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), AGENT_DB=str(self.db), AGENT_DELAY=str(DELAY))
+    def start(self, approval_timeout: float = 600) -> None:
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            AGENT_DB=str(self.db),
+            AGENT_DELAY=str(DELAY),
+            AGENT_APPROVAL_TIMEOUT=str(approval_timeout),
+        )
         fd = self.sock.fileno()
         command = [sys.executable, "-m", "uvicorn", "examples.agent.server:app", "--fd", str(fd)]
         with open(self.log, "ab") as log:
@@ -121,6 +128,16 @@ class Events:
             else:
                 fields = {}  # a retry-only event
 
+    def until(self, last: Any) -> list[tuple[str | None, Any]]:
+        """(id, value) of each message up to and including the value ``last``."""
+        got: list[tuple[str | None, Any]] = []
+        while True:
+            event = self.next()
+            assert event is not None and event[0] == "message", (event, got)
+            got.append(event[1:])
+            if event[2] == last:
+                return got
+
     def close(self) -> None:
         self.conn.close()
 
@@ -156,8 +173,10 @@ def status(db: Path, answer_id: str) -> litewf.WorkflowStatus:
 def test_tokens_arrive_once_and_in_order_across_a_server_crash(server: Server) -> None:
     """Read a few tokens, SIGKILL the server mid-answer, start it again on the same
     database and reconnect with Last-Event-ID: the rest follows, with no token missing
-    or repeated, the ids are the offsets 0, 1, 2, ..., and the answer ends once."""
-    expected = fake_model(PROMPT)
+    or repeated, the ids are the offsets 0, 1, 2, ... . Kill it again while the draft
+    waits for approval: after the restart the gate still waits (its status is not written
+    twice), takes the approval, and the stream ends once."""
+    expected = [*fake_model(PROMPT), {"status": AWAITING}, {"status": "approved"}]
     assert server.call("POST", "/answers", {"id": "a1", "prompt": PROMPT})[0] == 202
     events = server.events("a1")
     got: list[tuple[str | None, Any]] = []
@@ -169,41 +188,51 @@ def test_tokens_arrive_once_and_in_order_across_a_server_crash(server: Server) -
     assert events.next() is None  # the connection died with the server
     events.close()
     written = stream_rows(server.db, "a1")
-    assert len(written) < len(expected) and all(v is not None for _, v in written)  # mid-answer
+    assert len(written) < len(expected) - 2 and all(v is not None for _, v in written)
 
     server.start()  # recovers the answer: the model step runs again
     events = server.events("a1", last_event_id=got[-1][0])
-    while (event := events.next()) is not None and event[0] == "message":
-        got.append(event[1:])
+    got += events.until({"status": AWAITING})
     events.close()
-    assert event == ("end", None, {})
-    assert got == [(str(i), token) for i, token in enumerate(expected)]
+    server.kill()  # at the gate
+
+    server.start()
+    events = server.events("a1", last_event_id=got[-1][0])
+    assert server.call("POST", "/answers/a1/approve") == (202, {"id": "a1", "sent": "approve"})
+    got += events.until({"status": "approved"})
+    assert events.next() == ("end", None, {})
+    events.close()
+    assert got == [(str(i), value) for i, value in enumerate(expected)]
 
     assert [p for p, _ in stream_rows(server.db, "a1")] == list(range(len(expected) + 1))
-    code, page = server.call("GET", "/answers/a1")
-    assert (code, page["status"]) == (200, "SUCCESS")
-    assert page["result"] == f"answered in {len(expected)} tokens"
-    assert status(server.db, "a1").recovery_attempts == 1
+    assert server.call("GET", "/answers/a1") == (
+        200,
+        {"id": "a1", "status": "SUCCESS", "result": "approved"},
+    )
+    assert status(server.db, "a1").recovery_attempts == 2
     server.stop()
 
 
 def test_reconnects_resume_after_the_last_event_id(server: Server) -> None:
     """Without a crash: a reconnect with Last-Event-ID N gets N + 1 on; after the last id
-    only the end; a finished answer's stream can be read again from the start."""
-    expected = fake_model("hello")
+    only the end; a finished answer's stream can be read again from any offset. A reject
+    wins the gate; an approve sent after it stays queued and changes nothing."""
+    expected = [*fake_model("hello"), {"status": AWAITING}, {"status": "rejected"}]
     assert server.call("POST", "/answers", {"id": "b1", "prompt": "hello"})[0] == 202
     events = server.events("b1")
     first = events.next()
     events.close()
     assert first == ("message", "0", expected[0])
     events = server.events("b1", last_event_id="0")
-    rest = []
-    while (event := events.next()) is not None and event[0] == "message":
-        rest.append(event[1:])
+    rest = events.until({"status": AWAITING})
+    assert server.call("POST", "/answers/b1/reject")[0] == 202
+    rest += events.until({"status": "rejected"})
+    assert events.next() == ("end", None, {})
     events.close()
-    assert rest == [(str(i), t) for i, t in enumerate(expected)][1:]
-    last = str(len(expected) - 1)
-    events = server.events("b1", last_event_id=last)
+    assert rest == [(str(i), v) for i, v in enumerate(expected)][1:]
+    assert server.call("POST", "/answers/b1/approve")[0] == 202  # too late: stays queued
+
+    events = server.events("b1", last_event_id=str(len(expected) - 1))
     assert events.next() == ("end", None, {})
     events.close()
     events = server.events("b1", last_event_id="10")
@@ -216,6 +245,21 @@ def test_reconnects_resume_after_the_last_event_id(server: Server) -> None:
         {"id": "b1", "stream": "/answers/b1/stream"},
     )
     assert len(stream_rows(server.db, "b1")) == len(expected) + 1
+    assert server.call("GET", "/answers/b1")[1]["result"] == "rejected"
+    server.stop()
+
+
+def test_a_draft_nobody_decides_on_expires(server: Server) -> None:
+    """No decision within the approval timeout: the stream says "expired" and ends."""
+    server.kill()
+    server.start(approval_timeout=0.2)
+    assert server.call("POST", "/answers", {"id": "c1", "prompt": "hi"})[0] == 202
+    events = server.events("c1")
+    got = events.until({"status": "expired"})
+    assert events.next() == ("end", None, {})
+    events.close()
+    assert [v for _, v in got][-2:] == [{"status": AWAITING}, {"status": "expired"}]
+    assert server.call("GET", "/answers/c1")[1]["result"] == "expired"
     server.stop()
 
 
@@ -224,6 +268,8 @@ def test_reconnects_resume_after_the_last_event_id(server: Server) -> None:
     [
         ("GET", "/answers/nope/stream", None, {}, 404),
         ("GET", "/answers/nope", None, {}, 404),
+        ("POST", "/answers/nope/approve", None, {}, 404),
+        ("POST", "/answers/b1/publish", None, {}, 404),
         ("GET", "/answers/b1/stream", None, {"Last-Event-ID": "x"}, 400),
         ("GET", "/answers/b1/stream", None, {"Last-Event-ID": "-1"}, 400),
         ("POST", "/answers", "not json", {}, 400),

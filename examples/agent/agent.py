@@ -6,6 +6,10 @@ mid-answer, the step runs again on restart; litewf skips the writes the first ru
 made (a step's n-th write is stored once), so a reader that resumes at its next offset sees
 every token exactly once, in order, provided the model says the same thing again (this fake
 model always does; a real one would be asked with a fixed seed, or its output cached).
+
+A person then approves or rejects the draft (``wait_first`` on two message topics, with a
+deadline that survives restarts); the stream says so with ``{"status": ...}`` values
+between and after the tokens, and ends when the workflow closes it.
 """
 
 from __future__ import annotations
@@ -28,15 +32,25 @@ ANSWER = (
 )
 
 
+#: What the stream says while the draft waits for a person, and after the decision.
+AWAITING = "awaiting approval"
+VERDICTS = {"approve": "approved", "reject": "rejected"}
+
+
 @dataclass(frozen=True)
 class Config:
     db_path: str = "agent.db"
     delay: float = 0.05  # seconds the fake model "thinks" before each word
+    approval_timeout: float = 600.0  # how long a draft waits for a person's decision
 
     @classmethod
     def from_env(cls) -> Config:
         env = os.environ.get
-        return cls(db_path=env("AGENT_DB", cls.db_path), delay=float(env("AGENT_DELAY", cls.delay)))
+        return cls(
+            db_path=env("AGENT_DB", cls.db_path),
+            delay=float(env("AGENT_DELAY", cls.delay)),
+            approval_timeout=float(env("AGENT_APPROVAL_TIMEOUT", cls.approval_timeout)),
+        )
 
 
 def workflow_id(answer_id: str) -> str:
@@ -66,8 +80,18 @@ def build(cfg: Config) -> tuple[litewf.Runtime, litewf.Workflow[[str], str]]:
 
     @rt.workflow(name="agent.answer")
     async def answer(prompt: str) -> str:
-        count = await generate(prompt)
-        await rt.close_stream(TOKENS)  # readers end after the last token
-        return f"answered in {count} tokens"
+        await generate(prompt)
+        # The gate: a person approves the draft before it counts (in a real agent: before
+        # the email is sent, the change merged, ...). Only the winning message is taken.
+        await rt.write_stream(TOKENS, {"status": AWAITING})
+        got = await rt.wait_first(
+            approve=rt.message("approve"),
+            reject=rt.message("reject"),
+            timeout=cfg.approval_timeout,
+        )
+        verdict = "expired" if got is None else VERDICTS[got.name]
+        await rt.write_stream(TOKENS, {"status": verdict})
+        await rt.close_stream(TOKENS)  # readers end after the verdict
+        return verdict
 
     return rt, answer

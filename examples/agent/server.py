@@ -8,6 +8,7 @@ Run from the repository root (settings from AGENT_DB and AGENT_DELAY):
 - ``GET /answers/{id}/stream``: Server-Sent Events, one per token, each with its stream
   offset as its ``id``; a reconnect with ``Last-Event-ID: N`` (browsers send it by
   themselves) resumes at offset N + 1. An ``end`` event closes the stream.
+- ``POST /answers/{id}/approve`` or ``/reject``: the person's decision on the draft.
 - ``GET /answers/{id}``: the workflow's status and result.
 """
 
@@ -56,6 +57,8 @@ class Agent:
                 await self.start(send, body)
             case "GET", ["answers", answer_id]:
                 await self.status(send, answer_id)
+            case "POST", ["answers", answer_id, ("approve" | "reject") as decision]:
+                await self.decide(send, answer_id, decision)
             case "GET", ["answers", answer_id, "stream"]:
                 await self.stream(send, receive, answer_id, headers.get("last-event-id"))
             case method, _:
@@ -91,6 +94,16 @@ class Agent:
         await self.rt.start_workflow(self.answer, prompt, workflow_id=workflow_id(answer_id))
         page = {"id": answer_id, "stream": f"/answers/{answer_id}/stream"}
         await respond_json(send, 202, page)
+
+    async def decide(self, send: Send, answer_id: str, decision: str) -> None:
+        """Send the decision to the answer's workflow (a message on topic ``decision``):
+        its ``wait_first`` takes the first one; a later one stays queued, unused."""
+        try:
+            await self.rt.send(workflow_id(answer_id), {"by": "web"}, topic=decision)
+        except (litewf.WorkflowNotFoundError, litewf.InvalidValueError):
+            await respond_json(send, 404, {"error": f"no answer {answer_id!r}"})
+            return
+        await respond_json(send, 202, {"id": answer_id, "sent": decision})
 
     async def status(self, send: Send, answer_id: str) -> None:
         try:
