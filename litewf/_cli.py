@@ -136,9 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("key", metavar="KEY")
     p.add_argument(
-        "--from", dest="offset", type=_count, default=0, metavar="N", help="start at offset N"
+        "--from", dest="offset", type=_offset, default=0, metavar="N", help="start at offset N"
     )
-    p.add_argument("--timeout", type=_duration, help="stop after S with no new value (exit 1)")
+    p.add_argument(
+        "--timeout", type=_duration, metavar="S", help="stop after S with no new value (exit 1)"
+    )
     command("cancel", _cancel, "cancel a PENDING workflow").add_argument(
         "workflow_id", metavar="ID"
     )
@@ -178,6 +180,14 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _offset(text: str) -> int:
+    """A stream offset: a whole number that SQLite can store."""
+    value = _count(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected an offset below 2**63, got {text!r}")
     return value
 
 

@@ -184,6 +184,8 @@ def test_tail_user_errors_are_one_line_with_exit_1(
         ["tail", "story-1"],
         ["tail", "story-1", "out", "--from", "-1"],
         ["tail", "story-1", "out", "--from", "x"],
+        ["tail", "story-1", "out", "--from", str(2**63)],
+        ["tail", "story-1", "out", "--timeout", "nan"],
         ["tail", "story-1", "out", "--timeout", "soon"],
     ],
 )
