@@ -237,8 +237,9 @@ class Bench:
 
     async def streams(self) -> list[Figure]:  # in _bench_streams; sizes: messages, round_trips
         n, samples = self.sizes.messages, self.sizes.round_trips
-        rows = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
-        return [Figure("streams", *row) for row in rows]
+        rates, latency = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
+        figures = [Figure("streams", m, rate, "values/s") for m, rate in rates]
+        return [*figures, _latency("streams", *latency)]
 
     async def messages(self) -> list[Figure]:
         rt = self.runtime(self.fresh_path())

@@ -26,11 +26,7 @@ from ._runtime import Runtime
 from ._types import Durability
 from ._workflow import Workflow
 
-__all__ = ["Row", "run"]
-
-#: A figure as ``_bench.Figure`` takes it after the scenario name:
-#: (measure, value, unit, p50 ms, p99 ms).
-Row = tuple[str, float, str, float | None, float | None]
+__all__ = ["run"]
 
 KEY = "tokens"
 #: Pause between the latency run's writes, so that each finds the reader waiting.
@@ -39,35 +35,21 @@ PAUSE = 0.002
 
 async def run(
     paths: Callable[[], Path], durability: Durability, values: int, samples: int
-) -> list[Row]:
-    """Three figures, each from a fresh database (``paths()`` gives one): ``values``
-    values written by a step; ``values // 4`` by the workflow itself (one commit each); and
-    the latency of ``samples`` paced writes from a step."""
+) -> tuple[list[tuple[str, float]], tuple[str, list[float]]]:
+    """Each run on a fresh database (``paths()`` gives one): (measure, values/s) of
+    ``values`` values written by a step and of ``values // 4`` written by the workflow
+    itself (one commit each); and (measure, seconds of each) of ``samples`` paced writes
+    from a step, for ``_bench`` to turn into its figures."""
     batched = await _transfer(paths(), durability, values, 0.0, in_step=True)
     alone = max(1, values // 4)
     one_by_one = await _transfer(paths(), durability, alone, 0.0, in_step=False)
     paced = await _transfer(paths(), durability, samples, PAUSE, in_step=True)
-    ordered = sorted(paced["latencies"])
-    p50 = ordered[len(ordered) // 2] * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     to = "to a Client in another process"
-    return [
-        (
-            f"{values} values from a step (group commit), {to}",
-            _rate(batched),
-            "values/s",
-            None,
-            None,
-        ),
-        (
-            f"{alone} values from the workflow (one commit each), {to}",
-            _rate(one_by_one),
-            "values/s",
-            None,
-            None,
-        ),
-        ("write_stream in a step -> read_stream in another process", p50, "ms (p50)", p50, p99),
+    rates = [
+        (f"{values} values from a step (group commit), {to}", _rate(batched)),
+        (f"{alone} values from the workflow (one commit each), {to}", _rate(one_by_one)),
     ]
+    return rates, ("write_stream in a step -> read_stream in another process", paced["latencies"])
 
 
 def _rate(report: dict[str, Any]) -> float:
