@@ -24,8 +24,8 @@ Module map, from the ground up; each imports only modules listed before it
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_recovery``,
   ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
-- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_wake``,
-  ``_cli``, ``_bench``: tools.
+- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
+  ``_bench_wake``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from . import testing
+from . import _bench_streams, testing
 from ._api import SessionCalls
 from ._bench_wake import HOW, wake_times
 from ._cli_output import WIDE, table
@@ -37,7 +37,7 @@ from ._workflow import Workflow
 __all__ = ["main"]
 
 SCENARIOS: tuple[str, ...] = ("workflows", "send-recv", "send-recv-xproc", "events", "messages")
-SCENARIOS += ("wait-first", "recovery", "idle")
+SCENARIOS += ("wait-first", "recovery", "idle", "streams")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +234,12 @@ class Bench:
         times = [float(x) for x in out.split()]
         measure = "set_event here -> get_event in another process"
         return [*figures, _latency("events", measure, times)]
+
+    async def streams(self) -> list[Figure]:  # in _bench_streams; sizes: messages, round_trips
+        n, samples = self.sizes.messages, self.sizes.round_trips
+        rates, latency = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
+        figures = [Figure("streams", m, rate, "values/s") for m, rate in rates]
+        return [*figures, _latency("streams", *latency)]
 
     async def messages(self) -> list[Figure]:
         rt = self.runtime(self.fresh_path())

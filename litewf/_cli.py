@@ -22,6 +22,7 @@ import anyio
 
 from . import _cli_output as out
 from . import _management as management
+from . import _streams as streams
 from ._dbfile import absolute_path
 from ._exceptions import CorruptDatabaseError, LitewfError
 from ._serialization import JsonSerializer
@@ -131,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=_duration, default=0.0, help="wait up to S for it (default: no wait)"
     )
+    p = command("tail", _tail, "print a workflow's stream as it grows, until it ends")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument(
+        "--from", dest="offset", type=_offset, default=0, metavar="N", help="start at offset N"
+    )
+    p.add_argument(
+        "--timeout", type=_duration, metavar="S", help="stop after S with no new value (exit 1)"
+    )
     command("cancel", _cancel, "cancel a PENDING workflow").add_argument(
         "workflow_id", metavar="ID"
     )
@@ -170,6 +180,14 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _offset(text: str) -> int:
+    """A stream offset: a whole number that SQLite can store."""
+    value = _count(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected an offset below 2**63, got {text!r}")
     return value
 
 
@@ -349,6 +367,24 @@ async def _get_event(session: Session, args: argparse.Namespace) -> int:
     else:
         print(value)
     return 0
+
+
+async def _tail(session: Session, args: argparse.Namespace) -> int:
+    """Each value as it comes (``--json``: with its offset); exit 0 at the stream's end, 1
+    when ``--timeout`` passed first, naming the offset to continue from."""
+    workflow_id, key, position = args.workflow_id, args.key, args.offset
+    async for value in streams.read(session, workflow_id, key, position, args.timeout):
+        print(out.stream_line(position, value, args.json), flush=True)
+        position += 1
+    if args.timeout is None:
+        return 0  # without a timeout, a read ends only at the stream's end
+    found = await session.backend.read(streams._look, workflow_id, key, position, 1)
+    if found is not None and found[0][1] is None:
+        return 0  # closed, or the workflow finished
+    raise UserError(
+        f"no new value of stream {key!r} within {args.timeout:g} s; it is still open "
+        f"(continue with --from {position})"
+    )
 
 
 async def _cancel(session: Session, args: argparse.Namespace) -> int:

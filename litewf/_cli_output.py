@@ -28,6 +28,7 @@ __all__ = [
     "status_json",
     "status_row",
     "status_text",
+    "stream_line",
     "table",
     "topic_text",
     "unreadable",
@@ -147,6 +148,13 @@ def when(moment: datetime) -> str:
 def value_text(value: Any) -> str:
     """A stored value as its JSON text."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def stream_line(offset: int, value: Any, as_json: bool) -> str:
+    """A line of ``tail``: the value (a string bare), or ``{"offset": N, "value": ...}``."""
+    if as_json:
+        return json.dumps({"offset": offset, "value": value}, ensure_ascii=False)
+    return value if isinstance(value, str) else value_text(value)
 
 
 def topic_text(topic: str | None) -> str:
