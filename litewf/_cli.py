@@ -378,8 +378,7 @@ async def _tail(session: Session, args: argparse.Namespace) -> int:
         position += 1
     if args.timeout is None:
         return 0  # without a timeout, a read ends only at the stream's end
-    found = await session.backend.read(streams._look, workflow_id, key, position, 1)
-    if found is not None and found[0][1] is None:
+    if await streams.ended(session, workflow_id, key, position):
         return 0  # closed, or the workflow finished
     raise UserError(
         f"no new value of stream {key!r} within {args.timeout:g} s; it is still open "

@@ -51,6 +51,7 @@ __all__ = [
     "close",
     "close_anywhere",
     "close_in_step",
+    "ended",
     "read",
     "read_recorded",
     "write",
@@ -239,10 +240,15 @@ def _append_batch(
 # -- reading ---------------------------------------------------------------------------------
 
 
+#: The largest offset SQLite can compare (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
+
+
 def _check_read(workflow_id: str, key: str, offset: int, timeout: float | None) -> float | None:
     check_id(workflow_id)
     check_key(key, "key")
-    check_count(offset, "offset")
+    if check_count(offset, "offset") > MAX_OFFSET:
+        raise InvalidValueError(f"offset must be at most {MAX_OFFSET}, got {offset}")
     return check_timeout(timeout, optional=True)
 
 
@@ -258,6 +264,13 @@ def _look(tx: Tx, workflow_id: str, key: str, start: int, limit: int) -> Found:
     if row.status is Status.PENDING and not journal.stream_closed(tx, workflow_id, key):
         return None
     return [(start, None)]  # closed before ``start``, or finished: nothing more will come
+
+
+async def ended(session: Session, workflow_id: str, key: str, offset: int) -> bool:
+    """Whether the stream has nothing at ``offset`` and never will (it was closed, or the
+    workflow has finished): a read that stopped there ended, rather than timed out."""
+    found = await session.backend.read(_look, workflow_id, key, offset, 1)
+    return found is not None and found[0][1] is None
 
 
 def _watched(workflow_id: str, key: str) -> tuple[Change, Change]:

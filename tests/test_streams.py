@@ -360,6 +360,7 @@ async def test_a_client_in_another_process_follows_a_stream(db_path: Path, tmp_p
         (("w", "tok", -1), litewf.InvalidValueError),
         (("w", "tok", True), litewf.InvalidValueError),
         (("w", "tok", 1.5), litewf.InvalidValueError),
+        (("w", "tok", 2**63), litewf.InvalidValueError),  # past SQLite's integers
         (("w", "tok", 0, math.nan), litewf.InvalidValueError),
         (("w", "tok", 0, -1), litewf.InvalidValueError),
     ],
