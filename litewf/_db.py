@@ -122,25 +122,39 @@ class Database:
             raise
 
     async def _setup(self, conn: aiosqlite.Connection) -> None:
-        try:
-            # Wait out other processes' write locks inside SQLite rather than failing.
-            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            app_id, version, tables = await self._identity(conn)
-            check_identity(self.path, app_id, version, tables, self._create)
-            if self._create:
-                # WAL lets readers in other processes work while one process writes.
-                await conn.execute("PRAGMA journal_mode = WAL")
-            else:
-                await self._require_wal(conn)
-            # FULL syncs the WAL on every commit: a returned call survives power loss.
-            # NORMAL syncs only at checkpoints: survives a process crash, not power loss.
-            sync = "FULL" if self._durability == "full" else "NORMAL"
-            await conn.execute(f"PRAGMA synchronous = {sync}")
-            await conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
-            if self._create and version < SCHEMA_VERSION:
-                await self.write(lambda tx: migrate(tx.conn))
-        except sqlite3.Error as exc:
-            raise translate(self.path, exc) from exc
+        """Check the file and set the connection up; retried while another process holds
+        the file (several processes opening a new file at once take turns setting it up;
+        SQLite's own busy wait may be too short on a loaded machine)."""
+        give_up = time.monotonic() + BUSY_GIVE_UP_S
+        delay = 0.01
+        while True:
+            try:
+                await self._setup_once(conn)
+                return
+            except sqlite3.Error as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > give_up:
+                    raise translate(self.path, exc) from exc
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _setup_once(self, conn: aiosqlite.Connection) -> None:
+        # Wait out other processes' write locks inside SQLite rather than failing.
+        await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        app_id, version, tables = await self._identity(conn)
+        check_identity(self.path, app_id, version, tables, self._create)
+        if self._create:
+            # WAL lets readers in other processes work while one process writes.
+            await conn.execute("PRAGMA journal_mode = WAL")
+        else:
+            await self._require_wal(conn)
+        # FULL syncs the WAL on every commit: a returned call survives power loss.
+        # NORMAL syncs only at checkpoints: survives a process crash, not power loss.
+        sync = "FULL" if self._durability == "full" else "NORMAL"
+        await conn.execute(f"PRAGMA synchronous = {sync}")
+        await conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        if self._create and version < SCHEMA_VERSION:
+            await self.write(lambda tx: migrate(tx.conn))
 
     @staticmethod
     async def _identity(conn: aiosqlite.Connection) -> tuple[int, int, int]:
