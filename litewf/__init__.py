@@ -19,10 +19,11 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
-  starts), ``_step``, ``_reads`` (recorded reads), ``_streams``, ``_workflow`` (workflows, handles).
+  starts, patch markers), ``_step``, ``_reads`` (recorded reads), ``_streams``,
+  ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
-  ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_recovery``,
-  ``_serving`` (a launch's own task).
+  ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
+  ``_recovery``, ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
   ``_bench_wake``, ``_cli``, ``_bench``: tools.

@@ -23,6 +23,7 @@ from ._tx import Tx
 __all__ = [
     "BUILTIN_OPERATIONS",
     "CHILD_PREFIX",
+    "PATCH_PREFIX",
     "HISTORY_VERSION",
     "READ_OPERATIONS",
     "check_step_name",
@@ -57,6 +58,10 @@ BUILTIN_OPERATIONS = (
     | READ_OPERATIONS
 )
 CHILD_PREFIX = "start_workflow "
+#: A patch marker's name: ``patch <name>`` (see ``_operations.patched``).
+PATCH_PREFIX = "patch "
+#: Prefixes of recorded names litewf gives its own operations.
+_PREFIXES = (CHILD_PREFIX, PATCH_PREFIX)
 
 #: Operations whose failure is a fact about the database when they ran (a key already
 #: set, a workflow not there yet), not about the workflow's own history.
@@ -73,7 +78,7 @@ def identity(**arguments: object) -> str:
 def describe(name: str, target: str | None) -> str:
     """A call as a NonDeterminismError names it: ``set_event(key='a')``, ``step 'charge'``."""
     if target is None:
-        builtin = name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX)
+        builtin = name in BUILTIN_OPERATIONS or name.startswith(_PREFIXES)
         return name if builtin else f"step {name!r}"
     try:
         arguments = json.loads(target)
@@ -89,11 +94,13 @@ def operation_kind(name: str) -> str:
         return name
     if name.startswith(CHILD_PREFIX):
         return "child"
+    if name.startswith(PATCH_PREFIX):
+        return "patch"
     return "step"
 
 
 def check_step_name(name: str) -> str:
-    if name in BUILTIN_OPERATIONS or name.startswith(CHILD_PREFIX):
+    if name in BUILTIN_OPERATIONS or name.startswith(_PREFIXES):
         raise InvalidValueError(
             f"step name {name!r} is reserved for litewf's own operations; choose another"
         )

@@ -17,7 +17,7 @@ from . import _journal as journal
 from . import _store as store
 from ._change import Change
 from ._exceptions import EventAlreadySetError, WorkflowConflictError, WorkflowNotFoundError
-from ._history import CHILD_PREFIX, identity
+from ._history import CHILD_PREFIX, PATCH_PREFIX, identity
 from ._serialization import dumps_checked, loads_checked
 from ._session import check_event_args, encode_message
 from ._validate import check_key, check_limit, check_value
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_same",
+    "deprecate_patch",
+    "patched",
     "get_event",
     "record_child",
     "recv",
@@ -245,6 +247,36 @@ async def record_child(
         return existing
 
     return await ctx.write(start_child) is None
+
+
+async def patched(ctx: WorkflowContext, name: str) -> bool:
+    """Whether the workflow takes the patched branch ``name``: True when running new code
+    (a marker operation is recorded), and when replaying a history that recorded the
+    marker here; False when replaying a history recorded before the patch, whose next
+    operation is another call (that number is not taken: the old branch makes that call).
+    """
+    marker = PATCH_PREFIX + check_key(name, "name")
+    upcoming = ctx.recorded.get(ctx.next_op)
+    if (
+        upcoming is not None
+        and upcoming.name != marker
+        and not upcoming.name.startswith(PATCH_PREFIX)
+        and ctx.nondeterminism is None
+    ):
+        return False  # recorded before the patch existed: the old branch
+    op_id = ctx.reserve()
+    if ctx.replayed(op_id, marker) is None:  # another patch's marker: NonDeterminismError
+        await ctx.write(ctx.record, op_id, marker)
+    return True
+
+
+def deprecate_patch(ctx: WorkflowContext, name: str) -> None:
+    """For code that dropped the old branch of patch ``name``: pass over its marker where
+    a history has one; record nothing."""
+    marker = PATCH_PREFIX + check_key(name, "name")
+    upcoming = ctx.recorded.get(ctx.next_op)
+    if upcoming is not None and upcoming.name == marker:
+        ctx.reserve()
 
 
 def check_same(workflow_id: str, existing: str | None, name: str) -> None:

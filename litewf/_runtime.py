@@ -30,6 +30,7 @@ from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
+from ._patches import PatchCalls
 from ._recovery import recover
 from ._serialization import JsonSerializer, Serializer
 from ._serving import Serving, Settings, failure, loop_gone, serve
@@ -49,7 +50,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Runtime(SessionCalls, WaitCalls):
+class Runtime(SessionCalls, WaitCalls, PatchCalls):
     """A durable workflow runtime over one SQLite file.
 
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
