@@ -216,7 +216,7 @@ def append_stream(
     tx: Tx, workflow_id: str, key: str, value: str | None, writer: str | None = None
 ) -> int | None:
     """Append ``value`` to the stream (``None``: close it); its position, ``CLOSED`` if the
-    stream is closed, or None if ``writer`` (a step's n-th write) already wrote it.
+    stream is closed, or None if ``writer`` (the operation writing it) already wrote it.
 
     A close of a closed stream returns its closing position (closing is idempotent).
     """

@@ -100,9 +100,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX workflows_by_parent ON workflows (parent_id) WHERE parent_id IS NOT NULL;
     """,
     # 3: streams. A value per (workflow, key, position); a NULL value closes the stream
-    # (always its last row). ``writer`` names a write made from inside a step ("<step's
-    # operation number>:<n>", its n-th write in that run): a run of the step after a
-    # crash finds its earlier writes there and does not append them again.
+    # (always its last row). ``writer`` names the operation that wrote it: a workflow's
+    # own write or close by its operation number, a step's by "<step's operation
+    # number>:<n>" (its n-th write in that run; "...:close" for its close): a run of the
+    # step after a crash finds its earlier writes there and does not append them again.
     """
     CREATE TABLE streams (
         workflow_id TEXT NOT NULL,

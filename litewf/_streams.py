@@ -6,7 +6,9 @@ across replay): the value row and the operation record commit together.
 
 Inside a step body a write is committed within milliseconds (batched, see
 ``StepWriter``), and numbered within the step's run: its
-n-th write is stored as written by "<step's operation number>:<n>". A step runs again when
+n-th write is stored as written by "<step's operation number>:<n>" (a workflow's own
+write by its operation number: every value says which operation wrote it, so that a fork
+can copy what the operations it copies wrote). A step runs again when
 the process died before its outcome was recorded, or when an attempt failed and it retries;
 the new run's first writes then find their numbers already written and are skipped, so a
 reader never sees a position twice or two runs interleaved: it sees the values the first
@@ -127,7 +129,7 @@ async def _append_as_operation(ctx: WorkflowContext, name: str, key: str, data: 
         return
 
     def append(tx: Tx) -> StreamClosedError | None:
-        position = journal.append_stream(tx, ctx.workflow_id, key, data)
+        position = journal.append_stream(tx, ctx.workflow_id, key, data, str(op_id))
         error = StreamClosedError(ctx.workflow_id, key) if position == journal.CLOSED else None
         ctx.record(tx, op_id, name, error=error)
         return error
@@ -149,7 +151,7 @@ async def write_in_step(run: StepRun, key: str, value: Any) -> None:
 async def close_in_step(run: StepRun, key: str) -> None:
     """Close the stream from a step body (closing twice is a no-op), after its writes."""
     check_key(key, "key")
-    await StepWriter.of(run).add(key, None, None)
+    await StepWriter.of(run).add(key, None, f"{run.op_id}:close")
 
 
 class StepWriter:
