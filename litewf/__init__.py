@@ -15,14 +15,15 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_tx`` (a unit of work's transaction), ``_dbfile`` (checks on the file), ``_db`` (the
   connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
-  messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health).
+  messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
+  ``_queuesql`` (SQL: enqueue, the dequeue decision).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
   starts), ``_step``, ``_reads`` (recorded reads), ``_streams``, ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_recovery``,
-  ``_serving`` (a launch's own task).
+  ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_wake``,
   ``_cli``, ``_bench``: tools.
@@ -45,6 +46,7 @@ from ._exceptions import (
     NonDeterminismError,
     NotADatabaseError,
     NotInWorkflowError,
+    QueueDuplicateError,
     RuntimeNotLaunchedError,
     SchemaTooNewError,
     SerializationError,
@@ -54,6 +56,7 @@ from ._exceptions import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from ._queues import Queue
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
@@ -84,7 +87,9 @@ __all__ = (
     "NotADatabaseError",
     "NotInWorkflowError",
     "PickleSerializer",
+    "Queue",
     "QueuedMessage",
+    "QueueDuplicateError",
     "Runtime",
     "RuntimeNotLaunchedError",
     "SchemaTooNewError",
