@@ -268,7 +268,7 @@ async def keep_dequeuing(
             with anyio.move_on_after(interval):
                 await event.wait()
         else:
-            await session.clock.wait(event, next_at, interval)
+            await session.clock.wait(event, next_at, interval, drive=False)
 
 
 async def dequeue_now(

@@ -455,3 +455,77 @@ async def test_cli_show_names_the_queue(db_path: Path, capsys: pytest.CaptureFix
     assert "ENQUEUED" in out
     assert "elsewhere (priority 4)" in out
     assert "once" in out
+
+
+async def test_starts_are_woken_by_changes_not_by_the_recovery_tick(db_path: Path) -> None:
+    """With the recovery tick an hour away, a freed slot (this process) and a Client's
+    enqueue (found through the change feed, as another process's would be) start
+    workflows at once."""
+    rt = new_runtime(db_path, recovery_interval=3600)
+    q = rt.queue("q", concurrency=1)
+    gate = Gate()
+    wf = gated(rt, gate)
+    async with rt:
+        first = await q.enqueue(wf, "first")
+        second = await q.enqueue(wf, "second")
+        await until(lambda: gate.running == 1)
+        gate.open.set()
+        assert await second.get_result(timeout=10) == "second"
+        await first.get_result(timeout=10)
+        async with litewf.Client(db_path) as client:
+            third = await client.enqueue("q", "gated", "third")
+            assert await third.get_result(timeout=10) == "third"
+
+
+async def test_auto_advance_jumps_to_a_delayed_start_only_when_awaited(db_path: Path) -> None:
+    clock = VirtualClock(auto_advance=True)
+    rt = new_runtime(db_path, clock=clock)
+    q = rt.queue("q")
+
+    @rt.workflow(name="late")
+    async def late() -> float:
+        return clock.time()
+
+    start = clock.time()
+    async with rt:
+        h = await q.enqueue(late, delay=3600)
+        await anyio.sleep(0.1)
+        assert clock.time() == start  # the dequeuer's wait does not move the clock
+        assert (await h.get_status()).status is Status.ENQUEUED
+        assert await h.get_result() >= start + 3600
+
+
+async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
+    """Migration 4 keeps every workflow (not queued: queue fields None) and adds queues."""
+    from litewf._schema import APPLICATION_ID, MIGRATIONS
+
+    con = sqlite3.connect(db_path)
+    for script in MIGRATIONS[:3]:
+        con.executescript(script)
+    con.execute(
+        "INSERT INTO workflows (workflow_id, name, status, inputs, output, created_at, "
+        "updated_at) VALUES ('old', 'f', 'SUCCESS', '{\"args\":[],\"kwargs\":{}}', '1', 1, 1)"
+    )
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    con.execute("PRAGMA user_version = 3")
+    con.commit()
+    con.close()
+    rt = new_runtime(db_path)
+    q = rt.queue("q")
+
+    @rt.workflow(name="f")
+    async def f() -> int:
+        return 2
+
+    async with rt:
+        old = await rt.retrieve_workflow("old")
+        status = await old.get_status()
+        assert (status.status, status.queue, status.priority, status.dedup_id) == (
+            Status.SUCCESS,
+            None,
+            None,
+            None,
+        )
+        assert await old.get_result() == 1
+        assert await (await q.enqueue(f)).get_result(timeout=10) == 2
+    assert column(db_path, "PRAGMA user_version") == [4]
