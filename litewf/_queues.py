@@ -285,8 +285,10 @@ async def dequeue_now(
         claimed, wake = await session.backend.write(
             queuesql.dequeue, queue.name, queue.limits, executor.executor_id, names, at
         )
-        for wf in claimed:
-            executor.spawn(wf.workflow_id, executor.workflows[wf.name], wf.inputs, fresh=True)
+        for item in claimed:
+            wf = item.workflow
+            workflow = executor.workflows[wf.name]
+            executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=item.fresh)
         if wake is not None:
             soonest = wake if soonest is None else min(soonest, wake)
     return soonest

@@ -18,7 +18,7 @@ from ._store import ClaimedWorkflow, log_change, now, placeholders
 from ._tx import Tx
 from ._types import Status
 
-__all__ = ["Enqueued", "QueueLimits", "dequeue", "enqueue"]
+__all__ = ["Dequeued", "Enqueued", "QueueLimits", "dequeue", "enqueue"]
 
 _ENQUEUED = Status.ENQUEUED.value
 _PENDING = Status.PENDING.value
@@ -40,6 +40,15 @@ class Enqueued:
     partition_key: str | None
     not_before: float | None
     parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """A workflow a dequeue made PENDING here; ``fresh``: it never ran before (one that
+    was resumed back onto its queue has a history to replay)."""
+
+    workflow: ClaimedWorkflow
+    fresh: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +109,7 @@ def dequeue(
     executor_id: str,
     names: list[str],
     at: float,
-) -> tuple[list[ClaimedWorkflow], float | None]:
+) -> tuple[list[Dequeued], float | None]:
     """Take what the queue's bounds allow now, by priority then FIFO, as PENDING workflows
     owned by ``executor_id`` (only those whose function is in ``names``).
 
@@ -141,17 +150,18 @@ def dequeue(
             running[key] = int(count)
         if len(running) == 1 and None in running and running[None] >= limits.concurrency:
             return [], wake  # unpartitioned and full: nothing to look at
-    taken: list[ClaimedWorkflow] = []
+    taken: list[Dequeued] = []
     after: tuple[int, int] = (-1, -1)
     while budget > 0:
         rows = tx.fetchall(
-            f"SELECT seq, workflow_id, name, inputs, partition_key, priority, not_before "
+            f"SELECT seq, workflow_id, name, inputs, partition_key, priority, not_before, "
+            f"started_at "
             f"FROM workflows "
             f"WHERE queue_name = ? AND status = ? AND (priority, seq) > (?, ?) "
             f"AND name IN ({placeholders(names)}) ORDER BY priority, seq LIMIT ?",
             (queue_name, _ENQUEUED, *after, *names, _SCAN),
         )
-        for seq, workflow_id, name, inputs, partition, priority, not_before in rows:
+        for seq, workflow_id, name, inputs, partition, priority, not_before, started in rows:
             after = (priority, seq)
             if not_before is not None and not_before > at:
                 wake = not_before if wake is None else min(wake, not_before)
@@ -160,14 +170,15 @@ def dequeue(
                 if running.get(partition, 0) >= limits.concurrency:
                     continue
                 running[partition] = running.get(partition, 0) + 1
-            taken.append(ClaimedWorkflow(workflow_id, name, inputs))
+            taken.append(Dequeued(ClaimedWorkflow(workflow_id, name, inputs), started is None))
             budget -= 1
             if budget <= 0:
                 break
         if len(rows) < _SCAN:
             break
     ts = now()
-    for wf in taken:
+    for item in taken:
+        wf = item.workflow
         tx.execute(
             "UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ? "
             "WHERE workflow_id = ? AND status = ?",

@@ -304,13 +304,17 @@ def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
     """Make a stopped (not successful) workflow PENDING again, owned by ``executor_id``.
 
     ``None`` leaves it unowned, for whichever live runtime has its function to claim.
+    A queued workflow goes back to its queue instead (ENQUEUED, unowned: its queue's
+    bounds decide when it runs again); then this returns False (nothing to run now).
     """
-    changed = tx.execute(
-        "UPDATE workflows SET status = ?, executor_id = ?, error = NULL, error_type = NULL, "
-        "error_message = NULL, recovery_attempts = 0, updated_at = ? "
-        "WHERE workflow_id = ? AND status IN (?, ?, ?)",
+    rows = tx.fetchall(
+        "UPDATE workflows SET status = CASE WHEN queue_name IS NULL THEN ? ELSE ? END, "
+        "executor_id = CASE WHEN queue_name IS NULL THEN ? END, error = NULL, "
+        "error_type = NULL, error_message = NULL, recovery_attempts = 0, updated_at = ? "
+        "WHERE workflow_id = ? AND status IN (?, ?, ?) RETURNING queue_name",
         (
             _PENDING,
+            Status.ENQUEUED.value,
             executor_id,
             now(),
             workflow_id,
@@ -319,9 +323,11 @@ def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
             Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
         ),
     )
-    if changed:
-        log_change(tx, Change.status(workflow_id))
-    return bool(changed)
+    if not rows:
+        return False
+    log_change(tx, Change.status(workflow_id))
+    slot_freed(tx, rows[0][0])  # (a queued one: wake its queue's runtimes)
+    return rows[0][0] is None
 
 
 def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> int:

@@ -529,3 +529,45 @@ async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
         assert await old.get_result() == 1
         assert await (await q.enqueue(f)).get_result(timeout=10) == 2
     assert column(db_path, "PRAGMA user_version") == [4]
+
+
+async def test_resume_puts_a_queued_workflow_back_on_its_queue(db_path: Path) -> None:
+    """A cancelled or failed queued workflow, resumed, waits for its queue's bounds again,
+    and replays what it recorded (its steps do not run twice)."""
+    rt = new_runtime(db_path)
+    q = rt.queue("q", concurrency=1)
+    gate = Gate()
+    wf = gated(rt, gate)
+    calls: list[str] = []
+    fail = [True]
+
+    @rt.step()
+    async def once() -> str:
+        calls.append("once")
+        return "done"
+
+    @rt.workflow(name="flaky")
+    async def flaky() -> str:
+        await once()
+        if fail[0]:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    async with rt:
+        failed = await q.enqueue(flaky)
+        with pytest.raises(RuntimeError):
+            await failed.get_result(timeout=10)
+        blocker = await q.enqueue(wf, "blocker")
+        await until(lambda: gate.running == 1)
+        cancelled = await q.enqueue(wf, "cancelled")
+        await rt.cancel_workflow(cancelled.workflow_id)
+        fail[0] = False
+        for h in (failed, cancelled):
+            await rt.resume_workflow(h.workflow_id)
+            assert (await h.get_status()).status is Status.ENQUEUED  # the slot is taken
+        gate.open.set()
+        assert await failed.get_result(timeout=10) == "ok"
+        assert await cancelled.get_result(timeout=10) == "cancelled"
+        await blocker.get_result(timeout=10)
+    assert calls == ["once"]
+    assert gate.most == 1
