@@ -15,7 +15,7 @@ import pytest
 
 import litewf
 from litewf import Status
-from litewf.testing import VirtualClock, crash_at
+from litewf.testing import VirtualClock, crash_at, crash_now
 from tests import procs
 
 
@@ -571,3 +571,36 @@ async def test_resume_puts_a_queued_workflow_back_on_its_queue(db_path: Path) ->
         await blocker.get_result(timeout=10)
     assert calls == ["once"]
     assert gate.most == 1
+
+
+@pytest.mark.parametrize("how", ["shutdown", "crash"])
+async def test_a_started_workflow_keeps_its_slot_across_a_stop(db_path: Path, how: str) -> None:
+    """A queued workflow that was running when its runtime stopped stays PENDING and keeps
+    its slot; the next launch runs it again (a crash counts one recovery attempt, a clean
+    shutdown none) and only then the next queued one."""
+    rt = new_runtime(db_path)
+    q = rt.queue("q", concurrency=1)
+    gate = Gate()
+    wf = gated(rt, gate)
+    async with rt:
+        first = await q.enqueue(wf, "first", workflow_id="first")
+        await until(lambda: gate.running == 1)
+        await q.enqueue(wf, "second", workflow_id="second")
+        if how == "crash":
+            crash_now(rt)
+    assert column(db_path, "SELECT status FROM workflows ORDER BY seq") == ["PENDING", "ENQUEUED"]
+    gate.order.clear()
+    async with rt:
+        first = await rt.retrieve_workflow("first")
+        await until(lambda: gate.running == 1)
+        assert gate.order == ["first"]
+        assert (await (await rt.retrieve_workflow("second")).get_status()).status is (
+            Status.ENQUEUED
+        )
+        gate.open.set()
+        assert await first.get_result(timeout=10) == "first"
+        second = await rt.retrieve_workflow("second")
+        assert await second.get_result(timeout=10) == "second"
+        attempts = (await first.get_status()).recovery_attempts
+        assert attempts == (1 if how == "crash" else 0)
+        assert (await second.get_status()).recovery_attempts == 0
