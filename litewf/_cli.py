@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from . import _cli_output as out
+from . import _cli_queue as cli_queue
 from . import _management as management
 from ._dbfile import absolute_path
 from ._exceptions import CorruptDatabaseError, LitewfError
@@ -153,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also delete PENDING workflows not updated for AGE (running ones stop)",
     )
+    cli_queue.add_commands(command, _duration, _count)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser

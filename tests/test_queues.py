@@ -4,6 +4,7 @@ delays; enqueue from a Client and from inside a workflow (an operation)."""
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import subprocess
@@ -604,3 +605,54 @@ async def test_a_started_workflow_keeps_its_slot_across_a_stop(db_path: Path, ho
         attempts = (await first.get_status()).recovery_attempts
         assert attempts == (1 if how == "crash" else 0)
         assert (await second.get_status()).recovery_attempts == 0
+
+
+async def test_cli_enqueue_and_queue_list(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from litewf._cli import main
+
+    rt = new_runtime(db_path)
+    rt.queue("q")
+
+    @rt.workflow(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with rt:
+        pass
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(["--db", str(db_path), *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    capsys.readouterr()
+    code, text, _ = await anyio.to_thread.run_sync(
+        cli, "enqueue", "q", "add", "2", "3", "--workflow-id", "a1", "--priority", "2"
+    )
+    assert (code, text.strip()) == (0, "a1: ENQUEUED on queue 'q'")
+    code, text, _ = await anyio.to_thread.run_sync(
+        cli, "enqueue", "q", "add", "1", "1", "--dedup-id", "d", "--json"
+    )
+    assert code == 0
+    shown = json.loads(text)
+    assert (shown["status"], shown["queue"], shown["dedup_id"]) == ("ENQUEUED", "q", "d")
+    code, _, err = await anyio.to_thread.run_sync(
+        cli, "enqueue", "q", "add", "1", "--dedup-id", "d"
+    )
+    assert code == 1 and "QueueDuplicate" not in err and "dedup_id 'd'" in err
+    code, _, err = await anyio.to_thread.run_sync(cli, "enqueue", "q", "add", "{bad")
+    assert code == 1 and "not valid JSON" in err
+    code, text, _ = await anyio.to_thread.run_sync(cli, "queue", "list", "q")
+    assert code == 0 and "a1" in text and "ENQUEUED" in text
+    async with rt:
+        assert await (await rt.retrieve_workflow("a1")).get_result(timeout=10) == 5
+        for s in await rt.list_workflows(queue="q"):
+            await (await rt.retrieve_workflow(s.workflow_id)).get_result(timeout=10)
+    code, text, _ = await anyio.to_thread.run_sync(cli, "queue", "list", "q")
+    assert (code, text.strip()) == (0, "queue 'q': nothing waits or runs")
+    code, text, _ = await anyio.to_thread.run_sync(
+        cli, "queue", "list", "q", "--status", "success", "--json"
+    )
+    assert code == 0 and len(json.loads(text)) == 2
