@@ -26,7 +26,7 @@ Module map, from the ground up; each imports only modules listed before it
   ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_wake``,
-  ``_cli_queue``, ``_cli``, ``_bench``: tools.
+  ``_bench_queue``, ``_cli_queue``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -157,7 +157,9 @@ async def serve(
             if reclaim:
                 await session.backend.write(store.release_workflows, me)
             await recover(executor, session, settings.max_recovery_attempts, first=True)
-            tg.start_soon(_recovery_loop, serving, executor, settings, queues or {})
+            tg.start_soon(
+                _recovery_loop, serving, executor, settings, {} if queues is None else queues
+            )
             serving.ready.set()
             await anyio.sleep_forever()  # until shutdown() cancels the task group
     except GeneratorExit:

@@ -656,3 +656,15 @@ async def test_cli_enqueue_and_queue_list(
         cli, "queue", "list", "q", "--status", "success", "--json"
     )
     assert code == 0 and len(json.loads(text)) == 2
+
+
+async def test_a_queue_registered_after_launch_is_served(db_path: Path) -> None:
+    rt = new_runtime(db_path, recovery_interval=3600)
+
+    @rt.workflow(name="f")
+    async def f() -> str:
+        return "ran"
+
+    async with rt:
+        late = rt.queue("late")
+        assert await (await late.enqueue(f)).get_result(timeout=10) == "ran"
