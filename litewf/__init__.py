@@ -15,7 +15,8 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_tx`` (a unit of work's transaction), ``_dbfile`` (checks on the file), ``_db`` (the
   connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
-  messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health).
+  messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
+  ``_queuesql`` (SQL: enqueue, the dequeue decision).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
@@ -23,10 +24,10 @@ Module map, from the ground up; each imports only modules listed before it
   ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
-  ``_recovery``, ``_serving`` (a launch's own task).
+  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
-  ``_bench_wake``, ``_cli``, ``_bench``: tools.
+  ``_bench_wake``, ``_bench_queue``, ``_cli_queue``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ._exceptions import (
     NonDeterminismError,
     NotADatabaseError,
     NotInWorkflowError,
+    QueueDuplicateError,
     RuntimeNotLaunchedError,
     SchemaTooNewError,
     SerializationError,
@@ -55,6 +57,7 @@ from ._exceptions import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from ._queues import Queue
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
@@ -85,7 +88,9 @@ __all__ = (
     "NotADatabaseError",
     "NotInWorkflowError",
     "PickleSerializer",
+    "Queue",
     "QueuedMessage",
+    "QueueDuplicateError",
     "Runtime",
     "RuntimeNotLaunchedError",
     "SchemaTooNewError",

@@ -115,16 +115,20 @@ class SessionCalls:
         name: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        queue: str | None = None,
     ) -> list[WorkflowStatus]:
-        """Stored workflows, newest first."""
+        """Stored workflows, newest first (``queue``: that queue's, in every status)."""
         session = self._session_for("list_workflows")
         ctx = self._reading(session)
         if ctx is not None:
-            return await reads.list_workflows(ctx, session, status, name, limit, offset)
-        return await session.list_workflows(status=status, name=name, limit=limit, offset=offset)
+            return await reads.list_workflows(ctx, session, status, name, limit, offset, queue)
+        return await session.list_workflows(
+            status=status, name=name, limit=limit, offset=offset, queue=queue
+        )
 
     async def cancel_workflow(self, workflow_id: str) -> None:
-        """Cancel a PENDING workflow wherever it runs; a finished one is left unchanged."""
+        """Cancel a PENDING workflow wherever it runs, or take an ENQUEUED one off its
+        queue; a finished one is left unchanged."""
         await self._session_for("cancel_workflow").cancel_workflow(workflow_id)
 
     async def list_steps(self, workflow_id: str) -> list[StepRecord]:

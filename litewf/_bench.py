@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from . import _bench_streams, testing
 from ._api import SessionCalls
+from ._bench_queue import queue_times
 from ._bench_wake import HOW, wake_times
 from ._cli_output import WIDE, table
 from ._client import Client
@@ -37,7 +38,7 @@ from ._workflow import Workflow
 __all__ = ["main"]
 
 SCENARIOS: tuple[str, ...] = ("workflows", "send-recv", "send-recv-xproc", "events", "messages")
-SCENARIOS += ("wait-first", "recovery", "idle", "streams")
+SCENARIOS += ("wait-first", "queue", "recovery", "idle", "streams")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,11 @@ class Bench:
             times = {how: await wake_times(rt, how, n) for how in HOW}
         measure = "send -> woken in {}, same process"
         return [_latency("wait-first", measure.format(how), times[how]) for how in HOW]
+
+    async def queue(self) -> list[Figure]:
+        async with self.runtime(self.fresh_path()) as rt:
+            through, rate, waited, times = await queue_times(rt, self.sizes.workflows)
+        return [Figure("queue", through, rate, "workflows/s"), _latency("queue", waited, times)]
 
     async def recovery(self) -> list[Figure]:
         path = self.fresh_path()

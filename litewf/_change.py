@@ -20,10 +20,12 @@ class ChangeKind(enum.StrEnum):
     EVENT = "event"
     MESSAGE = "message"
     STREAM = "stream"
+    QUEUE = "queue"
 
 
 class Change(NamedTuple):
-    """One change: its kind, the workflow it concerns, and the event key or message topic."""
+    """One change: its kind, the workflow it concerns (a queue's name for ``QUEUE``), and
+    the event key or message topic."""
 
     kind: ChangeKind
     workflow_id: str
@@ -43,6 +45,12 @@ class Change(NamedTuple):
     def stream(cls, workflow_id: str, key: str) -> Change:
         """The workflow's stream ``key`` got a value, or was closed."""
         return cls(ChangeKind.STREAM, workflow_id, key)
+
+    @classmethod
+    def queue(cls, queue_name: str) -> Change:
+        """A workflow was enqueued on ``queue_name``, or one of its slots freed (a queued
+        workflow finished, was cancelled, or its delay or rate window may have passed)."""
+        return cls(ChangeKind.QUEUE, queue_name)
 
     @classmethod
     def message(cls, workflow_id: str, topic: str | None) -> Change:

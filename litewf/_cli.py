@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from . import _cli_output as out
+from . import _cli_queue as cli_queue
 from . import _management as management
 from . import _streams as streams
 from ._dbfile import absolute_path
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also delete PENDING workflows not updated for AGE (running ones stop)",
     )
+    cli_queue.add_commands(command, _duration, _count)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser
@@ -405,6 +407,8 @@ async def _resume(session: Session, args: argparse.Namespace) -> int:
         out.print_json(out.status_json(status))
     elif status.status is Status.PENDING:
         print(f"{args.workflow_id}: PENDING (a runtime that has its function runs it)")
+    elif status.status is Status.ENQUEUED:
+        print(f"{args.workflow_id}: ENQUEUED (on queue {status.queue!r}; its runtimes start it)")
     else:
         print(f"{args.workflow_id}: {status.status.value} (finished; nothing to resume)")
     return 0

@@ -98,6 +98,10 @@ def status_text(s: WorkflowStatus) -> str:
         ["executor", s.executor_id or "-"],
         ["recovery attempts", str(s.recovery_attempts)],
     ]
+    if s.queue is not None:
+        rows.append(["queue", f"{s.queue} (priority {s.priority})"])
+        if s.dedup_id is not None:
+            rows.append(["dedup ID", s.dedup_id])
     if s.error_type is not None:
         rows.append(["error", error_text(s)])
     return table(None, rows, width=WIDE)

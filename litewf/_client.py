@@ -10,6 +10,7 @@ from typing import Any, Self
 from ._api import SessionCalls
 from ._dbfile import absolute_path
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
+from ._queues import enqueue_by_name
 from ._serialization import JsonSerializer, Serializer
 from ._session import Session
 from ._workflow import WorkflowHandle
@@ -76,3 +77,30 @@ class Client(SessionCalls):
         session = self._session_for("resume_workflow")
         await session.resume_workflow(workflow_id, lambda name: None)
         return WorkflowHandle(session, workflow_id)
+
+    async def enqueue(
+        self,
+        queue_name: str,
+        workflow_name: str,
+        *args: Any,
+        workflow_id: str | None = None,
+        priority: int | None = None,
+        dedup_id: str | None = None,
+        delay: float | None = None,
+        partition_key: str | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Enqueue the workflow registered as ``workflow_name`` on ``queue_name``: a runtime
+        that has both starts it (see ``Queue.enqueue``). Outside workflows' histories."""
+        return await enqueue_by_name(
+            self._session_for("enqueue"),
+            queue_name,
+            workflow_name,
+            args,
+            kwargs,
+            workflow_id=workflow_id,
+            priority=priority,
+            dedup_id=dedup_id,
+            delay=delay,
+            partition_key=partition_key,
+        )

@@ -31,8 +31,13 @@ class Clock:
         if remaining > 0:
             await anyio.sleep(remaining)
 
-    async def wait(self, event: anyio.Event, deadline: float | None, max_wait: float) -> None:
-        """Return when ``event`` is set, ``deadline`` passes, or ``max_wait`` real seconds do."""
+    async def wait(
+        self, event: anyio.Event, deadline: float | None, max_wait: float, *, drive: bool = True
+    ) -> None:
+        """Return when ``event`` is set, ``deadline`` passes, or ``max_wait`` real seconds do.
+
+        ``drive=False``: a background wait (a runtime's dequeuer) that must not make a
+        virtual clock with ``auto_advance`` move by itself; its deadline still counts."""
         limit = max_wait if deadline is None else min(max_wait, deadline - time.time())
         with anyio.move_on_after(limit):
             await event.wait()

@@ -106,6 +106,20 @@ class WorkflowNotFoundError(LitewfError, LookupError):
         self.workflow_id = workflow_id
 
 
+class QueueDuplicateError(LitewfError):
+    """Raised when a workflow with the same ``dedup_id`` is already queued or running in
+    that queue; nothing was enqueued."""
+
+    def __init__(self, queue_name: str, dedup_id: str, workflow_id: str) -> None:
+        super().__init__(
+            f"queue {queue_name!r} already holds workflow {workflow_id!r} with dedup_id "
+            f"{dedup_id!r} (enqueued or running); wait for it to finish, or use another dedup_id"
+        )
+        self.queue_name = queue_name
+        self.dedup_id = dedup_id
+        self.workflow_id = workflow_id
+
+
 class WorkflowConflictError(LitewfError):
     """Raised when a workflow ID is already used by another workflow function."""
 

@@ -14,6 +14,7 @@ from . import _journal as journal
 from ._exceptions import (
     EventAlreadySetError,
     InvalidValueError,
+    QueueDuplicateError,
     StreamClosedError,
     WorkflowNotFoundError,
 )
@@ -53,7 +54,7 @@ READ_OPERATIONS = frozenset(
 BUILTIN_OPERATIONS = (
     frozenset(
         {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
-        | {"wait_first"}
+        | {"wait_first", "enqueue"}
     )
     | READ_OPERATIONS
 )
@@ -66,7 +67,8 @@ _PREFIXES = (CHILD_PREFIX, PATCH_PREFIX)
 #: Operations whose failure is a fact about the database when they ran (a key already
 #: set, a workflow not there yet), not about the workflow's own history.
 _STATE_DEPENDENT = (
-    frozenset({"set_event", "send", "get_event", "write_stream", "wait_first"}) | READ_OPERATIONS
+    frozenset({"set_event", "send", "get_event", "write_stream", "wait_first", "enqueue"})
+    | READ_OPERATIONS
 )
 
 
@@ -124,6 +126,7 @@ def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
         return False
     retryable = {
         qualified_type_name(EventAlreadySetError),
+        qualified_type_name(QueueDuplicateError),
         qualified_type_name(StreamClosedError),
         qualified_type_name(WorkflowNotFoundError),
     }

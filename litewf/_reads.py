@@ -27,8 +27,8 @@ from ._history import identity
 from ._replay import WorkflowContext, retry_storage
 from ._serialization import loads_checked, replay_form
 from ._session import check_list_filters, not_finished, row_outcome
-from ._types import Status, StepRecord, WorkflowStatus, utc_datetime
-from ._validate import check_id, check_limit
+from ._types import UNFINISHED, Status, StepRecord, WorkflowStatus, utc_datetime
+from ._validate import check_id, check_key, check_limit
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -157,15 +157,23 @@ async def list_workflows(
     name: str | None,
     limit: int,
     offset: int,
+    queue: str | None = None,
 ) -> list[WorkflowStatus]:
     wanted, name = check_list_filters(status, name, limit, offset)
+    queue = check_key(queue, "queue", optional=True)
 
     async def read() -> str:
-        found = await session.backend.read(store.list_workflows, wanted, name, limit, offset)
+        found = await session.backend.read(store.list_workflows, wanted, name, limit, offset, queue)
         return json.dumps([_plain(item) for item in found])
 
+    # (queue only when given: histories recorded before queues existed keep matching)
+    by_queue = {} if queue is None else {"queue": queue}
     target = identity(
-        status=None if wanted is None else wanted.value, name=name, limit=limit, offset=offset
+        status=None if wanted is None else wanted.value,
+        name=name,
+        limit=limit,
+        offset=offset,
+        **by_queue,
     )
     return await _recorded(
         ctx, "list_workflows", target, read, lambda text: [_status(f) for f in _json(text)]
@@ -221,7 +229,7 @@ async def get_result(
 
         def look_or_start_waiting(tx: Tx) -> tuple[str | None, Exception | None] | None:
             row = store.get_result(tx, workflow_id)
-            if row is not None and row.status is Status.PENDING:
+            if row is not None and row.status in UNFINISHED:
                 ctx.record(tx, op_id, "get_result", deadline=deadline, done=False)
                 return None
             output, error = settle(row)
@@ -235,7 +243,7 @@ async def get_result(
 
         async def finished() -> tuple[store.ResultRow | None] | None:
             row = await ctx.read(store.get_result, workflow_id)
-            return None if row is not None and row.status is Status.PENDING else (row,)
+            return None if row is not None and row.status in UNFINISHED else (row,)
 
         got = await session.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if got is None:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
-import secrets
-import socket
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
@@ -31,9 +27,18 @@ from ._dbfile import absolute_path
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._patches import PatchCalls
+from ._queues import Queue, register_queue
 from ._recovery import recover
 from ._serialization import JsonSerializer, Serializer
-from ._serving import Serving, Settings, failure, loop_gone, serve
+from ._serving import (
+    Serving,
+    Settings,
+    default_executor_id,
+    failure,
+    loop_gone,
+    serve,
+    warn_unclosed,
+)
 from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
@@ -43,8 +48,6 @@ from ._waiting import WaitCalls
 from ._workflow import Workflow, WorkflowHandle
 
 __all__ = ["Runtime"]
-
-logger = logging.getLogger("litewf")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,7 +87,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         # Resolved now: a later chdir must not change which file is meant.
         self.path = absolute_path(path)
         self.executor_id = (
-            _default_executor_id() if executor_id is None else check_id(executor_id, "executor_id")
+            default_executor_id() if executor_id is None else check_id(executor_id, "executor_id")
         )
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.durability: Durability = durability
@@ -105,6 +108,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         self._serving: Serving | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._reclaim = False  # a launch whose event loop died left workflows owned
+        self._queues: dict[str, Queue] = {}
 
     def __repr__(self) -> str:
         return f"<litewf.Runtime {self.path!r} executor={self.executor_id!r}>"
@@ -131,6 +135,20 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
             return wf
 
         return register
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> Queue:
+        """Register a queue: at most ``concurrency`` of its workflows PENDING at once in
+        all processes (per ``partition_key`` when given), ``worker_concurrency`` in this
+        runtime, and ``rate_limit=(n, seconds)`` starts per sliding window."""
+        limits = (concurrency, worker_concurrency, rate_limit)
+        return register_queue(self._queues, name, limits, self._executor, self._session_for)
 
     @overload
     def step(
@@ -230,7 +248,14 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
             on_stop=self._forget_finalizer,
         )
         serving.task = loop.create_task(
-            serve(serving, self._executor, self._step_threads, settings, reclaim=self._reclaim),
+            serve(
+                serving,
+                self._executor,
+                self._step_threads,
+                settings,
+                reclaim=self._reclaim,
+                queues=self._queues,
+            ),
             name=f"litewf {self.path}",
         )
         try:
@@ -249,7 +274,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         self._reclaim = False  # taken back by this launch
         if self._finalizer is not None:
             self._finalizer.detach()  # an earlier launch's: this one is what counts now
-        self._finalizer = weakref.finalize(self, _warn_unclosed, repr(self))
+        self._finalizer = weakref.finalize(self, warn_unclosed, repr(self))
 
     def _forget_finalizer(self) -> None:
         if self._finalizer is not None:
@@ -426,20 +451,3 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         """Consume the next message on this workflow's ``topic`` queue, or None once
         ``timeout`` seconds pass (or the aware datetime ``deadline``, given instead)."""
         return await operations.recv(replay.require("recv()"), topic, timeout, deadline)
-
-
-def _default_executor_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _warn_unclosed(description: str) -> None:
-    # ResourceWarning is hidden by Python's default filters, so say it in the log too.
-    logger.warning(
-        "%s was never shut down; its workflows stay PENDING until recovered", description
-    )
-    warnings.warn(
-        f"{description} was never shut down; use 'async with rt:' or await rt.shutdown() "
-        f"(its workflows stay PENDING and are recovered at the next launch)",
-        ResourceWarning,
-        stacklevel=1,
-    )

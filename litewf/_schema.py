@@ -117,6 +117,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX streams_by_writer ON streams (workflow_id, key, writer)
         WHERE writer IS NOT NULL;
     """,
+    # 4: queues. An enqueued workflow is ENQUEUED with its queue, priority (lower first,
+    # FIFO by seq within), optional dedup ID and partition key, and ``not_before`` (a
+    # delay, on the runtime's clock); ``started_at`` is when a dequeue made it PENDING
+    # (the rate limit counts those). Enqueue looks a dedup ID up among the queue's
+    # unfinished workflows on the last index, inside its write transaction.
+    """
+    ALTER TABLE workflows ADD COLUMN queue_name TEXT;
+    ALTER TABLE workflows ADD COLUMN priority INTEGER;
+    ALTER TABLE workflows ADD COLUMN dedup_id TEXT;
+    ALTER TABLE workflows ADD COLUMN partition_key TEXT;
+    ALTER TABLE workflows ADD COLUMN not_before REAL;
+    ALTER TABLE workflows ADD COLUMN started_at REAL;
+    CREATE INDEX workflows_by_queue ON workflows (queue_name, status, priority, seq)
+        WHERE queue_name IS NOT NULL;
+    CREATE INDEX workflows_by_queue_start ON workflows (queue_name, started_at)
+        WHERE started_at IS NOT NULL;
+    CREATE INDEX workflows_by_dedup ON workflows (queue_name, dedup_id)
+        WHERE dedup_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import secrets
+import socket
 import sqlite3
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,11 +28,21 @@ from . import _store as store
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._liveness import ExecutorLock
+from ._queues import Queue, keep_dequeuing
 from ._recovery import keep_recovering, recover
 from ._session import Session
 from ._threads import StepThreads
 
-__all__ = ["Serving", "Settings", "failure", "loop_gone", "serve", "stopped_by"]
+__all__ = [
+    "Serving",
+    "Settings",
+    "default_executor_id",
+    "failure",
+    "loop_gone",
+    "serve",
+    "stopped_by",
+    "warn_unclosed",
+]
 
 logger = logging.getLogger("litewf")
 
@@ -123,6 +137,7 @@ async def serve(
     settings: Settings,
     *,
     reclaim: bool,
+    queues: dict[str, Queue] | None = None,
 ) -> None:
     """The runtime's own task: hosts its task group from launch until shutdown.
 
@@ -142,7 +157,9 @@ async def serve(
             if reclaim:
                 await session.backend.write(store.release_workflows, me)
             await recover(executor, session, settings.max_recovery_attempts, first=True)
-            tg.start_soon(_recovery_loop, serving, executor, settings)
+            tg.start_soon(
+                _recovery_loop, serving, executor, settings, {} if queues is None else queues
+            )
             serving.ready.set()
             await anyio.sleep_forever()  # until shutdown() cancels the task group
     except GeneratorExit:
@@ -156,11 +173,17 @@ async def serve(
             await _close(serving, executor, threads, settings)
 
 
-async def _recovery_loop(serving: Serving, executor: Executor, settings: Settings) -> None:
+async def _recovery_loop(
+    serving: Serving, executor: Executor, settings: Settings, queues: dict[str, Queue]
+) -> None:
+    """Recovery and the dequeuing of this runtime's queues (both stop on a crash)."""
+    interval = settings.recovery_interval
     with serving.background:
-        await keep_recovering(
-            executor, serving.session, settings.max_recovery_attempts, settings.recovery_interval
-        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_dequeuing, executor, serving.session, queues, interval)
+            await keep_recovering(
+                executor, serving.session, settings.max_recovery_attempts, interval
+            )
 
 
 async def _close(
@@ -222,3 +245,20 @@ def failure(error: BaseException | None) -> BaseException | None:
 def stopped_by(error: BaseException | None) -> BaseException | None:
     """The error that stopped a launch, unless it was only cancelled (its loop ended)."""
     return None if isinstance(error, asyncio.CancelledError) else error
+
+
+def default_executor_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def warn_unclosed(description: str) -> None:
+    # ResourceWarning is hidden by Python's default filters, so say it in the log too.
+    logger.warning(
+        "%s was never shut down; its workflows stay PENDING until recovered", description
+    )
+    warnings.warn(
+        f"{description} was never shut down; use 'async with rt:' or await rt.shutdown() "
+        f"(its workflows stay PENDING and are recovered at the next launch)",
+        ResourceWarning,
+        stacklevel=1,
+    )

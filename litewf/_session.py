@@ -36,7 +36,7 @@ from ._notifier import Notifier
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._tx import Tx
-from ._types import Durability, Status, WorkflowStatus
+from ._types import UNFINISHED, Durability, Status, WorkflowStatus
 from ._validate import Limit, check_count, check_id, check_key, check_limit, check_value
 
 __all__ = [
@@ -149,7 +149,7 @@ class Session:
             row = await self.backend.read(store.get_result, workflow_id)
             if row is None:
                 raise WorkflowNotFoundError(workflow_id)
-            return None if row.status is Status.PENDING else row
+            return None if row.status in UNFINISHED else row
 
         row = await self.notifier.wait_for(Change.status(workflow_id), finished, deadline)
         if row is None:
@@ -169,20 +169,32 @@ class Session:
         name: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        queue: str | None = None,
     ) -> list[WorkflowStatus]:
         """Stored workflows; ``CorruptDatabaseError`` if one of them is a bad row."""
         wanted, name = check_list_filters(status, name, limit, offset)
-        return await self.backend.read(store.list_workflows, wanted, name, limit, offset)
+        queue = check_key(queue, "queue", optional=True)
+        return await self.backend.read(store.list_workflows, wanted, name, limit, offset, queue)
 
     async def list_workflows_marked(
-        self, *, status: Status | str | None, name: str | None, limit: int, offset: int
+        self,
+        *,
+        status: Status | str | None,
+        name: str | None,
+        limit: int,
+        offset: int,
+        queue: str | None = None,
     ) -> list[WorkflowStatus | CorruptDatabaseError]:
         """As ``list_workflows``, with each bad row's error in its place."""
         wanted, name = check_list_filters(status, name, limit, offset)
-        return await self.backend.read(store.list_workflows_marked, wanted, name, limit, offset)
+        queue = check_key(queue, "queue", optional=True)
+        return await self.backend.read(
+            store.list_workflows_marked, wanted, name, limit, offset, queue
+        )
 
     async def cancel_workflow(self, workflow_id: str) -> None:
-        """Stop a PENDING workflow (it ends CANCELLED); finished ones are left as they are."""
+        """Stop a PENDING workflow, or take an ENQUEUED one off its queue (it ends CANCELLED);
+        finished ones are left as they are."""
         check_id(workflow_id)
 
         def cancel(tx: Tx) -> None:

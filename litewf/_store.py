@@ -56,7 +56,7 @@ class ResultRow:
 
 _STATUS_COLUMNS = (
     "workflow_id, name, status, created_at, updated_at, executor_id, recovery_attempts, "
-    "error_type, error_message"
+    "error_type, error_message, queue_name, priority, dedup_id"
 )
 
 
@@ -74,6 +74,9 @@ def status_record(db: Tx, row: sqlite3.Row) -> WorkflowStatus:
         recovery_attempts=check.count("recovery_attempts", row["recovery_attempts"]),
         error_type=check.optional_text("error_type", row["error_type"]),
         error_message=check.optional_text("error_message", row["error_message"]),
+        queue=check.optional_text("queue_name", row["queue_name"]),
+        priority=None if row["priority"] is None else check.count("priority", row["priority"]),
+        dedup_id=check.optional_text("dedup_id", row["dedup_id"]),
     )
 
 
@@ -189,23 +192,38 @@ def get_inputs(db: Tx, workflow_id: str) -> tuple[str, str] | None:
 
 
 def list_workflows(
-    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+    db: Tx,
+    status: Status | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+    queue: str | None = None,
 ) -> list[WorkflowStatus]:
     """Stored workflows, newest first; ``CorruptDatabaseError`` for the first bad row."""
-    return [status_record(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+    rows = _workflow_rows(db, status, name, limit, offset, queue)
+    return [status_record(db, r) for r in rows]
 
 
 def list_workflows_marked(
-    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+    db: Tx,
+    status: Status | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+    queue: str | None = None,
 ) -> list[WorkflowStatus | CorruptDatabaseError]:
     """As ``list_workflows``, with each bad row's error in its place (for the CLI)."""
-    return [_status_or_corrupt(db, r) for r in _workflow_rows(db, status, name, limit, offset)]
+    rows = _workflow_rows(db, status, name, limit, offset, queue)
+    return [_status_or_corrupt(db, r) for r in rows]
 
 
 def _workflow_rows(
-    db: Tx, status: Status | None, name: str | None, limit: int, offset: int
+    db: Tx, status: Status | None, name: str | None, limit: int, offset: int, queue: str | None
 ) -> list[sqlite3.Row]:
     where, params = [], []
+    if queue is not None:
+        where.append("queue_name = ?")
+        params.append(queue)
     if status is not None:
         where.append("status = ?")
         params.append(status.value)
@@ -232,10 +250,10 @@ def finish_workflow(
     error_message: str | None,
 ) -> bool:
     """Store the outcome if this executor still owns the workflow; False if it does not."""
-    changed = tx.execute(
+    changed = tx.fetchall(
         "UPDATE workflows SET status = ?, output = ?, error = ?, error_type = ?, "
         "error_message = ?, executor_id = NULL, updated_at = ? "
-        "WHERE workflow_id = ? AND status = ? AND executor_id = ?",
+        "WHERE workflow_id = ? AND status = ? AND executor_id = ? RETURNING queue_name",
         (
             status.value,
             output,
@@ -250,7 +268,15 @@ def finish_workflow(
     )
     if changed:
         log_change(tx, Change.status(workflow_id))
+        slot_freed(tx, changed[0][0])
     return bool(changed)
+
+
+def slot_freed(tx: Tx, queue_name: object) -> None:
+    """A workflow of ``queue_name`` (if it is one's) left PENDING or ENQUEUED: wake the
+    runtimes that dequeue it, in every process."""
+    if isinstance(queue_name, str):
+        log_change(tx, Change.queue(queue_name))
 
 
 def owns(tx: Tx, workflow_id: str, executor_id: str) -> bool:
@@ -262,13 +288,15 @@ def owns(tx: Tx, workflow_id: str, executor_id: str) -> bool:
 
 
 def cancel_workflow(tx: Tx, workflow_id: str) -> bool:
-    changed = tx.execute(
+    """Cancel a PENDING or ENQUEUED workflow (an enqueued one leaves its queue)."""
+    changed = tx.fetchall(
         "UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
-        "WHERE workflow_id = ? AND status = ?",
-        (Status.CANCELLED.value, now(), workflow_id, _PENDING),
+        "WHERE workflow_id = ? AND status IN (?, ?) RETURNING queue_name",
+        (Status.CANCELLED.value, now(), workflow_id, _PENDING, Status.ENQUEUED.value),
     )
     if changed:
         log_change(tx, Change.status(workflow_id))
+        slot_freed(tx, changed[0][0])
     return bool(changed)
 
 
@@ -276,13 +304,17 @@ def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
     """Make a stopped (not successful) workflow PENDING again, owned by ``executor_id``.
 
     ``None`` leaves it unowned, for whichever live runtime has its function to claim.
+    A queued workflow goes back to its queue instead (ENQUEUED, unowned: its queue's
+    bounds decide when it runs again); then this returns False (nothing to run now).
     """
-    changed = tx.execute(
-        "UPDATE workflows SET status = ?, executor_id = ?, error = NULL, error_type = NULL, "
-        "error_message = NULL, recovery_attempts = 0, updated_at = ? "
-        "WHERE workflow_id = ? AND status IN (?, ?, ?)",
+    rows = tx.fetchall(
+        "UPDATE workflows SET status = CASE WHEN queue_name IS NULL THEN ? ELSE ? END, "
+        "executor_id = CASE WHEN queue_name IS NULL THEN ? END, error = NULL, "
+        "error_type = NULL, error_message = NULL, recovery_attempts = 0, updated_at = ? "
+        "WHERE workflow_id = ? AND status IN (?, ?, ?) RETURNING queue_name",
         (
             _PENDING,
+            Status.ENQUEUED.value,
             executor_id,
             now(),
             workflow_id,
@@ -291,9 +323,11 @@ def restart_workflow(tx: Tx, workflow_id: str, executor_id: str | None) -> bool:
             Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
         ),
     )
-    if changed:
-        log_change(tx, Change.status(workflow_id))
-    return bool(changed)
+    if not rows:
+        return False
+    log_change(tx, Change.status(workflow_id))
+    slot_freed(tx, rows[0][0])  # (a queued one: wake its queue's runtimes)
+    return rows[0][0] is None
 
 
 def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> int:
@@ -383,7 +417,7 @@ def claim(
         exhausted = tx.fetchall(
             f"UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
             f"WHERE status = ? AND executor_id = ? AND recovery_attempts >= ? "
-            f"AND name IN ({placeholders(names)}) RETURNING workflow_id",
+            f"AND name IN ({placeholders(names)}) RETURNING workflow_id, queue_name",
             (
                 Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
                 ts,
@@ -395,6 +429,7 @@ def claim(
         )
         for row in exhausted:
             log_change(tx, Change.status(row[0]))
+            slot_freed(tx, row[1])
     bump = 1 if owner is not None else 0
     rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "

@@ -41,7 +41,7 @@ from ._exceptions import (
 from ._history import identity
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked, loads_checked
-from ._types import Status
+from ._types import UNFINISHED
 from ._validate import check_count, check_id, check_key, check_timeout, check_value
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ def _look(tx: Tx, workflow_id: str, key: str, start: int, limit: int) -> Found:
     row = store.get_result(tx, workflow_id)
     if row is None:
         raise WorkflowNotFoundError(workflow_id)
-    if row.status is Status.PENDING and not journal.stream_closed(tx, workflow_id, key):
+    if row.status in UNFINISHED and not journal.stream_closed(tx, workflow_id, key):
         return None
     return [(start, None)]  # closed before ``start``, or finished: nothing more will come
 

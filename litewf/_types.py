@@ -12,6 +12,7 @@ __all__ = [
     "Durability",
     "QueuedMessage",
     "Status",
+    "UNFINISHED",
     "StepRecord",
     "WorkflowStatus",
     "utc_datetime",
@@ -25,6 +26,7 @@ Durability = Literal["full", "normal"]
 class Status(str, enum.Enum):
     """Lifecycle state of a workflow; a ``str``, so ``status == "SUCCESS"`` holds."""
 
+    ENQUEUED = "ENQUEUED"
     PENDING = "PENDING"
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
@@ -48,6 +50,14 @@ class WorkflowStatus:
     recovery_attempts: int
     error_type: str | None
     error_message: str | None
+    #: The queue it was enqueued on, its priority and dedup ID (None when not queued).
+    queue: str | None = None
+    priority: int | None = None
+    dedup_id: str | None = None
+
+
+#: Statuses of a workflow that has not finished: waiting in a queue, or running.
+UNFINISHED = frozenset({Status.ENQUEUED, Status.PENDING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,7 @@ class StepRecord:
     """One recorded operation of a workflow, as ``list_steps`` reports it.
 
     ``number`` is the operation's place in call order (from 0); ``kind`` is ``"step"``,
-    ``"child"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
+    ``"child"``, ``"enqueue"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
     a recorded read (``"get_result"``, ``"get_status"``, ``"list_workflows"``, ...);
     ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
     waiting until ``deadline``); ``summary`` is a one-line account of the outcome.

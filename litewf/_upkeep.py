@@ -55,9 +55,9 @@ def _collectable(
     """
     roots = db.fetchall(
         "SELECT w.seq, w.workflow_id FROM workflows w WHERE w.seq > ? AND w.created_at < ? "
-        "AND w.updated_at < ? AND (? OR w.status != ?) AND (w.parent_id IS NULL OR NOT EXISTS "
+        "AND w.updated_at < ? AND (? OR w.status NOT IN (?, ?)) AND (w.parent_id IS NULL OR NOT EXISTS "
         "(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq LIMIT ?",
-        (after, cutoff, cutoff, not keep_pending, _PENDING, limit),
+        (after, cutoff, cutoff, not keep_pending, _PENDING, Status.ENQUEUED.value, limit),
     )
     chosen: list[tuple[str, str]] = []
     resume_after: int | None = roots[-1][0] if len(roots) == limit else None
@@ -68,7 +68,7 @@ def _collectable(
             "SELECT w.workflow_id, w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
             (root_id,),
         )
-        if keep_pending and any(row[1] == _PENDING for row in tree):
+        if keep_pending and any(row[1] in (_PENDING, Status.ENQUEUED.value) for row in tree):
             continue
         chosen.extend((row[0], row[1]) for row in tree)
         if len(chosen) >= limit:

@@ -106,7 +106,9 @@ class VirtualClock(Clock):
         while deadline > self._now:
             await self.wait(anyio.Event(), deadline, math.inf)
 
-    async def wait(self, event: anyio.Event, deadline: float | None, max_wait: float) -> None:
+    async def wait(
+        self, event: anyio.Event, deadline: float | None, max_wait: float, *, drive: bool = True
+    ) -> None:
         if deadline is not None and deadline <= self._now:
             return
         timer = _Timer(event, deadline, current_workflow_id())
@@ -114,7 +116,7 @@ class VirtualClock(Clock):
         self._touch()
         try:
             with anyio.move_on_after(max_wait):
-                if self.auto_advance and timer.workflow_id is None:
+                if self.auto_advance and drive and timer.workflow_id is None:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._drive)
                         await event.wait()

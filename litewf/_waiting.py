@@ -26,7 +26,7 @@ from ._history import identity
 from ._rows import Columns
 from ._serialization import loads_checked, replay_form
 from ._session import row_outcome
-from ._types import Status
+from ._types import UNFINISHED
 from ._validate import check_id, check_key, check_limit, check_when
 from ._workflow import WorkflowHandle
 
@@ -109,7 +109,7 @@ class _Member:
             assert self.key is not None
             return journal.get_event(tx, self.workflow_id, self.key) is not None
         row = store.get_result(tx, self.workflow_id)
-        return row is None or row.status is not Status.PENDING
+        return row is None or row.status not in UNFINISHED
 
     def take(self, tx: Tx, path: str) -> tuple[str | None, Exception | None] | None:
         """If ready: its stored value, or the error it ends with (a message is taken)."""
@@ -123,7 +123,7 @@ class _Member:
         row = store.get_result(tx, self.workflow_id)
         if row is None:  # deleted while waited for
             return None, WorkflowNotFoundError(self.workflow_id)
-        if row.status is Status.PENDING:
+        if row.status in UNFINISHED:
             return None
         return row_outcome(path, self.workflow_id, row)
 

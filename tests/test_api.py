@@ -48,6 +48,7 @@ def test_status_is_a_str_enum() -> None:
     """Status members compare equal to their names as plain strings."""
     assert litewf.Status.SUCCESS == "SUCCESS"
     assert {s.value for s in litewf.Status} == {
+        "ENQUEUED",
         "PENDING",
         "SUCCESS",
         "ERROR",

@@ -92,6 +92,37 @@ BAD_DEADLINES: list[tuple[str, Any, str]] = [
 
 SOON = datetime.now(UTC) + timedelta(hours=1)
 
+#: Bad queue priorities (an int >= 0; lower runs first).
+BAD_PRIORITIES: list[tuple[str, Any, str]] = [
+    ("negative", -1, "int >= 0"),
+    ("bool", True, "int >= 0"),
+    ("float", 1.5, "int >= 0"),
+    ("str", "1", "int >= 0"),
+    ("huge", 2**63, "below 2**63"),
+]
+
+#: Bad queue bounds for ``rt.queue``: (keyword arguments, text the error must contain).
+BAD_QUEUE_BOUNDS: list[tuple[str, dict[str, Any], str]] = [
+    ("concurrency-0", {"concurrency": 0}, "int >= 1"),
+    ("concurrency-negative", {"concurrency": -1}, "int >= 1"),
+    ("concurrency-bool", {"concurrency": True}, "int >= 1"),
+    ("concurrency-float", {"concurrency": 1.5}, "int >= 1"),
+    ("worker-0", {"worker_concurrency": 0}, "int >= 1"),
+    ("worker-str", {"worker_concurrency": "2"}, "int >= 1"),
+    ("rate-list", {"rate_limit": [10, 1.0]}, "tuple (n, seconds)"),
+    ("rate-short", {"rate_limit": (10,)}, "tuple (n, seconds)"),
+    ("rate-long", {"rate_limit": (10, 1.0, 2)}, "tuple (n, seconds)"),
+    ("rate-str", {"rate_limit": "10/s"}, "tuple (n, seconds)"),
+    ("rate-n-0", {"rate_limit": (0, 1.0)}, "int >= 1"),
+    ("rate-n-float", {"rate_limit": (1.5, 1.0)}, "int >= 1"),
+    ("rate-n-bool", {"rate_limit": (True, 1.0)}, "int >= 1"),
+    ("rate-seconds-0", {"rate_limit": (10, 0)}, "more than 0"),
+    ("rate-seconds-negative", {"rate_limit": (10, -1.0)}, "zero or more seconds"),
+    ("rate-seconds-nan", {"rate_limit": (10, math.nan)}, "zero or more seconds"),
+    ("rate-seconds-inf", {"rate_limit": (10, math.inf)}, "finite"),
+    ("rate-seconds-bool", {"rate_limit": (10, True)}, "number of seconds"),
+]
+
 
 def counts(db: Path) -> dict[str, int]:
     con = sqlite3.connect(db)
@@ -178,6 +209,30 @@ def entry_points() -> Iterator[Any]:
             lambda rt, c, v: rt.garbage_collect(older_than=0, dry_run=v),
             [("str", "yes", "True or False"), ("int", 1, "True or False")],
         ),
+        "queue.enqueue(args)": (lambda rt, c, v: _enqueue(rt, v), BAD_VALUES),
+        "queue.enqueue(workflow_id)": (
+            lambda rt, c, v: _enqueue(rt, 1, workflow_id=v),
+            [b for b in BAD_IDS if b[0] != "none"],  # None means "make one up"
+        ),
+        "queue.enqueue(priority)": (lambda rt, c, v: _enqueue(rt, 1, priority=v), BAD_PRIORITIES),
+        "client.enqueue(priority)": (
+            lambda rt, c, v: c.enqueue("h.q", "h.wait", priority=v),
+            BAD_PRIORITIES,
+        ),
+        "queue.enqueue(delay)": (
+            lambda rt, c, v: _enqueue(rt, 1, delay=v),
+            [*BAD_TIMEOUTS, ("infinity", math.inf, "finite")],
+        ),
+        "queue.enqueue(dedup_id)": (lambda rt, c, v: _enqueue(rt, 1, dedup_id=v), BAD_KEYS),
+        "client.enqueue(partition_key)": (
+            lambda rt, c, v: c.enqueue("h.q", "h.wait", partition_key=v),
+            BAD_KEYS,
+        ),
+        "client.enqueue(queue_name)": (lambda rt, c, v: c.enqueue(v, "h.wait"), BAD_IDS),
+        "client.enqueue(workflow_name)": (lambda rt, c, v: c.enqueue("h.q", v), BAD_KEYS),
+        "client.enqueue(args)": (lambda rt, c, v: c.enqueue("h.q", "h.wait", v), BAD_VALUES),
+        "rt.list_workflows(queue)": (lambda rt, c, v: rt.list_workflows(queue=v), BAD_KEYS),
+        "client.list_workflows(queue)": (lambda rt, c, v: c.list_workflows(queue=v), BAD_KEYS),
         "rt.list_workflows(status)": (
             lambda rt, c, v: rt.list_workflows(status=v),
             [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
@@ -198,12 +253,17 @@ async def _get_result(rt: litewf.Runtime, timeout: Any, deadline: Any = None) ->
     return await (await rt.retrieve_workflow("w")).get_result(timeout=timeout, deadline=deadline)
 
 
+async def _enqueue(rt: litewf.Runtime, *args: Any, **kwargs: Any) -> Any:
+    return await QUEUES[rt].enqueue(WORKFLOWS[rt], *args, **kwargs)
+
+
 async def _now(make: Callable[..., Any], *args: Any) -> Any:
     """A synchronous call (a wait descriptor, checked when made) as an entry point."""
     return make(*args)
 
 
 WORKFLOWS: dict[litewf.Runtime, litewf.Workflow[..., Any]] = {}
+QUEUES: dict[litewf.Runtime, litewf.Queue] = {}
 ENTRY_POINTS = list(entry_points())
 
 
@@ -217,10 +277,37 @@ async def launched(db_path: Path) -> Any:
         await anyio.Event().wait()  # writes nothing while the bad calls are tried
 
     WORKFLOWS[rt] = wait
+    QUEUES[rt] = rt.queue("h.q")
     async with rt, litewf.Client(db_path) as client:
         await rt.start_workflow(wait, workflow_id="w")
         yield rt, client
-    del WORKFLOWS[rt]
+    del WORKFLOWS[rt], QUEUES[rt]
+
+
+@pytest.mark.parametrize(("label", "bounds", "text"), BAD_QUEUE_BOUNDS)
+def test_bad_queue_bounds_are_refused(
+    db_path: Path, label: str, bounds: dict[str, Any], text: str
+) -> None:
+    """``rt.queue`` checks its bounds when called; nothing is registered."""
+    rt = litewf.Runtime(db_path)
+    with pytest.raises(litewf.InvalidValueError) as info:
+        rt.queue("q", **bounds)
+    assert text in str(info.value)
+    rt.queue("q")  # the name was not taken by the refused call
+
+
+@pytest.mark.parametrize(("label", "value", "text"), BAD_IDS)
+def test_bad_queue_names_are_refused(db_path: Path, label: str, value: Any, text: str) -> None:
+    rt = litewf.Runtime(db_path)
+    with pytest.raises(litewf.InvalidValueError, match=text):
+        rt.queue(value)
+
+
+def test_a_queue_name_is_registered_once(db_path: Path) -> None:
+    rt = litewf.Runtime(db_path)
+    rt.queue("q", concurrency=1)
+    with pytest.raises(litewf.InvalidValueError, match="already registered"):
+        rt.queue("q")
 
 
 @pytest.mark.parametrize(("label", "value", "text"), BAD_TIMEOUTS)
