@@ -27,7 +27,7 @@ import anyio.to_thread
 
 from . import _bench_streams, testing
 from ._api import SessionCalls
-from ._bench_queue import queue_times
+from ._bench_queue import child_enqueue_marks, queue_times
 from ._bench_wake import HOW, wake_times
 from ._cli_output import WIDE, table
 from ._client import Client
@@ -280,9 +280,15 @@ class Bench:
         return [_latency("wait-first", measure.format(how), times[how]) for how in HOW]
 
     async def queue(self) -> list[Figure]:
-        async with self.runtime(self.fresh_path()) as rt:
-            through, rate, waited, times = await queue_times(rt, self.sizes.workflows)
-        return [Figure("queue", through, rate, "workflows/s"), _latency("queue", waited, times)]
+        path, marks = self.fresh_path(), self.sizes.round_trips
+        async with self.runtime(path) as rt:
+            through, rate, waits = await queue_times(
+                rt, str(path), self.sizes.messages, marks, _run_child
+            )
+        return [
+            Figure("queue", through, rate, "workflows/s"),
+            *(_latency("queue", how, times) for how, times in waits),
+        ]
 
     async def recovery(self) -> list[Figure]:
         path = self.fresh_path()
@@ -382,6 +388,7 @@ async def _child_park(path: str, n: str) -> None:
 
 _CHILDREN: dict[str, Callable[..., Awaitable[None]]] = {
     "round-trips": _child_round_trips,
+    "enqueue-marks": child_enqueue_marks,
     "park": _child_park,
 }
 
