@@ -15,21 +15,13 @@ import litewf
 from litewf import testing
 from tests import procs
 from tests.children.comms import append, lines, register
+from tests.conditions import wait_until
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child and close its pipes (``procs.kill`` leaves them open)."""
     procs.kill(child)
     child.communicate()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for an in-memory condition (e.g. a waiter registered); fail after ``timeout``."""
-    with anyio.fail_after(timeout):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.005)
 
 
 async def test_second_set_event_raises_and_value_stays(db_path: Path) -> None:

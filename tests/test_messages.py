@@ -19,6 +19,7 @@ import litewf
 from litewf import testing
 from tests import procs
 from tests.children.comms import append, lines, register
+from tests.conditions import wait_until
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:
@@ -33,15 +34,6 @@ async def finish(child: subprocess.Popen[bytes], timeout: float = 60.0) -> tuple
         out, err = await anyio.to_thread.run_sync(child.communicate)
     assert child.returncode == 0, f"child failed ({child.returncode}):\n{out!r}\n{err.decode()}"
     return out.decode(), err.decode()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for an in-memory condition (e.g. waiters registered); fail after ``timeout``."""
-    with anyio.fail_after(timeout):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.005)
 
 
 # -- durability, order, queues -----------------------------------------------------------------

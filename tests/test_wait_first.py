@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,11 @@ from litewf.testing import VirtualClock, crash_at
 from tests import procs
 from tests.children import waitfirst
 from tests.children.comms import lines
+from tests.conditions import wait_until
 
 
 class Declined(Exception):
     """A child's failure (module level, so it is rebuilt as itself)."""
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for an in-memory condition (e.g. waiters registered); fail after ``timeout``."""
-    with anyio.fail_after(timeout):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.005)
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:
