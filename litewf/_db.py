@@ -31,6 +31,7 @@ from ._dbfile import (
     absolute_path,
     busy_error,
     check_identity,
+    error_code,
     precheck,
     translate,
 )
@@ -132,8 +133,7 @@ class Database:
                 await self._setup_once(conn)
                 return
             except sqlite3.Error as exc:
-                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() > give_up:
+                if error_code(exc) != sqlite3.SQLITE_BUSY or time.monotonic() > give_up:
                     raise translate(self.path, exc) from exc
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.5)
@@ -393,7 +393,7 @@ def _try_begin(conn: sqlite3.Connection) -> bool:
         with _no_busy_wait(conn):
             conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+        if error_code(exc) == sqlite3.SQLITE_BUSY:
             return False
         raise
     return True

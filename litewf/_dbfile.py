@@ -29,6 +29,7 @@ __all__ = [
     "absolute_path",
     "busy_error",
     "check_identity",
+    "error_code",
     "hold_side_files",
     "precheck",
     "translate",
@@ -207,10 +208,15 @@ def busy_error(path: str) -> DatabaseBusyError:
     )
 
 
+def error_code(exc: sqlite3.Error) -> int | None:
+    """The primary SQLite result code of ``exc`` (``SQLITE_BUSY``, ...), if it has one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
 def translate(path: str, exc: sqlite3.Error) -> Exception:
     """A clear litewf error for what the file or disk did; other errors pass unchanged."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    code = None if code is None else int(code) & 0xFF
+    code = error_code(exc)
     detail = str(exc)
     if code == sqlite3.SQLITE_NOTADB:
         return NotADatabaseError(

@@ -24,6 +24,7 @@ from . import _store as store
 from ._change import Change, ChangeKind
 from ._exceptions import DatabaseError, InvalidValueError, LitewfError, _Superseded
 from ._serialization import (
+    dumps_arguments,
     dumps_checked,
     encode_exception,
     exception_type_and_message,
@@ -105,12 +106,7 @@ class Executor:
         wf = self.registered(fn)
         if workflow_id is not None:
             check_id(workflow_id)
-        inputs = dumps_checked(
-            session.serializer,
-            {"args": list(args), "kwargs": kwargs},
-            f"the arguments of workflow {wf.name!r}",
-            wrapping=2,  # {"args": [...]}: each argument may nest MAX_VALUE_DEPTH deep
-        )
+        inputs = dumps_arguments(session.serializer, wf.name, args, kwargs)
         ctx = replay.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())

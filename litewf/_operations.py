@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_same",
+    "child_id",
     "deprecate_patch",
     "patched",
     "get_event",
@@ -228,9 +229,15 @@ def reserve_child(
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, CHILD_PREFIX + name)  # the name is the child's identity
     if recorded is not None:
-        child_id: str = ctx.outcome(recorded, "child workflow ID")
-        return op_id, child_id, True
-    return op_id, workflow_id if workflow_id is not None else f"{ctx.workflow_id}-{op_id}", False
+        recorded_id: str = ctx.outcome(recorded, "child workflow ID")
+        return op_id, recorded_id, True
+    return op_id, child_id(ctx, op_id, workflow_id), False
+
+
+def child_id(ctx: WorkflowContext, op_id: int, workflow_id: str | None) -> str:
+    """The ID of a workflow started by operation ``op_id``: the one given, else derived
+    from the parent's ID and the operation number (the same on every replay)."""
+    return workflow_id if workflow_id is not None else f"{ctx.workflow_id}-{op_id}"
 
 
 async def record_child(

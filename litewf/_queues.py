@@ -25,8 +25,8 @@ from ._change import Change, ChangeKind
 from ._exceptions import InvalidValueError, LitewfError, QueueDuplicateError
 from ._executor import Executor
 from ._history import identity
-from ._operations import check_same
-from ._serialization import dumps_checked
+from ._operations import check_same, child_id
+from ._serialization import dumps_arguments
 from ._session import Session
 from ._tx import Tx
 from ._validate import check_id, check_key, check_timeout
@@ -199,12 +199,7 @@ async def enqueue_by_name(
     if workflow_id is not None:
         check_id(workflow_id)
     prio, dedup, seconds, partition = check_enqueue(priority, dedup_id, delay, partition_key)
-    inputs = dumps_checked(
-        session.serializer,
-        {"args": list(args), "kwargs": kwargs},
-        f"the arguments of workflow {workflow_name!r}",
-        wrapping=2,
-    )
+    inputs = dumps_arguments(session.serializer, workflow_name, args, kwargs)
     not_before = None if seconds is None else session.clock.time() + seconds
 
     def item(wid: str, parent: str | None) -> queuesql.Enqueued:
@@ -224,7 +219,7 @@ async def enqueue_by_name(
     recorded = ctx.replayed(op_id, ENQUEUE, identity(queue=queue_name, workflow=workflow_name))
     if recorded is not None:
         return WorkflowHandle(session, ctx.outcome(recorded, "enqueued workflow ID"))
-    wid = workflow_id if workflow_id is not None else f"{ctx.workflow_id}-{op_id}"
+    wid = child_id(ctx, op_id, workflow_id)
     output = session.serializer.dumps(wid)
 
     def store_recorded(tx: Tx) -> QueueDuplicateError | None:

@@ -302,3 +302,15 @@ def _bare(cls: type[Exception], message: str) -> Exception:
     exc = cls.__new__(cls)
     exc.args = (message,)
     return exc
+
+
+def dumps_arguments(
+    serializer: Serializer, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """A workflow's arguments as stored (``{"args": [...], "kwargs": {...}}``)."""
+    return dumps_checked(
+        serializer,
+        {"args": list(args), "kwargs": kwargs},
+        f"the arguments of workflow {name!r}",
+        wrapping=2,  # {"args": [...]}: each argument may nest MAX_VALUE_DEPTH deep
+    )

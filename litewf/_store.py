@@ -163,6 +163,15 @@ def workflow_exists(tx: Tx, workflow_id: str) -> bool:
     return row is not None
 
 
+def status_of(db: Tx, workflow_id: str) -> Status | None:
+    """The workflow's status alone (None: no such workflow), for readiness checks that
+    must not read its output."""
+    row = db.fetchone("SELECT status FROM workflows WHERE workflow_id = ?", (workflow_id,))
+    if row is None:
+        return None
+    return Columns(db, "workflows", workflow_id).status("status", row[0])
+
+
 def get_result(db: Tx, workflow_id: str) -> ResultRow | None:
     row = db.fetchone(
         "SELECT status, output, error, recovery_attempts FROM workflows WHERE workflow_id = ?",

@@ -260,10 +260,10 @@ def _look(tx: Tx, workflow_id: str, key: str, start: int, limit: int) -> Found:
     rows = journal.read_stream(tx, workflow_id, key, start, limit)
     if rows:
         return rows
-    row = store.get_result(tx, workflow_id)
-    if row is None:
+    status = store.status_of(tx, workflow_id)
+    if status is None:
         raise WorkflowNotFoundError(workflow_id)
-    if row.status in UNFINISHED and not journal.stream_closed(tx, workflow_id, key):
+    if status in UNFINISHED and not journal.stream_closed(tx, workflow_id, key):
         return None
     return [(start, None)]  # closed before ``start``, or finished: nothing more will come
 

@@ -108,8 +108,8 @@ class _Member:
         if self.kind == "event":
             assert self.key is not None
             return journal.get_event(tx, self.workflow_id, self.key) is not None
-        row = store.get_result(tx, self.workflow_id)
-        return row is None or row.status not in UNFINISHED
+        status = store.status_of(tx, self.workflow_id)
+        return status is None or status not in UNFINISHED
 
     def take(self, tx: Tx, path: str) -> tuple[str | None, Exception | None] | None:
         """If ready: its stored value, or the error it ends with (a message is taken)."""
