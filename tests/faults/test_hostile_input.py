@@ -361,6 +361,8 @@ async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
         for _, key, _ in BAD_KEYS:
             await refused(rt.write_stream(key, 1))
             await refused(rt.close_stream(key))
+            await refused(rt.patched(key))
+            await refused(rt.deprecate_patch(key))
             await refused(rt.set_event(key, 1))
             await refused(rt.recv(key, timeout=0))
             await refused(rt.get_event(me, key, timeout=0))
@@ -371,7 +373,7 @@ async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
 
     async with rt:
         assert await careless() == "done"
-    expected = 3 * len(BAD_VALUES) + 1 + 5 * len(BAD_KEYS) + len(BAD_TIMEOUTS)
+    expected = 3 * len(BAD_VALUES) + 1 + 7 * len(BAD_KEYS) + len(BAD_TIMEOUTS)
     assert len(seen) == expected
     assert counts(db_path)["events"] == 1 and counts(db_path)["messages"] == 0
 
