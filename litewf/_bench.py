@@ -422,13 +422,15 @@ _SIZE_OPTIONS = ("workflows", "round_trips", "messages", "recovery", "idle_waite
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
-    parser = argparse.ArgumentParser(prog="litewf bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="litewf bench", description=__doc__.replace("``", ""))
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--quick", action="store_true", help="small sizes: a few seconds")
     parser.add_argument(
         "--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
     )
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the figures as JSON ('-': to stdout, no table)"
+    )
     for field in _SIZE_OPTIONS:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, metavar="N")
     args = parser.parse_args(argv)
@@ -446,6 +448,15 @@ def main(argv: list[str] | None = None) -> int:
             scenario = getattr(bench, name.replace("-", "_"))
             figures += anyio.run(scenario)
     machine = _machine()
+    report = {
+        "machine": machine,
+        "durability": args.durability,
+        "quick": args.quick,
+        "figures": [asdict(f) for f in figures],
+    }
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+        return 0
     print(
         f"litewf bench, durability={args.durability}, "
         f"{'quick' if args.quick else 'full'} sizes; "
@@ -453,15 +464,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(_table(figures))
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "machine": machine,
-                    "durability": args.durability,
-                    "quick": args.quick,
-                    "figures": [asdict(f) for f in figures],
-                },
-                indent=2,
-            )
-        )
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

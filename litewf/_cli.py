@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     bench_args = _bench_arguments(args_list)
     if bench_args is not None:
+        if "--json" in args_list[: len(args_list) - len(bench_args)]:
+            bench_args = ["--json", "-", *bench_args]  # "litewf --json bench": JSON on stdout
         return _bench(bench_args)
     parser = _parser()
     try:

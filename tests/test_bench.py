@@ -34,3 +34,27 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     assert all(f["value"] > 0 for f in report["figures"])
     assert report["machine"]["sqlite"]
     assert not list(tmp_path.glob("*.db"))  # each scenario used its own temporary folder
+
+
+def test_global_json_flag_prints_the_figures_as_json(tmp_path: Path) -> None:
+    """`litewf --json bench` (the global flag) prints JSON on stdout instead of the table,
+    and `bench --help` shows no reST quotes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "litewf", "--json", "bench", "--quick", "--scenario", "events"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {f["scenario"] for f in report["figures"]} == {"events"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "litewf", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "``" not in shown.stdout and "litewf bench: throughput" in shown.stdout
