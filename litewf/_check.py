@@ -150,8 +150,10 @@ async def check_replay(
     """
     if not isinstance(rt, Runtime):
         raise InvalidValueError(f"check_replay() needs a litewf.Runtime, got {rt!r}")
-    if not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
         raise InvalidValueError(f"check_replay() needs a database path, got {path!r}")
+    if "\x00" in os.fspath(path):
+        raise InvalidValueError(f"the database path {path!r} contains a NUL character")
     wanted, _ = check_list_filters(status, None, 0 if limit is None else limit, 0)
     if check_timeout(timeout, "timeout") == 0:
         raise InvalidValueError("timeout must be more than 0 seconds")

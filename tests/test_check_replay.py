@@ -43,6 +43,12 @@ EXPECTED: dict[str, set[tuple[str, int]]] = {
     "added-step": {("order-done", 3), ("order-crash", 3)},
     "renamed-patch": {("order-done", 4), ("order-crash", 4)},
     "removed-last": {("order-done", 11)},  # the function returns before its wait_first
+    "dropped-patch": {("order-done", 4), ("order-crash", 4)},  # marker met by a step
+    "deprecated-patch": set(),  # deprecate_patch passes over the marker
+    "stream-key": {("order-done", 6)},
+    "child-name": {("order-done", 8)},
+    "send-topic": {("order-done", 10)},
+    "wait-member": {("order-done", 11)},
     "patched-right": set(),  # a new patched() branch keeps the old call: no divergence
     "more-at-end": set(),  # more work after each history's end: no divergence
 }
@@ -73,6 +79,10 @@ def build(variant: str) -> litewf.Runtime:
         await pack(n)
         return n
 
+    @rt.workflow(name="ship-v2")
+    async def ship_v2(n: int) -> int:
+        return n
+
     @rt.workflow(name="peer")
     async def peer() -> Any:
         return await rt.recv("t", timeout=WAIT)
@@ -88,19 +98,31 @@ def build(variant: str) -> litewf.Runtime:
             await audit()
         if variant != "removed-sleep":
             await rt.sleep(0.001)
-        if await rt.patched("fast-path-v2" if variant == "renamed-patch" else "fast-path"):
+        if variant == "dropped-patch":
+            await charge()
+        elif variant == "deprecated-patch":
+            await rt.deprecate_patch("fast-path")
+            await charge()
+        elif await rt.patched("fast-path-v2" if variant == "renamed-patch" else "fast-path"):
             await (bill() if variant == "renamed-step" else charge())
-        await rt.write_stream("log", "charged")
+        await rt.write_stream("log2" if variant == "stream-key" else "log", "charged")
         await rt.close_stream("log")
-        child = await rt.start_workflow(ship, n)
+        child = await rt.start_workflow(ship_v2 if variant == "child-name" else ship, n)
         await child.get_result(timeout=WAIT)
-        await rt.send("peer", {"from": n}, topic="t")
-        if variant != "removed-last":
+        await rt.send("peer", {"from": n}, topic="t2" if variant == "send-topic" else "t")
+        if variant == "wait-member":
+            await rt.wait_first(fin=rt.message("fin"), stop=rt.message("stop"), timeout=WAIT)
+        elif variant != "removed-last":
             await rt.wait_first(fin=rt.message("fin"), timeout=WAIT)
         if variant == "more-at-end":
             await extra()
             await rt.recv("more", timeout=WAIT)
         return "ok"
+
+    @rt.workflow(name="napper")
+    async def napper() -> None:
+        await rt.sleep(3600)  # recorded: a check must not wait for it
+        await pack(0)
 
     if variant == "same":
 
@@ -122,12 +144,16 @@ async def produce(path: Path) -> None:
     async with rt:
         await rt.start_workflow(peer, workflow_id="peer")
         await rt.start_workflow(legacy, workflow_id="legacy-1")
+        await rt.start_workflow(workflows["napper"], workflow_id="napper-1")
         done = await rt.start_workflow(order, 1, workflow_id="order-done")
         await rt.send("order-done", "go", topic="go")
         await rt.send("order-done", "fin", topic="fin")
         assert await done.get_result(timeout=WAIT) == "ok"
         await rt.start_workflow(order, 2, workflow_id="order-wait")
         await wait_until(lambda: litewf.testing.waiting(rt) >= 2)  # legacy's and its recv
+        with anyio.fail_after(WAIT):
+            while not await rt.list_steps("napper-1"):  # noqa: ASYNC110 - its sleep recorded
+                await anyio.sleep(0.005)
         crashing = await rt.start_workflow(order, 3, workflow_id="order-crash")
         await rt.send(crashing.workflow_id, "go", topic="go")
         with anyio.fail_after(WAIT):
@@ -177,11 +203,25 @@ async def test_the_same_code_replays_every_history_and_touches_nothing(db: Path)
     report = await check_replay(build("same"), db)
     assert report.ok, report
     assert report.divergences == ()
-    # order x3, its children (ship, for the finished one), peer, legacy: all checked
-    assert report.checked == 6
+    # order x3, its child (ship, for the finished one), peer, napper, legacy: all checked
+    assert report.checked == 7
     assert report.unknown == ()
     assert LOG == []  # no step body ran
     assert snapshot(db.parent) == before  # byte for byte, same mtimes, no new side files
+
+
+async def test_a_launched_runtime_can_check_and_its_own_file_gets_nothing(
+    db: Path, tmp_path: Path
+) -> None:
+    """The runtime's registrations are what count: launched on its own file, it checks
+    another one, and neither gets a row (its workflows' calls went to the copy)."""
+    rt = build("same")
+    rt.path = str(tmp_path / "own.db")
+    async with rt:
+        report = await check_replay(rt, db)
+        assert report.ok and report.checked == 7, report
+        assert await rt.list_workflows() == []
+    assert LOG == []
 
 
 async def test_a_live_database_is_read_as_it_is_and_left_alone(db: Path) -> None:
@@ -193,7 +233,7 @@ async def test_a_live_database_is_read_as_it_is_and_left_alone(db: Path) -> None
         before = snapshot(db.parent)
         assert (db.parent / "prod.db-wal").exists()
         report = await check_replay(build("same"), db)
-        assert report.ok and report.checked == 6, report
+        assert report.ok and report.checked == 7, report
         assert snapshot(db.parent) == before
     finally:
         keep.close()
@@ -231,7 +271,7 @@ async def test_unknown_workflows_are_warned_about_not_failed(db: Path) -> None:
     rt = build("same")
     del rt._executor.workflows["legacy"]
     report = await check_replay(rt, db)
-    assert report.ok and report.checked == 5
+    assert report.ok and report.checked == 6
     assert [(s.workflow_id, s.status) for s in report.unknown] == [
         ("legacy-1", litewf.Status.PENDING)
     ]
@@ -241,7 +281,7 @@ async def test_unknown_workflows_are_warned_about_not_failed(db: Path) -> None:
 
 async def test_status_and_limit_choose_what_is_checked(db: Path) -> None:
     pending = await check_replay(build("event-key"), db, status="PENDING")
-    assert pending.checked == 2  # order-wait, order-crash (legacy-1: not registered there)
+    assert pending.checked == 3  # order-wait, order-crash, napper-1 (legacy-1: unregistered)
     assert [s.workflow_id for s in pending.unknown] == ["legacy-1"]
     assert found(pending) == {("order-wait", 1), ("order-crash", 1)}
     newest = await check_replay(build("same"), db, limit=2)
@@ -358,7 +398,7 @@ def test_the_command_exits_0_1_or_2_with_readable_output(db: Path, tmp_path: Pat
     app(tmp_path, "bad_app", "event-key")
     ok = cli(tmp_path, "--app", "good_app:rt", str(db))
     assert ok.returncode == 0, ok.stderr
-    assert "replayed 6 workflows" in ok.stdout and "all match" in ok.stdout
+    assert "replayed 7 workflows" in ok.stdout and "all match" in ok.stdout
     bad = cli(tmp_path, "--app", "bad_app:rt", "prod.db", "--status", "pending")
     assert bad.returncode == 1, bad.stderr
     assert "DIVERGED order-wait (order): operation #1 was recorded as" in bad.stdout
@@ -366,7 +406,7 @@ def test_the_command_exits_0_1_or_2_with_readable_output(db: Path, tmp_path: Pat
     as_json = cli(tmp_path, "--app", "bad_app:rt", str(db), "--json")
     assert as_json.returncode == 1
     data = json.loads(as_json.stdout)
-    assert data["ok"] is False and data["checked"] == 5
+    assert data["ok"] is False and data["checked"] == 6
     assert [u["workflow_id"] for u in data["unknown"]] == ["legacy-1"]
     assert {(d["workflow_id"], d["op_id"]) for d in data["divergences"]} == EXPECTED["event-key"]
     for args, message in [
