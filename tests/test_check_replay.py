@@ -9,6 +9,7 @@ Each test then checks it against another version of the code.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -309,6 +310,43 @@ async def test_a_workflow_waiting_on_what_litewf_does_not_record_times_out(db: P
     report = await check_replay(rt, db, timeout=0.2)
     assert [d.workflow_id for d in report.divergences] == ["order-wait"]
     assert "still replaying after 0.2 s" in report.divergences[0].message
+
+
+def fanout_app(width: int) -> litewf.Runtime:
+    """A workflow that runs ``width`` steps at once (asyncio.gather), then one more."""
+    rt = litewf.Runtime("never-opened.db")
+
+    @rt.step(name="part")
+    async def part(i: int) -> int:
+        LOG.append(f"part {i}")
+        return i
+
+    @rt.workflow(name="fanout")
+    async def fanout() -> int:
+        done = await asyncio.gather(*(part(i) for i in range(width)))
+        await rt.recv("more", timeout=0)
+        return sum(done)
+
+    return rt
+
+
+async def test_concurrent_calls_stop_together_at_the_end_of_the_history(tmp_path: Path) -> None:
+    """Steps gathered at once: the history's end stops every one of them, none runs."""
+    path = tmp_path / "fan.db"
+    rt = fanout_app(2)
+    rt.path = str(path)
+    crash = crash_at(rt, before_step="recv")  # ops 0 and 1 recorded, then the process died
+    async with rt:
+        await rt.start_workflow(rt._executor.workflows["fanout"], workflow_id="f")
+        with anyio.fail_after(WAIT):
+            await crash.wait()
+    LOG.clear()
+    assert (await check_replay(fanout_app(2), path)).ok
+    wider = await check_replay(fanout_app(4), path)  # ops 2, 3: new work, not a divergence
+    assert wider.ok and LOG == []
+    narrower = await check_replay(fanout_app(1), path)  # op 1 was a part, now a recv
+    assert found(narrower) == {("f", 1)}
+    assert LOG == []
 
 
 @pytest.mark.parametrize(
