@@ -6,7 +6,8 @@ replays every workflow stored in PATH against it (``_check``), on a copy: run it
 against a copy of production before deploying. It opens no session on ``--db``.
 
 Exit status: 0 every history replays; 1 a divergence (or a file that cannot be
-checked: one line on stderr); 2 a usage error (a bad ``--app``).
+checked: one line on stderr; with ``--fail-on-unknown``, an unfinished workflow whose
+name is not registered); 2 a usage error (a bad ``--app``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from . import _cli_output as out
 from ._check import ReplayReport, check_replay
 from ._exceptions import LitewfError
 from ._runtime import Runtime
-from ._types import Status
+from ._types import UNFINISHED, Status
 
 __all__ = ["add_command"]
 
@@ -58,6 +59,12 @@ def add_command(sub: Any) -> None:
         default=30.0,
         metavar="S",
         help="give each workflow's replay at most S seconds (default 30)",
+    )
+    p.add_argument(
+        "--fail-on-unknown",
+        action="store_true",
+        help="exit 1 also when an unfinished workflow's name is not registered (a workflow "
+        "function renamed or moved: no runtime with this code would run it)",
     )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="output JSON")
 
@@ -123,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
         out.print_json(report_json(report))
     else:
         print(report)
-    return 0 if report.ok else 1
+    orphaned = [s for s in report.unknown if s.status in UNFINISHED]
+    return 0 if report.ok and not (args.fail_on_unknown and orphaned) else 1
 
 
 async def _check(rt: Runtime, args: argparse.Namespace) -> ReplayReport:

@@ -186,7 +186,8 @@ class WorkflowContext:
 
         A row recorded before operation identity has no target and is compared by name.
         After a divergence every later call raises too, so code that swallows the error
-        cannot record anything more.
+        cannot record anything more. In check mode (``checking``) a call with no recorded
+        outcome, or a wait under way, raises ``EndOfHistory`` (and so does every later one).
         """
         if self.nondeterminism is not None:
             raise self.nondeterminism

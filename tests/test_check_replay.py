@@ -447,6 +447,12 @@ def test_the_command_exits_0_1_or_2_with_readable_output(db: Path, tmp_path: Pat
     assert data["ok"] is False and data["checked"] == 6
     assert [u["workflow_id"] for u in data["unknown"]] == ["legacy-1"]
     assert {(d["workflow_id"], d["op_id"]) for d in data["divergences"]} == EXPECTED["event-key"]
+    app(tmp_path, "retired_app", "deprecated-patch")  # "legacy" (PENDING) not registered
+    retired = cli(tmp_path, "--app", "retired_app:rt", str(db))
+    assert retired.returncode == 0, retired.stderr
+    assert "1 workflow named 'legacy' not checked" in retired.stdout
+    strict = cli(tmp_path, "--app", "retired_app:rt", str(db), "--fail-on-unknown")
+    assert strict.returncode == 1, strict.stderr
     for args, message in [
         (["--app", "good_app", str(db)], "module:attribute"),
         (["--app", "no_such_module:rt", str(db)], "cannot import module 'no_such_module'"),
