@@ -8,19 +8,17 @@ call past the history (new work: a step body, a send, a wait, a write) stops tha
 workflow there (``EndOfHistory``), successfully. No step body runs, nothing is sent or
 written, and a recorded sleep does not wait.
 
-It works on a copy: the file is copied with SQLite's backup API from a read-only
-connection (``immutable`` when no process has it open), so the user's file is never
-opened for writing, and a live application may keep running on it.
+It works on a copy (``_dbfile.copy_read_only``: SQLite's backup API from a read-only
+connection), so the user's file is never opened for writing, and a live application may
+keep running on it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import tempfile
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import anyio
 import anyio.lowlevel
@@ -29,14 +27,8 @@ from . import _journal as journal
 from . import _replay as replay
 from . import _store as store
 from ._clock import Clock
-from ._dbfile import SideFiles, absolute_path, check_identity, translate
-from ._exceptions import (
-    CorruptDatabaseError,
-    DatabaseError,
-    InvalidValueError,
-    LitewfError,
-    NotADatabaseError,
-)
+from ._dbfile import absolute_path, copy_read_only
+from ._exceptions import CorruptDatabaseError, InvalidValueError, LitewfError
 from ._history import describe
 from ._runtime import Runtime
 from ._serialization import loads_checked
@@ -45,7 +37,7 @@ from ._tx import Tx
 from ._types import UNFINISHED, Status, WorkflowStatus
 from ._validate import check_timeout
 
-__all__ = ["Divergence", "ReplayReport", "check_replay", "copy_database"]
+__all__ = ["Divergence", "ReplayReport", "check_replay"]
 
 logger = logging.getLogger("litewf")
 
@@ -160,7 +152,7 @@ async def check_replay(
     source = absolute_path(path)
     with tempfile.TemporaryDirectory(prefix="litewf-check-") as folder:
         copy = os.path.join(folder, os.path.basename(source) or "copy.db")
-        await anyio.to_thread.run_sync(copy_database, source, copy)
+        await anyio.to_thread.run_sync(copy_read_only, source, copy)
         session = Session(
             copy,
             serializer=rt.serializer,
@@ -176,42 +168,6 @@ async def check_replay(
         finally:
             await session.backend.close()
     return ReplayReport(source, checker.checked, tuple(checker.divergences), tuple(checker.unknown))
-
-
-def copy_database(source: str, into: str) -> None:
-    """Copy the litewf database ``source`` to ``into`` without opening it for writing.
-
-    Read through a read-only connection (``immutable`` when it has no -wal file: no
-    process has it open, and SQLite then creates no side files either), in one read
-    transaction, so a live application's commits are either all in or all out.
-    """
-    if os.path.isdir(source):
-        raise DatabaseError(source, "is a directory; give the path of a database file")
-    if not os.path.exists(source):
-        raise DatabaseError(source, "no such database; check the path")
-    live = os.path.exists(SideFiles(source).path_of("-wal"))
-    uri = f"file:{quote(source)}?{'mode=ro' if live else 'immutable=1'}"
-    try:
-        src = sqlite3.connect(uri, uri=True)
-        try:
-            dst = sqlite3.connect(into)
-            try:
-                src.backup(dst)
-                app_id = dst.execute("PRAGMA application_id").fetchone()[0]
-                version = dst.execute("PRAGMA user_version").fetchone()[0]
-                tables = dst.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            finally:
-                dst.close()
-        finally:
-            src.close()
-    except sqlite3.Error as exc:
-        error = translate(source, exc)
-        if isinstance(error, (NotADatabaseError, CorruptDatabaseError)):
-            raise error from None
-        raise DatabaseError(source, f"cannot be read ({exc}); check the path") from None
-    if app_id == 0 and tables == 0:
-        raise DatabaseError(source, "holds no litewf schema (an empty file?); nothing to check")
-    check_identity(source, app_id, version, tables, create=True)  # foreign or too new: refused
 
 
 def _load(tx: Tx, workflow_id: str) -> tuple[str, int, dict[int, journal.Operation]] | None:
