@@ -459,6 +459,7 @@ def test_the_command_exits_0_1_or_2_with_readable_output(db: Path, tmp_path: Pat
         (["--app", "good_app:nope", str(db)], "has no attribute 'nope'"),
         (["--app", "good_app:not_rt", str(db)], "is not a litewf.Runtime"),
         ([str(db)], "--app"),
+        (["--app", "good_app:rt", str(db), "--timeout", "0"], "seconds > 0"),
     ]:
         usage = cli(tmp_path, *args)
         assert usage.returncode == 2, (args, usage.stdout, usage.stderr)
