@@ -50,6 +50,7 @@ EXPECTED: dict[str, set[tuple[str, int]]] = {
     "child-name": {("order-done", 8)},
     "send-topic": {("order-done", 10)},
     "wait-member": {("order-done", 11)},
+    "new-parameter": {("order-done", 0), ("order-wait", 0), ("order-crash", 0)},
     "patched-right": set(),  # a new patched() branch keeps the old call: no divergence
     "more-at-end": set(),  # more work after each history's end: no divergence
 }
@@ -124,6 +125,14 @@ def build(variant: str) -> litewf.Runtime:
     async def napper() -> None:
         await rt.sleep(3600)  # recorded: a check must not wait for it
         await pack(0)
+
+    if variant == "new-parameter":  # stored arguments no longer fit: TypeError at once
+        original = order.fn
+
+        async def order_in(n: int, currency: str) -> str:
+            return await original(n)
+
+        order.fn = order_in  # type: ignore[assignment]
 
     if variant == "same":
 
@@ -258,6 +267,10 @@ async def test_a_divergence_names_both_calls(db: Path) -> None:
     key = {d.workflow_id: d for d in (await check_replay(build("event-key"), db)).divergences}
     assert key["order-wait"].recorded == "set_event(key='url')"
     assert key["order-wait"].called == "set_event(key='link')"
+    typed = (await check_replay(build("new-parameter"), db)).divergences[0]
+    assert typed.recorded == "step 'reserve'" and typed.called is not None
+    assert typed.called.startswith("TypeError(")
+    assert "now raises TypeError(" in typed.message
     (ended,) = (await check_replay(build("removed-last"), db)).divergences
     assert ended.recorded is not None and ended.recorded.startswith("wait_first(")
     assert "returns after 11 operations" in ended.message
