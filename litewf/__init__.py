@@ -26,8 +26,9 @@ Module map, from the ground up; each imports only modules listed before it
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
   ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
-- ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
-  ``_bench_wake``, ``_bench_queue``, ``_cli_queue``, ``_cli``, ``_bench``: tools.
+- ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
+  ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
+  ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from . import _cli_check as cli_check
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _management as management
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return exc.code if isinstance(exc.code, int) else 2
+    if hasattr(args, "standalone"):  # check-replay: no session on --db (_cli_check)
+        return int(args.standalone(args))
     command: Command = args.run
     try:
         return anyio.run(_in_session, command, args, backend="asyncio")
@@ -167,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also delete PENDING workflows not updated for AGE (running ones stop)",
     )
     cli_queue.add_commands(command, _duration, _count)
+    cli_check.add_command(sub)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser

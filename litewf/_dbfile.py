@@ -3,7 +3,8 @@
 Before opening: that the path is a plain SQLite file with one name (``precheck``), and
 after: that it is litewf's own schema at a version this litewf knows
 (``check_identity``). While open: that its -wal and -shm files are still the ones SQLite
-opened (``SideFiles``). Also how sqlite3's errors read as litewf's (``translate``).
+opened (``SideFiles``). Also how sqlite3's errors read as litewf's (``translate``), and
+a copy made without opening the file for writing (``copy_read_only``, for check_replay).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from ._exceptions import (
     CorruptDatabaseError,
@@ -29,6 +31,7 @@ __all__ = [
     "absolute_path",
     "busy_error",
     "check_identity",
+    "copy_read_only",
     "error_code",
     "hold_side_files",
     "precheck",
@@ -117,6 +120,45 @@ def check_identity(path: str, app_id: int, version: int, tables: int, create: bo
             f"has schema version {version}, older than {SCHEMA_VERSION}; launch a Runtime "
             f"on it once to upgrade it",
         )
+
+
+def copy_read_only(source: str, into: str) -> None:
+    """Copy the litewf database ``source`` to a new file ``into`` without opening it for
+    writing (for ``check_replay``); refuse what is not a litewf database this litewf reads.
+
+    SQLite's backup API reads it in one read transaction (a live application's commits
+    are all in or all out) through a read-only connection: ``immutable`` when it has no
+    -wal file (no process has it open; SQLite then creates no side files either).
+    """
+    if os.path.isdir(source):
+        raise DatabaseError(source, "is a directory; give the path of a database file")
+    if not os.path.exists(source):
+        raise DatabaseError(source, "no such database; check the path")
+    live = os.path.exists(SideFiles(source).path_of("-wal"))
+    uri = f"file:{quote(source)}?{'mode=ro' if live else 'immutable=1'}"
+    try:
+        src = sqlite3.connect(uri, uri=True)
+        try:
+            dst = sqlite3.connect(into)
+            try:
+                src.backup(dst)
+                app_id, version, tables = dst.execute(
+                    "SELECT (SELECT application_id FROM pragma_application_id), "
+                    "(SELECT user_version FROM pragma_user_version), "
+                    "(SELECT count(*) FROM sqlite_master)"
+                ).fetchone()
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        error = translate(source, exc)
+        if isinstance(error, (NotADatabaseError, CorruptDatabaseError)):
+            raise error from None
+        raise DatabaseError(source, f"cannot be read ({exc}); check the path") from None
+    if app_id == 0 and tables == 0:
+        raise DatabaseError(source, "holds no litewf schema (an empty file?); nothing to check")
+    check_identity(source, app_id, version, tables, create=True)  # foreign, too new: refused
 
 
 class SideFiles:

@@ -40,10 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Crashed",
+    "EndOfHistory",
     "HookSlot",
     "StepRun",
     "Hooks",
     "WorkflowContext",
+    "checking_session",
     "current",
     "current_workflow_id",
     "require",
@@ -104,6 +106,16 @@ class Crashed(BaseException):
     """Unwinds a workflow at a simulated crash point without letting it write anything."""
 
 
+class EndOfHistory(BaseException):
+    """Check mode (``litewf.testing.check_replay``): the workflow reached the end of its
+    recorded history at operation ``op_id``; unwinds it before it does any new work.
+    (A BaseException, as ``Crashed``: workflow code catching ``Exception`` lets it pass.)"""
+
+    def __init__(self, op_id: int) -> None:
+        super().__init__(op_id)
+        self.op_id = op_id
+
+
 class HookSlot:
     """Where a runtime's hooks are plugged in; each of its workflows looks here."""
 
@@ -132,6 +144,10 @@ class WorkflowContext:
     history: int = HISTORY_VERSION
     #: Identities of the calls of this run, by operation number, for ``record``.
     targets: dict[int, str | None] = field(default_factory=dict)
+    #: Check mode (``_check``): replay only; where new work would begin, ``EndOfHistory``.
+    checking: bool = False
+    #: In check mode, the operation number at which the history ended, once reached.
+    end_of_history: int | None = None
 
     @property
     def records_reads(self) -> bool:
@@ -170,10 +186,13 @@ class WorkflowContext:
 
         A row recorded before operation identity has no target and is compared by name.
         After a divergence every later call raises too, so code that swallows the error
-        cannot record anything more.
+        cannot record anything more. In check mode (``checking``) a call with no recorded
+        outcome, or a wait under way, raises ``EndOfHistory`` (and so does every later one).
         """
         if self.nondeterminism is not None:
             raise self.nondeterminism
+        if self.end_of_history is not None:
+            raise EndOfHistory(self.end_of_history)
         self.hooks.before_operation(self.workflow_id, op_id, name)  # litewf.testing
         self.targets[op_id] = target
         op = self.recorded.get(op_id)
@@ -182,6 +201,9 @@ class WorkflowContext:
                 self.workflow_id, op_id, describe(op.name, op.target), describe(name, target)
             )
             raise self.nondeterminism
+        if self.checking and (op is None or not op.done):  # a new call, or a wait under way
+            self.end_of_history = op_id
+            raise EndOfHistory(op_id)
         return op
 
     def outcome(self, op: journal.Operation, what: str) -> Any:
@@ -262,6 +284,13 @@ def current_workflow_id() -> str | None:
     """The running workflow's ID, inside its steps too."""
     ctx = _current.get()
     return None if ctx is None else ctx.workflow_id
+
+
+def checking_session() -> Session | None:
+    """Inside a workflow that ``check_replay`` replays: the session on its copy, which a
+    Runtime's calls use in place of their own (launched or not)."""
+    ctx = _current.get()
+    return ctx.session if ctx is not None and ctx.checking else None
 
 
 def reading(session: Session) -> WorkflowContext | None:

@@ -327,6 +327,9 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
             raise error  # (after a simulated crash, dying tasks' errors have no one to tell)
 
     def _session_for(self, call: str) -> Session:
+        checking = replay.checking_session()  # litewf.testing.check_replay's copy
+        if checking is not None:
+            return checking
         serving = self._serving
         if serving is None:
             raise RuntimeNotLaunchedError(call)

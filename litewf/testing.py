@@ -10,6 +10,10 @@ written, its PENDING workflows stay owned by the dead executor and its executor 
 dropped the way the OS drops it. Launch a new ``Runtime`` on the same file and assert
 what recovery does. ``crash_now(rt)`` does the same at once (for example while a workflow
 waits in ``recv``).
+
+``check_replay(rt, path)`` replays every history stored in a database (a copy of
+production, say) against today's code, running no step bodies, and reports each
+divergence: run it in CI before deploying.
 """
 
 from __future__ import annotations
@@ -19,15 +23,28 @@ from collections.abc import Callable
 import anyio
 
 from ._backend import SqliteBackend
+from ._check import Divergence, ReplayReport, check_replay
 from ._exceptions import InvalidValueError
 from ._replay import Crashed
 from ._runtime import Runtime
 from ._validate import check_count, check_id, check_key
 from ._virtualclock import VirtualClock
 
-__all__ = ["Crash", "VirtualClock", "backend", "crash_at", "crash_now", "waiting"]
+__all__ = [
+    "Crash",
+    "Divergence",
+    "ReplayReport",
+    "VirtualClock",
+    "backend",
+    "check_replay",
+    "crash_at",
+    "crash_now",
+    "waiting",
+]
 
-VirtualClock.__module__ = __name__  # shown as litewf.testing.VirtualClock
+for _shown in (VirtualClock, Divergence, ReplayReport, check_replay):
+    _shown.__module__ = __name__  # shown as litewf.testing.X
+del _shown
 
 
 class Crash:

@@ -237,6 +237,31 @@ def entry_points() -> Iterator[Any]:
             lambda rt, c, v: rt.list_workflows(status=v),
             [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
         ),
+        "testing.check_replay(rt)": (
+            lambda rt, c, v: testing.check_replay(v, rt.path),
+            [("none", None, "needs a litewf.Runtime"), ("client", "rt", "needs a litewf.Runtime")],
+        ),
+        "testing.check_replay(path)": (
+            lambda rt, c, v: testing.check_replay(rt, v),
+            [
+                ("none", None, "needs a database path"),
+                ("int", 5, "needs a database path"),
+                ("bytes", b"x.db", "needs a database path"),
+                ("nul", "a\x00b.db", "NUL"),
+            ],
+        ),
+        "testing.check_replay(status)": (
+            lambda rt, c, v: testing.check_replay(rt, rt.path, status=v),
+            [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
+        ),
+        "testing.check_replay(limit)": (
+            lambda rt, c, v: testing.check_replay(rt, rt.path, limit=v),
+            [("negative", -1, "int >= 0"), ("float", 1.5, "int >= 0"), ("str", "9", "int >= 0")],
+        ),
+        "testing.check_replay(timeout)": (
+            lambda rt, c, v: testing.check_replay(rt, rt.path, timeout=v),
+            [*BAD_TIMEOUTS, ("zero", 0, "more than 0")],
+        ),
     }
     for name, (call, bad) in calls.items():
         for label, value, text in bad:
