@@ -298,9 +298,9 @@ async def test_a_copied_child_start_finds_the_existing_child(db_path: Path) -> N
         return n + 1
 
     @rt.workflow(name="parent")
-    async def parent() -> tuple[int, str | None]:
+    async def parent() -> list[Any]:
         handle = await rt.start_workflow(child, 1)  # op 0
-        return await handle.get_result(), handle.workflow_id  # op 1 (a recorded read)
+        return [await handle.get_result(), handle.workflow_id]  # op 1 (a recorded read)
 
     async with rt:
         assert await (await rt.start_workflow(parent, workflow_id="p")).get_result() == [2, "p-0"]
