@@ -8,6 +8,7 @@ workflow and all its data, stops it wherever it runs, and ends the waits on it.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -484,3 +485,90 @@ async def test_delete_refusals(db_path: Path) -> None:
             await client.delete_workflow("nope", children=True)
         said = await (await rt.start_workflow(selfish, workflow_id="me")).get_result(timeout=WAIT)
         assert "cannot delete 'me'" in said and "itself" in said
+
+
+async def test_stream_values_of_copied_operations_are_renumbered_without_gaps(
+    db_path: Path,
+) -> None:
+    """Two steps run at once: the later-numbered one writes first. Forked between them,
+    the fork's stream holds the earlier step's value at position 0."""
+    rt = litewf.Runtime(db_path)
+    gate = anyio.Event()
+
+    @rt.step(name="slow")
+    async def slow() -> None:
+        await gate.wait()
+        await rt.write_stream("s", "slow")
+
+    @rt.step(name="fast")
+    async def fast() -> None:
+        await rt.write_stream("s", "fast")
+
+    async def fast_then_open() -> None:
+        await fast()
+        gate.set()
+
+    @rt.workflow(name="pair")
+    async def pair() -> None:
+        await asyncio.gather(slow(), fast_then_open())  # ops 0 (slow), 1 (fast)
+
+    async with rt:
+        await (await rt.start_workflow(pair, workflow_id="pair")).get_result(timeout=WAIT)
+        source = "SELECT position, value, writer FROM streams WHERE workflow_id = ? ORDER BY 1"
+        assert rows(db_path, source, "pair") == [(0, '"fast"', "1:0"), (1, '"slow"', "0:0")]
+        async with litewf.Client(db_path) as client:
+            fork = await client.fork_workflow("pair", 1, workflow_id="half")
+        assert rows(db_path, source, "half") == [(0, '"slow"', "0:0")]
+        await rt.recover()  # claims the Client's fork: replays slow, runs fast
+        handle = await rt.retrieve_workflow(fork.workflow_id)
+        assert await handle.get_result(timeout=WAIT) is None
+        assert [v async for v in rt.read_stream("half", "s")] == ["slow", "fast"]
+
+
+async def test_a_history_recorded_before_event_keys_copies_events_by_time(db_path: Path) -> None:
+    """set_event records from before operation identity carry no key: the events set no
+    later than the last copied set_event are copied."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow(name="two")
+    async def two() -> None:
+        await rt.set_event("a", 1)  # op 0
+        await rt.set_event("b", 2)  # op 1
+
+    async with rt:
+        await (await rt.start_workflow(two, workflow_id="old")).get_result(timeout=WAIT)
+    con = sqlite3.connect(db_path)
+    with con:  # as a database migrated from before operation identity holds it
+        con.execute("UPDATE workflows SET history = 1")
+        con.execute("UPDATE operations SET target = NULL")
+        con.execute("UPDATE events SET created_at = created_at - 10 WHERE key = 'a'")
+        con.execute("UPDATE operations SET created_at = created_at - 10 WHERE op_id = 0")
+    con.close()
+    async with litewf.Client(db_path) as client:
+        fork = await client.fork_workflow("old", 1)
+        assert await client.get_all_events(fork.workflow_id) == {"a": 1}
+        assert rows(
+            db_path, "SELECT history FROM workflows WHERE workflow_id = ?", fork.workflow_id
+        ) == [(1,)]
+        every = await client.fork_workflow("old", 2)
+        assert await client.get_all_events(every.workflow_id) == {"a": 1, "b": 2}
+
+
+async def test_deleting_a_queued_workflow_frees_its_slot_at_once(db_path: Path) -> None:
+    rt = litewf.Runtime(db_path, recovery_interval=60)  # no poll: the delete wakes the queue
+    queue = rt.queue("q", concurrency=1)
+
+    @rt.workflow(name="held")
+    async def held() -> str:
+        await rt.recv("go", timeout=WAIT)
+        return "done"
+
+    async with rt:
+        first = await queue.enqueue(held, workflow_id="first")
+        second = await queue.enqueue(held, workflow_id="second")
+        await wait_until(lambda: testing.waiting(rt) == 1)
+        assert (await second.get_status()).status is litewf.Status.ENQUEUED
+        await rt.delete_workflow(first.workflow_id)
+        await wait_until(lambda: testing.waiting(rt) == 1 and "second" in rt._executor.running)
+        await rt.send("second", "x", topic="go")
+        assert await second.get_result(timeout=WAIT) == "done"
