@@ -436,10 +436,19 @@ async def test_deleting_a_running_workflow_stops_it_and_ends_the_waits_on_it(
             return "gone"
         return "timed out"
 
+    @rt.workflow(name="first-of")
+    async def first_of() -> str:
+        try:
+            await rt.wait_first(e=rt.event("victim", "never"), m=rt.message(), timeout=WAIT)
+        except litewf.WorkflowNotFoundError:
+            return "gone"
+        return "timed out"
+
     async with rt, litewf.Client(db_path) as client:
         await rt.start_workflow(waiter, workflow_id="victim")
         watching = await rt.start_workflow(watcher, workflow_id="watcher")
-        await wait_until(lambda: testing.waiting(rt) == 2)
+        first = await rt.start_workflow(first_of, workflow_id="first-of")
+        await wait_until(lambda: testing.waiting(rt) == 3)
         results: dict[str, Any] = {}
 
         async def wait_result() -> None:
@@ -459,6 +468,7 @@ async def test_deleting_a_running_workflow_stops_it_and_ends_the_waits_on_it(
                 await wait_until(lambda: client._session_for("test").notifier.waiting == 2)
                 await client.delete_workflow("victim")
             assert await watching.get_result() == "gone"
+            assert await first.get_result() == "gone"
         assert results == {"result": "gone", "event": "gone"}
         await wait_until(lambda: "victim" not in rt._executor.running)
         with pytest.raises(litewf.WorkflowNotFoundError):
