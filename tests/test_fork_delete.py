@@ -344,6 +344,9 @@ async def test_fork_and_delete_inside_a_workflow_are_recorded_operations(db_path
     async with rt:
         await (await rt.start_workflow(rt_target(rt), workflow_id="t1")).get_result()
         await rt.start_workflow(admin, workflow_id="admin-1")
+        with anyio.fail_after(WAIT):  # until it waits in recv (op 5), not in get_result
+            while len(await rt.list_steps("admin-1")) < 6:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
         await wait_until(lambda: testing.waiting(rt) == 1)
         testing.crash_now(rt)
     assert ran["target"] == 2  # t1, then its fork
