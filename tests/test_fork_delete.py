@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import litewf
 from litewf import testing
 from tests import procs
+from tests.children import forks
 from tests.conditions import wait_until
 
 WAIT = 30.0
@@ -585,3 +587,58 @@ async def test_deleting_a_queued_workflow_frees_its_slot_at_once(db_path: Path) 
         await wait_until(lambda: testing.waiting(rt) == 1 and "second" in rt._executor.running)
         await rt.send("second", "x", topic="go")
         assert await second.get_result(timeout=WAIT) == "done"
+
+
+async def test_a_fork_whose_process_is_killed_resumes_without_running_copied_steps(
+    tmp_path: Path, db_path: Path
+) -> None:
+    """The fork runs in a child process that is SIGKILLed inside the re-run step; a runtime
+    here recovers it: reserve (copied) never runs again, ship runs again (it never
+    recorded an outcome), notify once."""
+    out = tmp_path / "out"
+    out.mkdir()
+    rt, order = forks.build(db_path, out, broken=True, block=False)
+    async with rt:
+        handle = await rt.start_workflow(order, "A", workflow_id="src")
+        with pytest.raises(ValueError, match="carrier"):
+            await handle.get_result(timeout=WAIT)
+    child = procs.spawn("forks", "run", db_path, out, "src", "1", "fixed")
+    try:
+        await procs.wait_for_file(out / "ship.started", child)
+    finally:
+        procs.kill(child)
+    assert (out / "runs").read_text().split() == ["reserve", "ship", "ship"]
+    rt, _ = forks.build(db_path, out, broken=False, block=False)
+    async with rt:  # the dead child's lock is gone: the fork is recovered at launch
+        fixed = await rt.retrieve_workflow("fixed")
+        assert await fixed.get_result(timeout=WAIT) == ["r-A", "s-A", "n-A"]
+    assert (out / "runs").read_text().split() == ["reserve", "ship", "ship", "ship", "notify"]
+
+
+async def test_a_deleted_workflow_drops_the_outcome_of_its_running_sync_step(
+    db_path: Path,
+) -> None:
+    """A sync step body cannot be stopped: it runs to its end, and records nothing."""
+    rt = litewf.Runtime(db_path)
+    started, release = threading.Event(), threading.Event()
+
+    @rt.step(name="blocking")
+    def blocking() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "done"
+
+    @rt.workflow(name="stuck")
+    async def stuck() -> str:
+        return await blocking()
+
+    async with rt:
+        await rt.start_workflow(stuck, workflow_id="stuck")
+        await anyio.to_thread.run_sync(started.wait, WAIT)
+        await rt.delete_workflow("stuck")
+        release.set()
+        await wait_until(lambda: "stuck" not in rt._executor.running)
+        assert owned_rows(db_path, "stuck") == dict.fromkeys(TABLES, 0)
+        assert await rt.list_workflows() == []
+    # Shut down: every step thread has ended, and none of it wrote anything.
+    assert owned_rows(db_path, "stuck") == dict.fromkeys(TABLES, 0)
