@@ -64,9 +64,9 @@ async def run(db: str, out: str, source: str, from_step: str, fork: str) -> None
 
 
 def main() -> None:
-    mode, *args = sys.argv[1:]
+    mode, db, out, source, from_step, fork = sys.argv[1:]
     assert mode == "run"
-    anyio.run(run, *args, backend="asyncio")
+    anyio.run(run, db, out, source, from_step, fork, backend="asyncio")
 
 
 if __name__ == "__main__":
