@@ -466,15 +466,22 @@ async def test_deleting_a_running_workflow_stops_it_and_ends_the_waits_on_it(
                 await client.get_event("victim", "never", timeout=WAIT)
             results["event"] = "gone"
 
+        async def read_stream() -> None:
+            with pytest.raises(litewf.WorkflowNotFoundError):
+                async for _ in client.read_stream("victim", "s", timeout=WAIT):
+                    pass
+            results["stream"] = "gone"
+
         with anyio.fail_after(5):  # far less than WAIT: the waits end at the delete
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait_result)
                 tg.start_soon(wait_event)
-                await wait_until(lambda: client._session_for("test").notifier.waiting == 2)
+                tg.start_soon(read_stream)
+                await wait_until(lambda: client._session_for("test").notifier.waiting == 3)
                 await client.delete_workflow("victim")
             assert await watching.get_result() == "gone"
             assert await first.get_result() == "gone"
-        assert results == {"result": "gone", "event": "gone"}
+        assert results == {"result": "gone", "event": "gone", "stream": "gone"}
         await wait_until(lambda: "victim" not in rt._executor.running)
         with pytest.raises(litewf.WorkflowNotFoundError):
             await rt.send("victim", "go", topic="go")
