@@ -16,19 +16,21 @@ Module map, from the ground up; each imports only modules listed before it
   connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
-  ``_queuesql`` (SQL: enqueue, the dequeue decision).
+  ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
   starts, patch markers), ``_step``, ``_reads`` (recorded reads), ``_streams``,
   ``_workflow`` (workflows, handles).
+- ``_fork`` (fork and delete, outside workflows and as operations).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
   ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
-  ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli``, ``_bench``: tools.
+  ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
+  ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

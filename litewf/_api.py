@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from . import _fork as fork
 from . import _management as management
 from . import _operations as operations
 from . import _reads as reads
@@ -35,6 +36,10 @@ class SessionCalls:
 
     def _workflow(self) -> replay.WorkflowContext | None:
         """The running workflow whose operations these calls are, if any."""
+        return None
+
+    def _runner(self) -> fork.Runner | None:
+        """What runs a fork at once here (a runtime's executor); None: nothing does."""
         return None
 
     def _reading(self, session: Session) -> replay.WorkflowContext | None:
@@ -159,3 +164,30 @@ class SessionCalls:
         """
         session = self._session_for("garbage_collect")
         return await management.garbage_collect(session, older_than, keep_pending, dry_run)
+
+    async def fork_workflow(
+        self, source_id: str, /, from_step: int, *, workflow_id: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow with the source's function and inputs that starts with a copy
+        of its operations numbered below ``from_step`` (and the events and stream values
+        they wrote), then runs on with today's code: the way out of a history that
+        ``resume_workflow`` can only replay (say, a step's recorded error).
+
+        ``workflow_id`` names the fork (default: a new UUID; a taken ID raises
+        ``WorkflowConflictError``). A runtime that has the function runs it at once;
+        otherwise it is PENDING until a runtime that has it claims it.
+        """
+        session = self._session_for("fork_workflow")
+        ctx = self._workflow()
+        new_id = await fork.fork(session, self._runner(), ctx, source_id, from_step, workflow_id)
+        return WorkflowHandle(session, new_id)
+
+    async def delete_workflow(self, workflow_id: str, *, children: bool = False) -> None:
+        """Delete the workflow and all its data (operations, events, messages, streams);
+        with ``children=True`` its descendants too, else they become top-level workflows.
+
+        A PENDING one stops wherever it runs (it can record nothing more); waiters on a
+        deleted workflow end with ``WorkflowNotFoundError``.
+        """
+        session = self._session_for("delete_workflow")
+        await fork.delete(session, self._workflow(), workflow_id, children)

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from . import _cli_change as cli_change
 from . import _cli_check as cli_check
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
@@ -171,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_queue.add_commands(command, _duration, _count)
     cli_check.add_command(sub)
+    cli_change.add_commands(command, _count)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser

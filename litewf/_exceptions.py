@@ -121,13 +121,21 @@ class QueueDuplicateError(LitewfError):
 
 
 class WorkflowConflictError(LitewfError):
-    """Raised when a workflow ID is already used by another workflow function."""
+    """Raised when a workflow ID is already used by another workflow function (or by
+    any workflow, for a fork: a fork is always a new workflow)."""
 
     def __init__(self, workflow_id: str, stored: str, requested: str) -> None:
-        super().__init__(
-            f"workflow ID {workflow_id!r} belongs to workflow {stored!r}, "
-            f"not {requested!r}; choose another ID"
-        )
+        if stored == requested:  # only a fork is refused a taken ID of its own function
+            message = (
+                f"workflow ID {workflow_id!r} is taken (by a stored {stored!r} workflow); "
+                f"a fork is a new workflow: choose another ID"
+            )
+        else:
+            message = (
+                f"workflow ID {workflow_id!r} belongs to workflow {stored!r}, "
+                f"not {requested!r}; choose another ID"
+            )
+        super().__init__(message)
         self.workflow_id = workflow_id
         self.stored_name = stored
         self.requested_name = requested

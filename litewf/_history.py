@@ -16,6 +16,7 @@ from ._exceptions import (
     InvalidValueError,
     QueueDuplicateError,
     StreamClosedError,
+    WorkflowConflictError,
     WorkflowNotFoundError,
 )
 from ._serialization import exception_type_and_message, qualified_type_name
@@ -54,7 +55,7 @@ READ_OPERATIONS = frozenset(
 BUILTIN_OPERATIONS = (
     frozenset(
         {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
-        | {"wait_first", "enqueue"}
+        | {"wait_first", "enqueue", "fork_workflow", "delete_workflow"}
     )
     | READ_OPERATIONS
 )
@@ -68,6 +69,7 @@ _PREFIXES = (CHILD_PREFIX, PATCH_PREFIX)
 #: set, a workflow not there yet), not about the workflow's own history.
 _STATE_DEPENDENT = (
     frozenset({"set_event", "send", "get_event", "write_stream", "wait_first", "enqueue"})
+    | {"fork_workflow", "delete_workflow"}
     | READ_OPERATIONS
 )
 
@@ -128,6 +130,7 @@ def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
         qualified_type_name(EventAlreadySetError),
         qualified_type_name(QueueDuplicateError),
         qualified_type_name(StreamClosedError),
+        qualified_type_name(WorkflowConflictError),  # a fork's ID taken (then freed)
         qualified_type_name(WorkflowNotFoundError),
     }
     error_type, error_message = exception_type_and_message(error)

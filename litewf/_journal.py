@@ -10,8 +10,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from ._change import Change
+from ._exceptions import WorkflowNotFoundError
 from ._rows import Columns
-from ._store import log_change, now
+from ._store import log_change, now, workflow_exists
 from ._tx import Tx
 from ._types import Status
 
@@ -150,6 +151,15 @@ def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
         "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
     )
     return None if row is None else Columns(db, "events", workflow_id).text("value", row[0])
+
+
+def get_live_event(db: Tx, workflow_id: str, key: str) -> str | None:
+    """As ``get_event``; ``WorkflowNotFoundError`` once the workflow is gone (deleted while
+    waited for), so that a wait for its event ends."""
+    data = get_event(db, workflow_id, key)
+    if data is None and not workflow_exists(db, workflow_id):
+        raise WorkflowNotFoundError(workflow_id)
+    return data
 
 
 def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:

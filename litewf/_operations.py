@@ -116,13 +116,20 @@ async def get_event(
         assert recorded.deadline is not None
         deadline = recorded.deadline
 
-    async def lookup() -> tuple[str] | None:
-        data = await ctx.read(journal.get_event, workflow_id, key)
-        return None if data is None else (data,)
+    async def lookup() -> tuple[str | None, WorkflowNotFoundError | None] | None:
+        try:
+            data = await ctx.read(journal.get_live_event, workflow_id, key)
+        except WorkflowNotFoundError as exc:  # deleted while waited for: the outcome
+            return None, exc
+        return None if data is None else (data, None)
 
-    got = await session.notifier.wait_for(Change.event(workflow_id, key), lookup, deadline)
-    await ctx.write(ctx.finish_wait, op_id, "get_event", None if got is None else got[0])
-    return None if got is None else loads_checked(session.serializer, got[0], what)
+    watched = Change.event(workflow_id, key), Change.status(workflow_id)
+    got = await session.notifier.wait_for(watched, lookup, deadline)
+    data, error = (None, None) if got is None else got
+    await ctx.write(ctx.finish_wait, op_id, "get_event", data, error)
+    if error is not None:
+        raise error
+    return None if data is None else loads_checked(session.serializer, data, what)
 
 
 async def send(

@@ -338,6 +338,9 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
     def _workflow(self) -> replay.WorkflowContext | None:
         return replay.current()
 
+    def _runner(self) -> Executor:
+        return self._executor
+
     def _die(self, where: str) -> None:
         """Die as a SIGKILL would (for ``litewf.testing``): from now on write nothing.
 

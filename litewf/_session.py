@@ -258,10 +258,11 @@ class Session:
         return None if found is None else found[0]
 
     async def wait_event(self, workflow_id: str, key: str, deadline: float) -> tuple[Any] | None:
-        """The event's decoded value in a 1-tuple, or None once ``deadline`` has passed."""
+        """The event's decoded value in a 1-tuple, or None once ``deadline`` has passed;
+        ``WorkflowNotFoundError`` if the workflow is deleted meanwhile."""
 
         async def lookup() -> tuple[Any] | None:
-            data = await self.backend.read(journal.get_event, workflow_id, key)
+            data = await self.backend.read(journal.get_live_event, workflow_id, key)
             if data is None:
                 return None
             check = Columns(self.path, "events", workflow_id)
@@ -269,7 +270,8 @@ class Session:
 
         if math.isinf(deadline):
             deadline = self.clock.time() + 1e9
-        return await self.notifier.wait_for(Change.event(workflow_id, key), lookup, deadline)
+        watched = Change.event(workflow_id, key), Change.status(workflow_id)
+        return await self.notifier.wait_for(watched, lookup, deadline)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         check_id(workflow_id)

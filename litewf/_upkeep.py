@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from ._change import Change
-from ._exceptions import CorruptDatabaseError
+from ._exceptions import CorruptDatabaseError, InvalidValueError, WorkflowNotFoundError
 from ._journal import (
     MESSAGE_COLUMNS,
     OPERATION_COLUMNS,
@@ -18,7 +18,7 @@ from ._journal import (
     stream_row,
 )
 from ._rows import Columns
-from ._store import chunks, log_change, placeholders, status_record
+from ._store import chunks, log_change, placeholders, slot_freed, status_record
 from ._tx import Tx
 from ._types import Status
 
@@ -28,6 +28,8 @@ __all__ = [
     "count_prunable_changes",
     "database_info",
     "delete_finished",
+    "delete_tree",
+    "delete_workflows",
     "find_corrupt_rows",
     "prune_changes_batch",
 ]
@@ -114,21 +116,70 @@ def delete_finished(
 ) -> tuple[dict[str, int], list[str], int | None]:
     """Delete the next batch of whole workflow trees that ``_collectable`` chooses.
 
-    A status change is logged for each deleted PENDING one (``keep_pending=False``), so
-    that a process running it stops it. Returns the counts by table, the deleted IDs, and
-    the seq to continue after (None: no roots left).
+    Returns the counts by table, the deleted IDs, and the seq to continue after (None:
+    no roots left).
     """
     deleted, resume_after = _collectable(tx, cutoff, keep_pending, limit, after)
     ids = [workflow_id for workflow_id, _ in deleted]
+    return delete_workflows(tx, ids, announce_all=False), ids, resume_after
+
+
+def delete_workflows(tx: Tx, ids: list[str], *, announce_all: bool) -> dict[str, int]:
+    """Delete these workflows and all their data: the one deletion of garbage collection
+    and ``delete_workflow``. Returns the counts by table.
+
+    A status change is logged for each deleted unfinished one (so that a process running
+    it stops it, and a queued one frees its queue's slot), or for every one with
+    ``announce_all`` (so that waiters on any of them end with ``WorkflowNotFoundError``).
+    """
     counts = dict.fromkeys(GC_TABLES, 0)
+    unfinished = (_PENDING, Status.ENQUEUED.value)
     for chunk in chunks(ids):
         marks = placeholders(chunk)
-        for table, column in _GC_COLUMNS:
+        gone = tx.fetchall(
+            f"DELETE FROM workflows WHERE workflow_id IN ({marks}) "
+            f"RETURNING workflow_id, status, queue_name",
+            chunk,
+        )
+        counts["workflows"] += len(gone)
+        for table, column in _GC_COLUMNS[1:]:
             counts[table] += tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
-    for workflow_id, status in deleted:
-        if status == _PENDING:
-            log_change(tx, Change.status(workflow_id))
-    return counts, ids, resume_after
+        for workflow_id, status, queue_name in gone:
+            if announce_all or status in unfinished:
+                log_change(tx, Change.status(workflow_id))
+            if status in unfinished:
+                slot_freed(tx, queue_name)
+    return counts
+
+
+def delete_tree(
+    tx: Tx, workflow_id: str, children: bool, caller: str | None = None
+) -> dict[str, int]:
+    """Delete a workflow with all its data, and with ``children`` its descendants at any
+    depth; without, its children become top-level workflows (``parent_id`` NULL).
+    Returns the counts by table.
+
+    Raises before deleting anything: ``WorkflowNotFoundError`` if there is no such
+    workflow, ``InvalidValueError`` if ``caller`` (the workflow asking) would be deleted.
+    """
+    found = tx.fetchall(
+        "WITH RECURSIVE tree(id) AS (SELECT workflow_id FROM workflows WHERE workflow_id = ? "
+        "UNION SELECT w.workflow_id FROM workflows w JOIN tree ON ? AND w.parent_id = tree.id) "
+        "SELECT id FROM tree",
+        (workflow_id, children),
+    )
+    if not found:
+        raise WorkflowNotFoundError(workflow_id)
+    ids = [row[0] for row in found]
+    if caller is not None and caller in ids:
+        raise InvalidValueError(
+            f"workflow {caller!r} cannot delete {workflow_id!r}"
+            f"{' with its descendants' if caller != workflow_id else ''}: that would delete "
+            f"the calling workflow itself; delete it from outside, or from another workflow"
+        )
+    if not children:
+        tx.execute("UPDATE workflows SET parent_id = NULL WHERE parent_id = ?", (workflow_id,))
+    return delete_workflows(tx, ids, announce_all=True)
 
 
 def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:

@@ -93,13 +93,14 @@ class _Member:
             return [self.name, "event", self.workflow_id, self.key]
         return [self.name, "result", self.workflow_id]
 
-    def change(self) -> Change:
+    def changes(self) -> tuple[Change, ...]:
+        """What wakes it (an event wait: also its workflow's deletion)."""
         if self.kind == "message":
-            return Change.message(self.workflow_id, self.key)
+            return (Change.message(self.workflow_id, self.key),)
         if self.kind == "event":
             assert self.key is not None
-            return Change.event(self.workflow_id, self.key)
-        return Change.status(self.workflow_id)
+            return Change.event(self.workflow_id, self.key), Change.status(self.workflow_id)
+        return (Change.status(self.workflow_id),)
 
     def ready(self, tx: Tx) -> bool:
         """Whether it would win now (a read: takes nothing)."""
@@ -107,7 +108,8 @@ class _Member:
             return journal.peek_message(tx, self.workflow_id, self.key)
         if self.kind == "event":
             assert self.key is not None
-            return journal.get_event(tx, self.workflow_id, self.key) is not None
+            found = journal.get_event(tx, self.workflow_id, self.key) is not None
+            return found or not store.workflow_exists(tx, self.workflow_id)  # (deleted)
         status = store.status_of(tx, self.workflow_id)
         return status is None or status not in UNFINISHED
 
@@ -118,7 +120,10 @@ class _Member:
             return None if data is None else (data, None)
         if self.kind == "event":
             assert self.key is not None
-            data = journal.get_event(tx, self.workflow_id, self.key)
+            try:
+                data = journal.get_live_event(tx, self.workflow_id, self.key)
+            except WorkflowNotFoundError as exc:  # deleted while waited for
+                return None, exc
             return None if data is None else (data, None)
         row = store.get_result(tx, self.workflow_id)
         if row is None:  # deleted while waited for
@@ -218,7 +223,7 @@ async def wait_first(
                 return None  # a read, so idle re-checks never take the write lock
             return await settle()
 
-        changes = tuple(dict.fromkeys(m.change() for m in members))
+        changes = tuple(dict.fromkeys(c for m in members for c in m.changes()))
         won = await session.notifier.wait_for(changes, settle_if_ready, at, on_notify=settle)
         if won is None:
             await ctx.write(ctx.finish_wait, op_id, NAME, None)

@@ -124,6 +124,23 @@ BAD_QUEUE_BOUNDS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+#: Bad ``from_step`` values for ``fork_workflow`` (a huge one is valid: it copies all).
+BAD_STEPS: list[tuple[str, Any, str]] = [
+    ("negative", -1, "int >= 0"),
+    ("bool", True, "int >= 0"),
+    ("float", 1.5, "int >= 0"),
+    ("str", "3", "int >= 0"),
+    ("none", None, "int >= 0"),
+]
+
+#: Bad flags (``children=``).
+BAD_FLAGS: list[tuple[str, Any, str]] = [
+    ("str", "yes", "True or False"),
+    ("int", 1, "True or False"),
+    ("none", None, "True or False"),
+]
+
+
 def counts(db: Path) -> dict[str, int]:
     con = sqlite3.connect(db)
     try:
@@ -233,6 +250,28 @@ def entry_points() -> Iterator[Any]:
         "client.enqueue(args)": (lambda rt, c, v: c.enqueue("h.q", "h.wait", v), BAD_VALUES),
         "rt.list_workflows(queue)": (lambda rt, c, v: rt.list_workflows(queue=v), BAD_KEYS),
         "client.list_workflows(queue)": (lambda rt, c, v: c.list_workflows(queue=v), BAD_KEYS),
+        "rt.fork_workflow(source_id)": (lambda rt, c, v: rt.fork_workflow(v, 0), BAD_IDS),
+        "client.fork_workflow(source_id)": (lambda rt, c, v: c.fork_workflow(v, 0), BAD_IDS),
+        "rt.fork_workflow(from_step)": (lambda rt, c, v: rt.fork_workflow("w", v), BAD_STEPS),
+        "client.fork_workflow(from_step)": (lambda rt, c, v: c.fork_workflow("w", v), BAD_STEPS),
+        "rt.fork_workflow(workflow_id)": (
+            lambda rt, c, v: rt.fork_workflow("w", 1, workflow_id=v),
+            [b for b in BAD_IDS if b[0] != "none"],  # None means "make one up"
+        ),
+        "client.fork_workflow(workflow_id)": (
+            lambda rt, c, v: c.fork_workflow("w", 1, workflow_id=v),
+            [b for b in BAD_IDS if b[0] != "none"],
+        ),
+        "rt.delete_workflow": (lambda rt, c, v: rt.delete_workflow(v), BAD_IDS),
+        "client.delete_workflow": (lambda rt, c, v: c.delete_workflow(v), BAD_IDS),
+        "rt.delete_workflow(children)": (
+            lambda rt, c, v: rt.delete_workflow("w", children=v),
+            BAD_FLAGS,
+        ),
+        "client.delete_workflow(children)": (
+            lambda rt, c, v: c.delete_workflow("w", children=v),
+            BAD_FLAGS,
+        ),
         "rt.list_workflows(status)": (
             lambda rt, c, v: rt.list_workflows(status=v),
             [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
@@ -393,13 +432,22 @@ async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
             await refused(rt.get_event(me, key, timeout=0))
         for _, timeout, _ in BAD_TIMEOUTS:
             await refused(rt.recv("t", timeout=timeout))
+        for _, value, _ in BAD_IDS:
+            await refused(rt.fork_workflow(value, 0))
+            await refused(rt.delete_workflow(value))
+        for _, step, _ in BAD_STEPS:
+            await refused(rt.fork_workflow(me, step))
+        for _, flag, _ in BAD_FLAGS:
+            await refused(rt.delete_workflow(me, children=flag))
         await rt.set_event("k", "fine")
         return "done"
 
     async with rt:
         assert await careless() == "done"
     expected = 3 * len(BAD_VALUES) + 1 + 7 * len(BAD_KEYS) + len(BAD_TIMEOUTS)
+    expected += 2 * len(BAD_IDS) + len(BAD_STEPS) + len(BAD_FLAGS)
     assert len(seen) == expected
+    assert counts(db_path)["operations"] == 1 and counts(db_path)["workflows"] == 1
     assert counts(db_path)["events"] == 1 and counts(db_path)["messages"] == 0
 
 
