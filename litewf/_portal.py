@@ -196,8 +196,10 @@ class LoopThread:
 
     def __init__(self, name: str) -> None:
         self._cm = anyio.from_thread.start_blocking_portal(name=name)
-        portal = self._cm.__enter__()
-        self.loop: Loop = portal.call(asyncio.get_running_loop)
+        #: anyio's portal, for an async context manager that must enter and exit in one
+        #: task (``wrap_async_context_manager``).
+        self.portal = self._cm.__enter__()
+        self.loop: Loop = self.portal.call(asyncio.get_running_loop)
 
     def stop(self) -> None:
         """End the loop and its thread (from any other thread)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
 
@@ -33,6 +34,7 @@ class SyncClient(SyncSessionCalls):
         self.client = Client(path, serializer=serializer, poll_interval=poll_interval)
         self._target = self.client
         self._owned: LoopThread | None = None
+        self._opened: AbstractContextManager[Client] | None = None
         self._portal = Portal(self._loop, "SyncClient", "'with litewf.SyncClient(path):'")
         self._lifecycle = threading.Lock()
 
@@ -48,12 +50,14 @@ class SyncClient(SyncSessionCalls):
                 raise LitewfError(f"{self!r} is already open")
             owned = LoopThread(f"litewf client {self.client.path}")
             self._portal.reopen(owned.loop)
+            # Opened and closed in one task: its session's task group must be.
+            opened = owned.portal.wrap_async_context_manager(self.client)
             try:
-                self._portal.call_on(owned.loop, self.client.__aenter__)
+                opened.__enter__()
             except BaseException:
                 owned.stop()
                 raise
-            self._owned = owned
+            self._owned, self._opened = owned, opened
         return self
 
     def __exit__(
@@ -63,11 +67,11 @@ class SyncClient(SyncSessionCalls):
         tb: TracebackType | None,
     ) -> None:
         with self._lifecycle:
-            owned, self._owned = self._owned, None
-            if owned is None:
+            owned, opened, self._owned, self._opened = self._owned, self._opened, None, None
+            if owned is None or opened is None:
                 return
             try:
-                self._portal.call_on(owned.loop, self.client.__aexit__, None, None, None)
+                opened.__exit__(None, None, None)
             finally:
                 self._portal.call_on(owned.loop, self._portal.drain)
                 owned.stop()
