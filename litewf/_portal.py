@@ -258,8 +258,8 @@ def iterate(portal: Portal, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]
                 yield value  # type: ignore[misc]
         finally:
             close = getattr(source, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(LitewfError):
+            if close is not None:  # (left early, or collected in any thread: best effort)
+                with contextlib.suppress(LitewfError, asyncio.CancelledError):
                     portal.call(close)
 
     return values()

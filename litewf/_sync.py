@@ -29,7 +29,7 @@ from ._sync_api import SyncSessionCalls, SyncWorkflowHandle, blocking_handle
 from ._sync_parts import SyncQueue, SyncStep, SyncStepDecorator, SyncWorkflow, async_form
 from ._validate import check_key
 from ._waiting import EventWait, FirstOf, MessageWait
-from ._workflow import Workflow
+from ._workflow import Workflow, WorkflowHandle
 
 __all__ = ["SyncRuntime"]
 
@@ -233,7 +233,7 @@ class SyncRuntime(SyncSessionCalls):
         *,
         timeout: float | None = None,
         deadline: datetime | None = None,
-        **waits: MessageWait | EventWait | SyncWorkflowHandle[Any] | Any,
+        **waits: MessageWait | EventWait | SyncWorkflowHandle[Any] | WorkflowHandle[Any],
     ) -> FirstOf | None:
         """``Runtime.wait_first``, blocking; a wait may also be a ``SyncWorkflowHandle``."""
         aio = {k: w.aio if isinstance(w, SyncWorkflowHandle) else w for k, w in waits.items()}

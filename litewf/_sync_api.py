@@ -3,6 +3,7 @@ workflow handles: each one line, the async call made through the portal (``_port
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -53,10 +54,10 @@ def blocking_handle(
     """``blocking`` for a method that returns a handle: returns a ``SyncWorkflowHandle``."""
     call = blocking(method)
 
+    @functools.wraps(method)
     def wrapped(self: SyncView, /, *args: P.args, **kwargs: P.kwargs) -> SyncWorkflowHandle[R]:
         return SyncWorkflowHandle(self._portal, call(self, *args, **kwargs))
 
-    wrapped.__name__, wrapped.__doc__ = call.__name__, call.__doc__
     return wrapped
 
 

@@ -9,6 +9,7 @@ async code share workflows and handles.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -389,3 +390,34 @@ def test_queues_and_a_sync_client(srt: litewf.SyncRuntime, db_path: Path) -> Non
             assert h.get_result(timeout=10) == 25
             assert client.list_workflows(queue="jobs", limit=10)
             assert client.retrieve_workflow("from-client").workflow_id == "from-client"
+
+
+ASYNC_ONLY = {"launch", "shutdown"}  # the sync view has its own (blocking) lifecycle
+
+
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls"),
+    [
+        (litewf.SyncRuntime, litewf.Runtime),
+        (litewf.SyncClient, litewf.Client),
+        (litewf.SyncQueue, litewf.Queue),
+        (litewf.SyncWorkflowHandle, litewf.WorkflowHandle),
+    ],
+)
+def test_every_async_call_has_a_sync_twin_with_the_same_arguments(
+    sync_cls: type, async_cls: type
+) -> None:
+    """A new async method needs its one-line twin (``name = blocking(Runtime.name)`` in
+    litewf/_sync.py, or ``blocking_handle`` when it returns a handle)."""
+    for name, member in inspect.getmembers(async_cls):
+        if name.startswith("_") or name in ASYNC_ONLY:
+            continue
+        if not (inspect.iscoroutinefunction(member) or name == "read_stream"):
+            continue
+        twin = getattr(sync_cls, name, None)
+        assert twin is not None, f"{sync_cls.__name__} lacks {name}: add its sync twin"
+        params = list(inspect.signature(member).parameters.values())
+        twin_params = list(inspect.signature(twin).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in twin_params] == [
+            (p.name, p.kind, p.default) for p in params
+        ], f"{sync_cls.__name__}.{name} must take the arguments of {async_cls.__name__}.{name}"
