@@ -177,8 +177,9 @@ class SyncRuntime(SyncSessionCalls):
         with self._lifecycle:
             owned, self._owned = self._owned, None
             if owned is None:
-                if self.runtime._loop() is not None:
-                    self._portal.call(self.runtime.shutdown)  # launched by async code
+                loop = self.runtime._loop()
+                if loop is not None and not loop.is_closed():  # launched by async code
+                    self._portal.call(self.runtime.shutdown)
                 return
             try:
                 self._portal.call_on(owned.loop, self.runtime.shutdown)
