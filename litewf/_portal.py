@@ -43,10 +43,11 @@ Loop = asyncio.AbstractEventLoop
 class _Body:
     """A ``def`` workflow's body running in a thread: its calls in flight on the loop."""
 
-    __slots__ = ("stopped", "tasks")
+    __slots__ = ("loop", "stopped", "tasks")
 
-    def __init__(self) -> None:
-        # Both touched only on the event loop's thread.
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        # Both touched only on that loop's thread.
         self.stopped = False
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -75,7 +76,7 @@ async def run_body(threads: StepThreads, workflow_id: str | None, fn: Callable[[
     ``CancelledError`` and so does every later one; the thread is the runtime's, so
     shutdown keeps the workflow owned while the body still runs.
     """
-    body = _Body()
+    body = _Body(asyncio.get_running_loop())
     token = _body.set(body)  # the thread's context is a copy of this task's
     try:
         return await threads.run(workflow_id, fn)
@@ -117,6 +118,8 @@ class Portal:
                 f"for itself forever; in async code await the Runtime's own call instead"
             )
         body = _body.get()
+        if body is not None and body.loop is not loop:
+            body = None  # a call to another runtime's loop: not this workflow's operation
         if body is not None and body.stopped:
             raise asyncio.CancelledError(f"{name}(): this workflow was stopped")
         context = contextvars.copy_context()

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def test_durable_calls_from_a_def_workflow(srt: litewf.SyncRuntime) -> None:
         got: dict[str, Any] = {"patched": srt.patched("v2")}
         srt.deprecate_patch("old")
         srt.sleep(0.01)
+        srt.sleep_until(datetime.now(UTC) + timedelta(milliseconds=10))
         got["event"] = srt.get_event(partner_id, "ready", timeout=10)
         srt.set_event("mine", "set")
         got["recv"] = srt.recv("in", timeout=10)
@@ -305,7 +307,12 @@ def test_cancel_of_a_def_workflow_blocked_in_recv_ends_it_promptly(
             h.get_result(timeout=10)
         until(lambda: not srt.runtime._step_threads.alive())
         assert time.monotonic() - started < 5
-    assert seen == [asyncio.CancelledError, asyncio.CancelledError]
+        assert seen == [asyncio.CancelledError, asyncio.CancelledError]
+        again = srt.resume_workflow(h.workflow_id)  # runs again from the top, replaying
+        until(lambda: waiting(srt) == 1)
+        srt.send(h.workflow_id, "now")
+        assert again.get_result(timeout=10) == "received"
+        assert [s.kind for s in srt.list_steps(h.workflow_id)] == ["recv"]
 
 
 def test_shutdown_with_a_def_workflow_blocked_in_recv_does_not_hang(db_path: Path) -> None:
