@@ -25,6 +25,7 @@ import pytest
 
 import litewf
 from litewf import testing
+from litewf.pytest_plugin import SyncRuntimeFactory
 from tests import procs
 from tests.children import sync_crash
 
@@ -428,3 +429,21 @@ def test_every_async_call_has_a_sync_twin_with_the_same_arguments(
         assert [(p.name, p.kind, p.default) for p in twin_params] == [
             (p.name, p.kind, p.default) for p in params
         ], f"{sync_cls.__name__}.{name} must take the arguments of {async_cls.__name__}.{name}"
+
+
+def test_the_pytest_plugin_launches_a_sync_runtime_for_a_plain_test(
+    litewf_db: Path, litewf_sync_runtime: SyncRuntimeFactory
+) -> None:
+    built = litewf.SyncRuntime(litewf_db)
+
+    @built.workflow()
+    def hello(name: str) -> str:
+        return f"hello {name}"
+
+    srt = litewf_sync_runtime(built)  # launched now, shut down at teardown
+    assert srt is built
+    assert srt.start_workflow(hello, "sync").get_result(timeout=10) == "hello sync"
+    other = litewf_sync_runtime(executor_id="second")
+    assert other.runtime.executor_id == "second"
+    with pytest.raises(TypeError, match=r"litewf\.SyncRuntime"):
+        litewf_sync_runtime(built.runtime)  # type: ignore[arg-type]
