@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import functools
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -94,7 +95,8 @@ class Portal:
         self._owner = owner  # "SyncRuntime": for messages
         self._how = how  # how to launch it: for messages
         self._lock = threading.Lock()
-        self._closed: set[Loop] = set()  # loops whose calls were drained: refuse more
+        #: Loops whose calls were drained: refuse more (weak: a stopped loop is let go).
+        self._closed: weakref.WeakSet[Loop] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[Any]] = set()  # touched only on the loop's thread
 
     def call(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
