@@ -12,8 +12,9 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
   locks on the file), ``_walwatch`` (noticing other processes' writes).
-- ``_tx`` (a unit of work's transaction), ``_dbfile`` (checks on the file), ``_db`` (the
-  connection, group commit), ``_rows`` (checks every stored column read back).
+- ``_tx`` (a unit of work's transaction), ``_portal`` (sync code calling into the event
+  loop: the one mechanism under the synchronous API), ``_dbfile`` (checks on the file),
+  ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
   ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy).
@@ -25,8 +26,11 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_fork`` (fork and delete, outside workflows and as operations).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
-  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
-- ``_runtime``, ``_client``: the facades.
+  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_sync_api`` (blocking twins of
+  ``_api``'s calls and of handles), ``_serving`` (a launch's own task), ``_sync_parts``
+  (blocking workflows, steps, queues).
+- ``_runtime``, ``_client``: the facades; ``_sync``, ``_sync_client``: their synchronous
+  views (``SyncRuntime``, ``SyncClient``).
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
@@ -64,6 +68,10 @@ from ._queues import Queue
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
+from ._sync import SyncRuntime
+from ._sync_api import SyncWorkflowHandle
+from ._sync_client import SyncClient
+from ._sync_parts import SyncQueue, SyncStep, SyncWorkflow
 from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
 from ._waiting import EventWait, FirstOf, MessageWait
 from ._workflow import Workflow, WorkflowHandle
@@ -103,6 +111,12 @@ __all__ = (
     "Step",
     "StepRecord",
     "StreamClosedError",
+    "SyncClient",
+    "SyncQueue",
+    "SyncRuntime",
+    "SyncStep",
+    "SyncWorkflow",
+    "SyncWorkflowHandle",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowConflictError",

@@ -216,8 +216,8 @@ class ExecutorConflictError(LitewfError):
 class RuntimeNotLaunchedError(LitewfError):
     """Raised when a call needs a launched runtime (``async with rt:``) and it is not."""
 
-    def __init__(self, call: str) -> None:
-        super().__init__(f"{call} needs a launched runtime: use 'async with rt:' or rt.launch()")
+    def __init__(self, call: str, how: str = "'async with rt:' or rt.launch()") -> None:
+        super().__init__(f"{call} needs a launched runtime: use {how}")
 
 
 class DatabaseError(LitewfError):

@@ -123,7 +123,10 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
 
         def register(fn: Callable[P, Coroutine[Any, Any, R]]) -> Workflow[P, R]:
             if not callable(fn) or not inspect.iscoroutinefunction(fn):
-                raise InvalidValueError(f"@rt.workflow() needs an 'async def' function, got {fn!r}")
+                raise InvalidValueError(
+                    f"@rt.workflow() needs an 'async def' function, got {fn!r}; register a "
+                    f"plain 'def' workflow with @srt.workflow() of a litewf.SyncRuntime"
+                )
             wf_name = check_key(name, "name", optional=True) or qualified_name(fn)
             if wf_name in registered:
                 raise InvalidValueError(
@@ -340,6 +343,10 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
 
     def _runner(self) -> Executor:
         return self._executor
+
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this runtime serves, if launched (``SyncRuntime``'s portal)."""
+        return None if self._serving is None else self._serving.loop
 
     def _die(self, where: str) -> None:
         """Die as a SIGKILL would (for ``litewf.testing``): from now on write nothing.

@@ -17,7 +17,7 @@ parametrized (anyio's default runs every installed backend), such a test is pinn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +25,15 @@ import pytest
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._sync import SyncRuntime
 
-__all__ = ["RuntimeFactory", "litewf_db", "litewf_runtime"]
+__all__ = [
+    "RuntimeFactory",
+    "SyncRuntimeFactory",
+    "litewf_db",
+    "litewf_runtime",
+    "litewf_sync_runtime",
+]
 
 #: Fixtures that need an event loop, hence anyio's asyncio backend.
 _ASYNC_FIXTURES = frozenset({"litewf_runtime"})
@@ -102,3 +109,35 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     defs = metafunc._arg2fixturedefs.get("anyio_backend", ())
     if defs and defs[-1].params is not None:
         metafunc.definition.add_marker(pytest.mark.parametrize("anyio_backend", ["asyncio"]))
+
+
+class SyncRuntimeFactory:
+    """Launches ``SyncRuntime``s for one plain ``def`` test; shut down newest first."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.launched: list[SyncRuntime] = []
+
+    def __call__(self, runtime: SyncRuntime | None = None, /, **options: Any) -> SyncRuntime:
+        """Launch ``runtime``, or a new ``SyncRuntime(litewf_db, **options)``; return it."""
+        from ._sync import SyncRuntime
+
+        if runtime is None:
+            runtime = SyncRuntime(self.db, **options)
+        elif not isinstance(runtime, SyncRuntime):
+            raise TypeError(f"litewf_sync_runtime() takes a litewf.SyncRuntime, got {runtime!r}")
+        elif options:
+            raise TypeError("pass options either to litewf.SyncRuntime(...) or here, not both")
+        runtime.launch()
+        self.launched.append(runtime)
+        return runtime
+
+
+@pytest.fixture
+def litewf_sync_runtime(litewf_db: Path) -> Iterator[SyncRuntimeFactory]:
+    """Launch sync runtimes with ``litewf_sync_runtime(srt)``; each is shut down at
+    teardown. For plain ``def`` tests: no event loop, no anyio backend."""
+    factory = SyncRuntimeFactory(litewf_db)
+    yield factory
+    while factory.launched:
+        factory.launched.pop().shutdown()

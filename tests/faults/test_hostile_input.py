@@ -16,12 +16,14 @@ import math
 import os
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 import litewf
@@ -644,3 +646,61 @@ async def test_wait_first_hostile_input(db_path: Path) -> None:
         assert [s.name for s in await rt.list_steps(wid)] == ["set_event"]  # no numbers taken
     assert len(seen) == 8 + 5 + len(BAD_TIMEOUTS) + 1
     assert counts(db_path)["messages"] == 0
+
+
+def test_sync_api_hostile_input(db_path: Path, tmp_path: Path) -> None:
+    """The synchronous API refuses, with messages that say what to do: a def workflow on
+    the async decorator (and the reverse), options given to a view of a runtime, calls
+    before launch, a sync call from the runtime's own event loop (which would wait for
+    itself forever), and files that are not databases (leaving no thread behind)."""
+    rt = litewf.Runtime(db_path)
+    srt = litewf.SyncRuntime(rt)
+
+    def plain() -> None:
+        pass
+
+    async def coroutine() -> None:
+        pass
+
+    with pytest.raises(litewf.InvalidValueError, match="SyncRuntime"):
+        rt.workflow()(plain)  # type: ignore[arg-type]
+    with pytest.raises(litewf.InvalidValueError, match=r"plain 'def'.*@rt.workflow\(\)"):
+        srt.workflow()(coroutine)
+    with pytest.raises(litewf.InvalidValueError, match="plain 'def'"):
+        srt.workflow()(42)  # type: ignore[arg-type]
+    with pytest.raises(litewf.InvalidValueError, match="no options"):
+        litewf.SyncRuntime(rt, durability="normal")
+    with pytest.raises(litewf.RuntimeNotLaunchedError, match=r"SyncRuntime\.send.*with srt:"):
+        srt.send("w", 1)
+    with pytest.raises(litewf.RuntimeNotLaunchedError, match=r"SyncRuntime\.recv"):
+        srt.recv()
+    threads = threading.active_count()
+
+    @srt.step()
+    def sync_step() -> int:
+        return 1
+
+    @rt.workflow()
+    async def calls_a_sync_step() -> int:
+        return sync_step()  # from the event loop's thread: refused, not a deadlock
+
+    async def main() -> None:
+        async with rt:
+            with pytest.raises(litewf.LitewfError, match="wait for itself forever"):
+                srt.list_workflows()
+            with pytest.raises(litewf.LitewfError, match="wait for itself forever"):
+                await calls_a_sync_step()
+            with pytest.raises(litewf.LitewfError, match="already launched"):
+                await anyio.to_thread.run_sync(srt.launch)
+            with pytest.raises(litewf.InvalidValueError, match="must be a non-empty str"):
+                await anyio.to_thread.run_sync(lambda: srt.send(123, "m"))  # type: ignore[arg-type]
+
+    anyio.run(main)
+    assert counts(db_path)["messages"] == 0
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(litewf.DatabaseError):
+        litewf.SyncRuntime(garbage).launch()
+    with pytest.raises(litewf.DatabaseError):
+        litewf.SyncClient(tmp_path / "missing.db").__enter__()
+    assert threading.active_count() == threads  # their event loop threads ended
