@@ -162,11 +162,12 @@ async def _fire_at(
     with timer:
         await _wait_until(session.clock, deadline)
         try:
-            await expire_now(session, workflow_id)
+            ended = await expire_now(session, workflow_id)
         except LitewfError:
             logger.exception("cannot end workflow %s at its deadline", workflow_id)
             return  # (a damaged row: its run decides; the recovery sweep tries again)
-        run.cancel()
+        if ended:  # (else it finished first: its run is ending on its own)
+            run.cancel()
 
 
 async def _wait_until(clock: Clock, deadline: float) -> None:

@@ -21,6 +21,7 @@ from ._types import Status
 __all__ = [
     "DELAYED",
     "Timing",
+    "as_deadline",
     "clear",
     "deadline_of",
     "inherit",
@@ -69,10 +70,17 @@ def earliest(a: float | None, b: float | None) -> float | None:
     return a if b is None else min(a, b)
 
 
+def as_deadline(value: object) -> float | None:
+    """A stored deadline; None for NULL and for a value litewf never writes (a tampered
+    row runs without a deadline rather than stopping the runtime)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def deadline_of(db: Tx, workflow_id: str) -> float | None:
     row = db.fetchone("SELECT deadline FROM workflows WHERE workflow_id = ?", (workflow_id,))
-    value = None if row is None else row[0]
-    return float(value) if isinstance(value, int | float) else None
+    return None if row is None else as_deadline(row[0])
 
 
 def inherit(tx: Tx, workflow_id: str, parent_id: str | None) -> float | None:
@@ -133,7 +141,7 @@ def start_due(
         )
         if row is not None:
             log_change(tx, Change.status(workflow_id))
-            taken.append((ClaimedWorkflow(workflow_id, name, inputs), row[0]))
+            taken.append((ClaimedWorkflow(workflow_id, name, inputs), as_deadline(row[0])))
     if len(rows) == _BATCH:
         return taken, at  # more are due: look again at once
     return taken, next_delayed(tx, names)
@@ -149,7 +157,7 @@ def next_delayed(db: Tx, names: list[str]) -> float | None:
         f"AND name IN ({placeholders(names)})",
         tuple(names),
     )
-    return None if row is None or row[0] is None else float(row[0])
+    return None if row is None else as_deadline(row[0])
 
 
 def overdue(db: Tx, at: float, limit: int = 500) -> list[str]:

@@ -195,7 +195,8 @@ def dequeue(
             (_PENDING, executor_id, at, ts, at, at, wf.workflow_id, _ENQUEUED),
         )
         log_change(tx, Change.status(wf.workflow_id))
-        deadline = None if row is None or row[0] is None else float(row[0])
+        value = None if row is None else row[0]
+        deadline = float(value) if isinstance(value, int | float) else None
         begun.append(Dequeued(wf, item.fresh, deadline))
     return begun, wake
 
