@@ -140,16 +140,18 @@ def armed(
     deadline: float | None,
     run: anyio.CancelScope,
 ) -> Iterator[None]:
-    """While the block runs the workflow: at ``deadline``, end it and cancel ``run``."""
+    """While the block runs the workflow: at ``deadline``, cancel ``run`` and end it."""
     if deadline is None:
         yield
         return
     timer = anyio.CancelScope()
-    tg.start_soon(_fire_at, session, workflow_id, deadline, run, timer)
+    fired: list[bool] = []
+    tg.start_soon(_fire_at, session, workflow_id, deadline, run, timer, fired)
     try:
         yield
     finally:
-        timer.cancel()
+        if not fired:  # (a fired timer outlives the run it cancelled: it writes the end)
+            timer.cancel()
 
 
 async def _fire_at(
@@ -158,16 +160,19 @@ async def _fire_at(
     deadline: float,
     run: anyio.CancelScope,
     timer: anyio.CancelScope,
+    fired: list[bool],
 ) -> None:
+    """Cancel the run first, so that its code does nothing past its deadline (not even
+    while the outcome is written), then end it and its descendants. A crash between the
+    two leaves it PENDING and overdue: the next launch ends it without running it."""
     with timer:
         await _wait_until(session.clock, deadline)
+        fired.append(True)
+        run.cancel()
         try:
-            ended = await expire_now(session, workflow_id)
-        except LitewfError:
+            await expire_now(session, workflow_id)
+        except LitewfError:  # (a damaged row; the recovery sweep tries again)
             logger.exception("cannot end workflow %s at its deadline", workflow_id)
-            return  # (a damaged row: its run decides; the recovery sweep tries again)
-        if ended:  # (else it finished first: its run is ending on its own)
-            run.cancel()
 
 
 async def _wait_until(clock: Clock, deadline: float) -> None:

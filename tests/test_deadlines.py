@@ -588,3 +588,24 @@ async def test_step_without_timeout_is_not_limited(db_path: Path) -> None:
     async with rt:
         assert await (await rt.start_workflow(wf)).get_result() == "done"
     assert time.monotonic() - started < 10
+
+
+async def test_auto_advance_jumps_to_a_workflow_deadline(db_path: Path) -> None:
+    """An auto-advancing clock counts deadlines among what it jumps to: a day-long sleep
+    under an hour's timeout ends at the hour; a workflow done in time succeeds."""
+    clock = VirtualClock(auto_advance=True)
+    rt = litewf.Runtime(db_path, clock=clock)
+
+    @rt.workflow()
+    async def napper(seconds: float) -> str:
+        await rt.sleep(seconds)
+        return "rested"
+
+    async with rt:
+        t0 = clock.time()
+        quick = await rt.start_workflow(napper, 60, timeout=HOUR)
+        with anyio.fail_after(10):
+            assert await quick.get_result() == "rested"
+        slow = await rt.start_workflow(napper, 24 * HOUR, timeout=HOUR)
+        await expect_timeout(slow)
+        assert clock.time() == pytest.approx(t0 + 60 + HOUR)
