@@ -609,3 +609,31 @@ async def test_auto_advance_jumps_to_a_workflow_deadline(db_path: Path) -> None:
         slow = await rt.start_workflow(napper, 24 * HOUR, timeout=HOUR)
         await expect_timeout(slow)
         assert clock.time() == pytest.approx(t0 + 60 + HOUR)
+
+
+async def test_an_enqueued_workflow_past_its_deadline_ends_without_starting(
+    db_path: Path,
+) -> None:
+    """A fixed ``deadline=`` on an enqueue counts while the workflow waits in its queue:
+    the next recovery pass ends it, and it never runs."""
+    clock = VirtualClock()
+    rt = litewf.Runtime(db_path, clock=clock)
+    queue = rt.queue("one", concurrency=1)
+    ran: list[str] = []
+
+    @rt.workflow(name="waiter")
+    async def waiter(tag: str) -> str:
+        ran.append(tag)
+        return f"{await rt.recv('go', timeout=10 * HOUR)}"
+
+    async with rt:
+        blocker = await queue.enqueue(waiter, "blocker", workflow_id="blocker")
+        when = datetime.fromtimestamp(clock.time() + 60, UTC)
+        late = await queue.enqueue(waiter, "late", workflow_id="late", deadline=when)
+        await wait_until(lambda: ran == ["blocker"])
+        clock.advance(61)
+        await rt.recover()  # (the runtime's own pass comes every recovery_interval)
+        await expect_timeout(late)
+        await rt.send("blocker", "done", topic="go")
+        assert await blocker.get_result() == "done"
+    assert ran == ["blocker"]
