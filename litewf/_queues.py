@@ -42,6 +42,7 @@ __all__ = [
     "enqueue_by_name",
     "keep_dequeuing",
     "register_queue",
+    "start_delayed",
 ]
 
 logger = logging.getLogger("litewf")
@@ -268,28 +269,43 @@ async def keep_dequeuing(
     executor: Executor, session: Session, queues: dict[str, Queue], interval: float
 ) -> None:
     """Forever: start what this runtime's queues allow, woken by queue changes (in any
-    process), by the end of a delay or rate window, and at least every ``interval``."""
+    process), by the end of a delay or rate window, and at least every ``interval``.
+
+    Delayed starts (``start_workflow(delay=...)``, no queue's) are looked at when one is
+    recorded, when the next one is due, and on every ``interval`` tick; not on each of
+    the queues' changes (that would add a read to every dequeue)."""
     wake = [anyio.Event()]
+    delayed = [True]  # look at delayed starts on the next pass
 
     def on_change(change: Change) -> None:
-        if change.kind is ChangeKind.QUEUE and (
-            change.workflow_id in queues or change.workflow_id == DELAYED
-        ):
-            wake[0].set()
+        if change.kind is ChangeKind.QUEUE:
+            if change.workflow_id == DELAYED:
+                delayed[0] = True
+                wake[0].set()
+            elif change.workflow_id in queues:
+                wake[0].set()
 
     session.notifier.add_listener(on_change)
+    delayed_at: float | None = None
     while True:
         event = wake[0] = anyio.Event()  # armed before looking: nothing is missed
         next_at: float | None = None
         try:
             next_at = await dequeue_now(executor, session, queues)
+            if delayed[0] or (delayed_at is not None and delayed_at <= session.clock.time()):
+                delayed[0] = False
+                delayed_at = await start_delayed(executor, session)
         except LitewfError:
             logger.exception("litewf dequeue failed; retrying")
+        if delayed_at is not None:
+            next_at = delayed_at if next_at is None else min(next_at, delayed_at)
         if next_at is None:
             with anyio.move_on_after(interval):
                 await event.wait()
         else:
             await session.clock.wait(event, next_at, interval, drive=False)
+        if not event.is_set():
+            delayed[0] = True  # an interval tick (or a time reached): look again
 
 
 async def dequeue_now(
@@ -314,13 +330,17 @@ async def dequeue_now(
             )
         if wake is not None:
             soonest = wake if soonest is None else min(soonest, wake)
+    return soonest
+
+
+async def start_delayed(executor: Executor, session: Session) -> float | None:
+    """Start the delayed starts due now whose function is here (a read when none is);
+    when the next one is due (None: none waits)."""
     names, at = list(executor.workflows), session.clock.time()
     wake = await session.backend.read(next_delayed, names)
-    if wake is not None and wake <= at and executor.dead is None:  # delayed starts
+    if wake is not None and wake <= at and executor.dead is None:
         due, wake = await session.backend.write(start_due, executor.executor_id, names, at)
         for wf, deadline in due:
             workflow = executor.workflows[wf.name]
             executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=True, deadline=deadline)
-    if wake is not None:
-        soonest = wake if soonest is None else min(soonest, wake)
-    return soonest
+    return wake

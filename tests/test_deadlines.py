@@ -637,3 +637,19 @@ async def test_an_enqueued_workflow_past_its_deadline_ends_without_starting(
         await rt.send("blocker", "done", topic="go")
         assert await blocker.get_result() == "done"
     assert ran == ["blocker"]
+
+
+async def test_a_real_time_timeout_ends_the_workflow_on_time(db_path: Path) -> None:
+    """On the real clock too: a 0.2 s timeout ends a workflow waiting in recv for a
+    minute, promptly."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def waiter() -> None:
+        await rt.recv("never", timeout=60)
+
+    async with rt:
+        started = time.monotonic()
+        h = await rt.start_workflow(waiter, timeout=timedelta(milliseconds=200))
+        await expect_timeout(h)
+        assert 0.15 < time.monotonic() - started < 5
