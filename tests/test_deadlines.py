@@ -16,6 +16,7 @@ import pytest
 
 import litewf
 from litewf import Status
+from litewf._cli import main
 from litewf.testing import VirtualClock, crash_now
 from tests import procs
 from tests.conditions import wait_until
@@ -653,3 +654,22 @@ async def test_a_real_time_timeout_ends_the_workflow_on_time(db_path: Path) -> N
         h = await rt.start_workflow(waiter, timeout=timedelta(milliseconds=200))
         await expect_timeout(h)
         assert 0.15 < time.monotonic() - started < 5
+
+
+def test_cli_resume_of_a_delayed_start_says_so(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def make() -> None:
+        rt = litewf.Runtime(db_path)
+
+        @rt.workflow(name="job")
+        async def job() -> None:
+            pass
+
+        async with rt:
+            await rt.start_workflow(job, workflow_id="later", delay=HOUR)
+
+    anyio.run(make)
+    code = main(["--db", str(db_path), "resume", "later"])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (0, "later: ENQUEUED (a delayed start; its runtimes start it)\n", "")
