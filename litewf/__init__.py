@@ -17,10 +17,12 @@ Module map, from the ground up; each imports only modules listed before it
   ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
-  ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy).
+  ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy),
+  ``_deadlinesql`` (SQL: workflow deadlines, delayed starts).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
-- ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
+- ``_replay`` (record-or-replay), ``_deadlines`` (workflow deadlines, step timeouts: checks,
+  timers), ``_operations (sleep, events, messages, child
   starts, patch markers), ``_step``, ``_reads`` (recorded reads), ``_streams``,
   ``_workflow`` (workflows, handles).
 - ``_fork`` (fork and delete, outside workflows and as operations).
@@ -58,11 +60,13 @@ from ._exceptions import (
     RuntimeNotLaunchedError,
     SchemaTooNewError,
     SerializationError,
+    StepTimeoutError,
     StreamClosedError,
     WorkflowCancelledError,
     WorkflowConflictError,
     WorkflowFailedError,
     WorkflowNotFoundError,
+    WorkflowTimeoutError,
 )
 from ._queues import Queue
 from ._runtime import Runtime
@@ -110,6 +114,7 @@ __all__ = (
     "Status",
     "Step",
     "StepRecord",
+    "StepTimeoutError",
     "StreamClosedError",
     "SyncClient",
     "SyncQueue",
@@ -124,6 +129,7 @@ __all__ = (
     "WorkflowHandle",
     "WorkflowNotFoundError",
     "WorkflowStatus",
+    "WorkflowTimeoutError",
 )
 
 # Public names show as litewf.X in tracebacks and reprs, and stored error types read

@@ -416,7 +416,8 @@ async def _resume(session: Session, args: argparse.Namespace) -> int:
     elif status.status is Status.PENDING:
         print(f"{args.workflow_id}: PENDING (a runtime that has its function runs it)")
     elif status.status is Status.ENQUEUED:
-        print(f"{args.workflow_id}: ENQUEUED (on queue {status.queue!r}; its runtimes start it)")
+        where = "a delayed start" if status.queue is None else f"on queue {status.queue!r}"
+        print(f"{args.workflow_id}: ENQUEUED ({where}; its runtimes start it)")
     else:
         print(f"{args.workflow_id}: {status.status.value} (finished; nothing to resume)")
     return 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from ._api import SessionCalls
 from ._dbfile import absolute_path
+from ._deadlines import check_enqueue
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._queues import enqueue_by_name
 from ._serialization import JsonSerializer, Serializer
@@ -88,6 +90,8 @@ class Client(SessionCalls):
         dedup_id: str | None = None,
         delay: float | None = None,
         partition_key: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
         **kwargs: Any,
     ) -> WorkflowHandle[Any]:
         """Enqueue the workflow registered as ``workflow_name`` on ``queue_name``: a runtime
@@ -103,4 +107,5 @@ class Client(SessionCalls):
             dedup_id=dedup_id,
             delay=delay,
             partition_key=partition_key,
+            timing=check_enqueue(timeout, deadline),
         )

@@ -11,6 +11,8 @@ Exception hierarchy:
   + SerializationError         (a value the serializer cannot store or read back)
   + InvalidValueError          (also a ValueError: an argument litewf cannot accept)
   + WorkflowCancelledError     (the workflow was cancelled)
+    + WorkflowTimeoutError     (its deadline passed: it was cancelled by it)
+  + StepTimeoutError           (a step attempt outlived its timeout)
   + MaxRecoveryAttemptsExceededError
   + WorkflowFailedError        (a failure whose exception class is not importable here)
   + ExecutorConflictError      (two live runtimes with one executor_id)
@@ -48,11 +50,13 @@ __all__ = [
     "RuntimeNotLaunchedError",
     "SchemaTooNewError",
     "SerializationError",
+    "StepTimeoutError",
     "StreamClosedError",
     "WorkflowCancelledError",
     "WorkflowConflictError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
 ]
 
 
@@ -175,6 +179,34 @@ class WorkflowCancelledError(LitewfError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} was cancelled; resume_workflow() runs it again")
         self.workflow_id = workflow_id
+
+
+class WorkflowTimeoutError(WorkflowCancelledError):
+    """The outcome of a workflow whose deadline passed: it and its children ended
+    CANCELLED with this error; ``get_result()`` raises it."""
+
+    def __init__(self, workflow_id: str, deadline: float) -> None:
+        LitewfError.__init__(
+            self,
+            f"workflow {workflow_id!r} passed its deadline (epoch {deadline:.6f}) and was "
+            f"cancelled; start it with a longer timeout=, or resume_workflow() it (the "
+            f"deadline stays as recorded)",
+        )
+        self.workflow_id = workflow_id
+        self.deadline = deadline
+
+
+class StepTimeoutError(LitewfError):
+    """A step attempt that ran longer than the step's ``timeout`` (retried like any
+    failure; recorded as the step's outcome when retries run out)."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        super().__init__(
+            f"step {step!r} did not finish within its timeout of {timeout} s; raise "
+            f"@rt.step(timeout=...) or make the step faster"
+        )
+        self.step = step
+        self.timeout = timeout
 
 
 class MaxRecoveryAttemptsExceededError(LitewfError):

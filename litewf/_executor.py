@@ -12,11 +12,14 @@ import functools
 import logging
 import uuid
 from collections.abc import Collection, Iterator
+from types import EllipsisType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _deadlines as deadlines
+from . import _deadlinesql as deadlinesql
 from . import _journal as journal
 from . import _operations as operations
 from . import _replay as replay
@@ -31,6 +34,7 @@ from ._serialization import (
     loads_checked,
 )
 from ._session import Session
+from ._tx import Tx
 from ._types import Status
 from ._validate import check_id
 from ._workflow import Workflow, WorkflowHandle
@@ -101,8 +105,10 @@ class Executor:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         workflow_id: str | None,
+        timing: deadlinesql.Timing | None = None,
     ) -> WorkflowHandle[Any]:
-        """Record the workflow PENDING (a child: as its parent's operation), then run it."""
+        """Record the workflow PENDING (a child: as its parent's operation), then run it;
+        a delayed one is recorded ENQUEUED, for a runtime's dequeuer to start on time."""
         wf = self.registered(fn)
         if workflow_id is not None:
             check_id(workflow_id)
@@ -110,21 +116,29 @@ class Executor:
         ctx = replay.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
-            with self.starting_up(wid):
-                existing = await session.backend.write(
-                    store.insert_workflow, wid, wf.name, inputs, self.executor_id, None
-                )
+
+            def insert(tx: Tx) -> deadlinesql.Placed | None:
+                existing = store.insert_workflow(tx, wid, wf.name, inputs, self.executor_id, None)
                 operations.check_same(wid, existing, wf.name)
-                if existing is None:
-                    self.spawn(wid, wf, inputs, fresh=True)
+                if existing is not None:
+                    return None
+                if timing is None:
+                    return deadlinesql.Placed(None, delayed=False)
+                return deadlinesql.place(tx, wid, None, timing)
+
+            with self.starting_up(wid):
+                placed = await session.backend.write(insert)
+                if placed is not None and not placed.delayed:
+                    self.spawn(wid, wf, inputs, fresh=True, deadline=placed.deadline)
             return WorkflowHandle(session, wid)
         op_id, wid, replayed = operations.reserve_child(ctx, wf.name, workflow_id)
         if not replayed:
             with self.starting_up(wid):
-                if await operations.record_child(
-                    ctx, op_id, wid, wf.name, inputs, self.executor_id
-                ):
-                    self.spawn(wid, wf, inputs, fresh=True)
+                placed = await operations.record_child(
+                    ctx, op_id, wid, wf.name, inputs, self.executor_id, timing
+                )
+                if placed is not None and not placed.delayed:
+                    self.spawn(wid, wf, inputs, fresh=True, deadline=placed.deadline)
         return WorkflowHandle(session, wid)
 
     async def resume(self, session: Session, workflow_id: str) -> WorkflowHandle[Any]:
@@ -172,7 +186,10 @@ class Executor:
         *,
         fresh: bool,
         recheck: bool = False,
+        deadline: float | EllipsisType | None = ...,
     ) -> None:
+        """Run the workflow in a task of its own; ``deadline``: its deadline if known
+        (``...``: read from its row)."""
         if self._tg is None:
             return
         if workflow_id in self.running:
@@ -182,7 +199,7 @@ class Executor:
             return
         scope = anyio.CancelScope()
         self.running[workflow_id] = scope
-        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope, recheck)
+        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope, recheck, deadline)
 
     async def _run(
         self,
@@ -192,11 +209,12 @@ class Executor:
         fresh: bool,
         scope: anyio.CancelScope,
         recheck: bool = False,
+        deadline: float | EllipsisType | None = ...,
     ) -> None:
         try:
             with scope:
                 if not recheck or await self._still_ours(workflow_id):
-                    await self._execute(workflow_id, wf, inputs, fresh)
+                    await self._run_in_time(workflow_id, wf, inputs, fresh, scope, deadline)
         except (replay.Crashed, Exception):
             if self.dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
@@ -207,6 +225,27 @@ class Executor:
             again = self._respawn.pop(workflow_id, None)
             if again is not None and self.dead is None:
                 self.spawn(workflow_id, *again, fresh=False, recheck=True)
+
+    async def _run_in_time(
+        self,
+        workflow_id: str,
+        wf: Workflow[Any, Any],
+        inputs: str,
+        fresh: bool,
+        scope: anyio.CancelScope,
+        deadline: float | EllipsisType | None,
+    ) -> None:
+        """Run the workflow until its deadline: one already past ends it without running."""
+        session, tg = self.session, self._tg
+        assert session is not None and tg is not None
+        if deadline is ...:
+            load = functools.partial(session.backend.read, deadlinesql.deadline_of, workflow_id)
+            deadline = await replay.retry_storage(workflow_id, load)
+        if deadline is not None and deadline <= session.clock.time():
+            await deadlines.expire_now(session, workflow_id)
+            return
+        with deadlines.armed(tg, session, workflow_id, deadline, scope):
+            await self._execute(workflow_id, wf, inputs, fresh)
 
     async def _still_ours(self, workflow_id: str) -> bool:
         """Whether a workflow about to run again is still PENDING and ours (a resume

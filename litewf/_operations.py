@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import _deadlinesql as deadlinesql
 from . import _journal as journal
 from . import _store as store
 from ._change import Change
@@ -248,19 +249,28 @@ def child_id(ctx: WorkflowContext, op_id: int, workflow_id: str | None) -> str:
 
 
 async def record_child(
-    ctx: WorkflowContext, op_id: int, workflow_id: str, name: str, inputs: str, owner: str
-) -> bool:
-    """Insert the child's row (owned by ``owner``) and record its start, in one
-    transaction; whether it is new (the caller runs it) or existed already."""
+    ctx: WorkflowContext,
+    op_id: int,
+    workflow_id: str,
+    name: str,
+    inputs: str,
+    owner: str,
+    timing: deadlinesql.Timing | None = None,
+) -> deadlinesql.Placed | None:
+    """Insert the child's row (owned by ``owner``; its deadline no later than its
+    parent's) and record its start, in one transaction; None if it existed already,
+    else where it stands (the caller runs it unless its start is delayed)."""
     output = ctx.session.serializer.dumps(workflow_id)
 
-    def start_child(tx: Tx) -> str | None:
+    def start_child(tx: Tx) -> deadlinesql.Placed | None:
         existing = store.insert_workflow(tx, workflow_id, name, inputs, owner, ctx.workflow_id)
         check_same(workflow_id, existing, name)
         ctx.record(tx, op_id, CHILD_PREFIX + name, output)
-        return existing
+        if existing is not None:
+            return None
+        return deadlinesql.place(tx, workflow_id, ctx.workflow_id, timing)
 
-    return await ctx.write(start_child) is None
+    return await ctx.write(start_child)
 
 
 async def patched(ctx: WorkflowContext, name: str) -> bool:

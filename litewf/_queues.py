@@ -15,6 +15,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -22,6 +23,8 @@ import anyio
 from . import _queuesql as queuesql
 from . import _replay as replay
 from ._change import Change, ChangeKind
+from ._deadlines import check_enqueue as check_enqueue_timing
+from ._deadlinesql import DELAYED, Timing, inherit, next_delayed, start_due
 from ._exceptions import InvalidValueError, LitewfError, QueueDuplicateError
 from ._executor import Executor
 from ._history import identity
@@ -39,6 +42,7 @@ __all__ = [
     "enqueue_by_name",
     "keep_dequeuing",
     "register_queue",
+    "start_delayed",
 ]
 
 logger = logging.getLogger("litewf")
@@ -149,6 +153,8 @@ class Queue:
         dedup_id: str | None = None,
         delay: float | None = None,
         partition_key: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
         **kwargs: Any,
     ) -> WorkflowHandle[Any]:
         """Store the workflow ENQUEUED on this queue; a runtime that has this queue and
@@ -157,7 +163,9 @@ class Queue:
         ``priority``: an int >= 0, lower first (FIFO within a priority); ``dedup_id``:
         refused with ``QueueDuplicateError`` while another workflow of this queue with
         it is enqueued or running; ``delay``: seconds before it may start (durable);
-        ``partition_key``: ``concurrency`` applies per partition. An existing
+        ``partition_key``: ``concurrency`` applies per partition; ``timeout`` (seconds
+        from its start, not from now) or ``deadline`` (an aware datetime): it ends
+        CANCELLED with ``WorkflowTimeoutError`` once that passes. An existing
         ``workflow_id`` returns its handle and stores nothing. Inside a workflow this
         is an operation (exactly once; a refusal is recorded and replayed).
         """
@@ -175,6 +183,7 @@ class Queue:
             delay=delay,
             partition_key=partition_key,
             ctx=replay.current(),
+            timing=check_enqueue_timing(timeout, deadline),
         )
 
 
@@ -191,6 +200,7 @@ async def enqueue_by_name(
     delay: float | None,
     partition_key: str | None,
     ctx: replay.WorkflowContext | None = None,
+    timing: Timing | None = None,
 ) -> WorkflowHandle[Any]:
     """Enqueue ``workflow_name`` (a Runtime's queue, or ``Client.enqueue``); inside a
     workflow (``ctx``) as one recorded operation."""
@@ -202,9 +212,21 @@ async def enqueue_by_name(
     inputs = dumps_arguments(session.serializer, workflow_name, args, kwargs)
     not_before = None if seconds is None else session.clock.time() + seconds
 
+    limit = Timing() if timing is None else timing
+
     def item(wid: str, parent: str | None) -> queuesql.Enqueued:
         return queuesql.Enqueued(
-            queue_name, wid, workflow_name, inputs, prio, dedup, partition, not_before, parent
+            queue_name,
+            wid,
+            workflow_name,
+            inputs,
+            prio,
+            dedup,
+            partition,
+            not_before,
+            parent,
+            limit.deadline,
+            limit.timeout,
         )
 
     if ctx is None:
@@ -224,7 +246,10 @@ async def enqueue_by_name(
 
     def store_recorded(tx: Tx) -> QueueDuplicateError | None:
         try:
-            check_same(wid, queuesql.enqueue(tx, item(wid, ctx.workflow_id)), workflow_name)
+            existing = queuesql.enqueue(tx, item(wid, ctx.workflow_id))
+            check_same(wid, existing, workflow_name)
+            if existing is None:
+                inherit(tx, wid, ctx.workflow_id)  # no later than its parent's deadline
         except QueueDuplicateError as exc:  # a fact about the database: the outcome
             ctx.record(tx, op_id, ENQUEUE, None, error=exc)
             return exc
@@ -244,26 +269,43 @@ async def keep_dequeuing(
     executor: Executor, session: Session, queues: dict[str, Queue], interval: float
 ) -> None:
     """Forever: start what this runtime's queues allow, woken by queue changes (in any
-    process), by the end of a delay or rate window, and at least every ``interval``."""
+    process), by the end of a delay or rate window, and at least every ``interval``.
+
+    Delayed starts (``start_workflow(delay=...)``, no queue's) are looked at when one is
+    recorded, when the next one is due, and on every ``interval`` tick; not on each of
+    the queues' changes (that would add a read to every dequeue)."""
     wake = [anyio.Event()]
+    delayed = [True]  # look at delayed starts on the next pass
 
     def on_change(change: Change) -> None:
-        if change.kind is ChangeKind.QUEUE and change.workflow_id in queues:
-            wake[0].set()
+        if change.kind is ChangeKind.QUEUE:
+            if change.workflow_id == DELAYED:
+                delayed[0] = True
+                wake[0].set()
+            elif change.workflow_id in queues:
+                wake[0].set()
 
     session.notifier.add_listener(on_change)
+    delayed_at: float | None = None
     while True:
         event = wake[0] = anyio.Event()  # armed before looking: nothing is missed
         next_at: float | None = None
         try:
             next_at = await dequeue_now(executor, session, queues)
+            if delayed[0] or (delayed_at is not None and delayed_at <= session.clock.time()):
+                delayed[0] = False
+                delayed_at = await start_delayed(executor, session)
         except LitewfError:
             logger.exception("litewf dequeue failed; retrying")
+        if delayed_at is not None:
+            next_at = delayed_at if next_at is None else min(next_at, delayed_at)
         if next_at is None:
             with anyio.move_on_after(interval):
                 await event.wait()
         else:
             await session.clock.wait(event, next_at, interval, drive=False)
+        if not event.is_set():
+            delayed[0] = True  # an interval tick (or a time reached): look again
 
 
 async def dequeue_now(
@@ -283,7 +325,22 @@ async def dequeue_now(
         for item in claimed:
             wf = item.workflow
             workflow = executor.workflows[wf.name]
-            executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=item.fresh)
+            executor.spawn(
+                wf.workflow_id, workflow, wf.inputs, fresh=item.fresh, deadline=item.deadline
+            )
         if wake is not None:
             soonest = wake if soonest is None else min(soonest, wake)
     return soonest
+
+
+async def start_delayed(executor: Executor, session: Session) -> float | None:
+    """Start the delayed starts due now whose function is here (a read when none is);
+    when the next one is due (None: none waits)."""
+    names, at = list(executor.workflows), session.clock.time()
+    wake = await session.backend.read(next_delayed, names)
+    if wake is not None and wake <= at and executor.dead is None:
+        due, wake = await session.backend.write(start_due, executor.executor_id, names, at)
+        for wf, deadline in due:
+            workflow = executor.workflows[wf.name]
+            executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=True, deadline=deadline)
+    return wake

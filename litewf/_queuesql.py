@@ -40,6 +40,9 @@ class Enqueued:
     partition_key: str | None
     not_before: float | None
     parent_id: str | None = None
+    #: A deadline (epoch seconds), and a timeout that counts from the dequeue.
+    deadline: float | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class Dequeued:
 
     workflow: ClaimedWorkflow
     fresh: bool
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +84,8 @@ def enqueue(tx: Tx, item: Enqueued) -> str | None:
     ts = now()
     tx.execute(
         "INSERT INTO workflows (workflow_id, name, status, inputs, executor_id, parent_id, "
-        "created_at, updated_at, queue_name, priority, dedup_id, partition_key, not_before) "
-        "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, updated_at, queue_name, priority, dedup_id, partition_key, not_before, "
+        "deadline, timeout) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             item.workflow_id,
             item.name,
@@ -95,6 +99,8 @@ def enqueue(tx: Tx, item: Enqueued) -> str | None:
             item.dedup_id,
             item.partition_key,
             item.not_before,
+            item.deadline,
+            item.timeout,
         ),
     )
     log_change(tx, Change.status(item.workflow_id))
@@ -177,15 +183,22 @@ def dequeue(
         if len(rows) < _SCAN:
             break
     ts = now()
+    begun: list[Dequeued] = []
     for item in taken:
         wf = item.workflow
-        tx.execute(
-            "UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ? "
-            "WHERE workflow_id = ? AND status = ?",
-            (_PENDING, executor_id, at, ts, wf.workflow_id, _ENQUEUED),
+        # A timeout counts from this start: the deadline is the earlier of both.
+        row = tx.fetchone(
+            "UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ?, "
+            "deadline = CASE WHEN timeout IS NULL THEN deadline "
+            "WHEN deadline IS NULL OR deadline > ? + timeout THEN ? + timeout ELSE deadline END "
+            "WHERE workflow_id = ? AND status = ? RETURNING deadline",
+            (_PENDING, executor_id, at, ts, at, at, wf.workflow_id, _ENQUEUED),
         )
         log_change(tx, Change.status(wf.workflow_id))
-    return taken, wake
+        value = None if row is None else row[0]
+        deadline = float(value) if isinstance(value, int | float) else None
+        begun.append(Dequeued(wf, item.fresh, deadline))
+    return begun, wake
 
 
 def _count(tx: Tx, sql: str, params: tuple[object, ...]) -> int:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _store as store
+from ._deadlines import expire_overdue
 from ._exceptions import LitewfError
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ async def recover(executor: Executor, session: Session, max_attempts: int, *, fi
     """
     if not first:
         executor.ended.clear()  # (see _readopt)
+    await expire_overdue(session)  # a workflow past its deadline ends, never runs again
     names = list(executor.workflows)
     me = executor.executor_id
     backend = session.backend

@@ -309,7 +309,8 @@ def require(call: str) -> WorkflowContext:
     return ctx
 
 
-def enter(ctx: WorkflowContext) -> Token[WorkflowContext | None]:
+def enter(ctx: WorkflowContext | None) -> Token[WorkflowContext | None]:
+    """Run as ``ctx`` (None: outside any workflow, say a timer of one) until ``leave``."""
     return _current.set(ctx)
 
 

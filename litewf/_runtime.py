@@ -12,7 +12,7 @@ import inspect
 import os
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
@@ -24,6 +24,7 @@ from . import _streams as streams
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
+from ._deadlines import check_start, check_step_timeout
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._patches import PatchCalls
@@ -161,6 +162,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         retries: int = ...,
         retry_interval: float = ...,
         backoff: float = ...,
+        timeout: float | timedelta | None = ...,
     ) -> StepDecorator: ...
 
     @overload
@@ -173,8 +175,10 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         retries: int = 0,
         retry_interval: float = 1.0,
         backoff: float = 2.0,
+        timeout: float | timedelta | None = None,
     ) -> Any:
-        """Register a checkpointed step (sync or async); usable as ``@rt.step()``."""
+        """Register a checkpointed step (sync or async); usable as ``@rt.step()``.
+        ``timeout``: an attempt running longer fails with ``StepTimeoutError``."""
         if callable(name):
             return self.step()(name)
         check_count(retries, "retries")
@@ -187,6 +191,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
             retries,
             float(retry_interval),
             float(backoff),
+            timeout=check_step_timeout(timeout),
             clock=self.clock,
             threads=self._step_threads,
         )
@@ -387,25 +392,22 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         fn: Workflow[P, R],
         *args: Any,
         workflow_id: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
+        delay: float | timedelta | None = None,
+        start_at: datetime | None = None,
         **kwargs: Any,
     ) -> WorkflowHandle[R]:
-        """Durably record the workflow as PENDING, then run it; return its handle.
+        """Durably record the workflow as PENDING, then run it; return its handle (an
+        existing ID's, run no more). In a workflow: a child, an operation. ``timeout=``/
+        ``deadline=``, ``delay=``/``start_at=``: see the README's "Deadlines and timeouts"."""
+        timing = check_start(timeout, deadline, delay, start_at, self.clock.time())
+        handle: WorkflowHandle[R] = await self._start(fn, args, kwargs, workflow_id, timing)
+        return handle
 
-        An existing ID returns a handle to that workflow without running it again. Inside a
-        workflow this starts a child, an operation whose default ID is derived from the
-        parent's ID and the operation number.
-        """
-        return await self._start(fn, args, kwargs, workflow_id)
-
-    async def _start(
-        self,
-        fn: Workflow[Any, Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        workflow_id: str | None,
-    ) -> WorkflowHandle[Any]:
+    async def _start(self, fn: Any, args: Any, kwargs: Any, wid: Any, timing: Any = None) -> Any:
         session = self._session_for("start_workflow")
-        return await self._executor.start(session, fn, args, kwargs, workflow_id)
+        return await self._executor.start(session, fn, args, kwargs, wid, timing)
 
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a cancelled or failed workflow again from the top, replaying what it recorded.

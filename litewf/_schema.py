@@ -136,6 +136,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX workflows_by_dedup ON workflows (queue_name, dedup_id)
         WHERE dedup_id IS NOT NULL;
     """,
+    # 5: deadlines and delayed starts. ``deadline`` (epoch seconds on the runtime's clock)
+    # ends an unfinished workflow CANCELLED with WorkflowTimeoutError once it passes;
+    # ``timeout`` (seconds) of a workflow not started yet (enqueued, or a delayed start)
+    # becomes a deadline when it starts. A delayed start is ENQUEUED with no queue and
+    # ``not_before``. The partial indexes hold only what the runtimes look for.
+    """
+    ALTER TABLE workflows ADD COLUMN deadline REAL;
+    ALTER TABLE workflows ADD COLUMN timeout REAL;
+    CREATE INDEX workflows_by_deadline ON workflows (deadline)
+        WHERE deadline IS NOT NULL AND status IN ('PENDING', 'ENQUEUED');
+    CREATE INDEX workflows_delayed ON workflows (not_before)
+        WHERE status = 'ENQUEUED' AND queue_name IS NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from . import _deadlinesql as deadlinesql
 from . import _journal as journal
 from . import _store as store
 from ._backend import SqliteBackend
@@ -220,6 +221,7 @@ class Session:
             if found is None:
                 raise WorkflowNotFoundError(workflow_id)
             retry_ending_failure(tx, workflow_id)  # only when it ended ERROR
+            deadlinesql.clear(tx, workflow_id)  # a resumed run has no deadline
             if not store.restart_workflow(tx, workflow_id, owner(found[0])):
                 return None
             return found
@@ -321,8 +323,8 @@ def row_outcome(
     (``CorruptDatabaseError`` for a malformed error record)."""
     if row.status is Status.SUCCESS:
         return row.output, None
-    if row.status is Status.CANCELLED:
-        return None, WorkflowCancelledError(workflow_id)
+    if row.status is Status.CANCELLED and row.error is None:
+        return None, WorkflowCancelledError(workflow_id)  # (else: WorkflowTimeoutError)
     if row.status is Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
         return None, MaxRecoveryAttemptsExceededError(workflow_id, row.recovery_attempts)
     return None, Columns(path, "workflows", workflow_id).exception("error", row.error)

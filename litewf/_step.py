@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _replay as replay
+from ._deadlines import within
 from ._exceptions import InvalidValueError
 from ._history import check_step_name
 from ._serialization import dumps_checked, loads_checked, replay_form
@@ -37,10 +38,12 @@ class Step(Generic[P, R]):
         retry_interval: float,
         backoff: float,
         *,
+        timeout: float | None = None,
         clock: Clock,
         threads: StepThreads,
     ) -> None:
         self._clock = clock
+        self.timeout = timeout
         self._threads = threads
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
@@ -105,15 +108,7 @@ class Step(Generic[P, R]):
         run = None if operation is None else replay.StepRun(*operation)
         token = replay.enter_step(run)
         try:
-            if self._is_async:
-                result: R = await self._fn(*args, **kwargs)
-            else:
-                # A thread of the runtime's own: cancelled, the workflow stops waiting and
-                # the body runs on (its outcome never recorded, it runs again on recovery);
-                # shutdown keeps the workflow from other processes until the body has ended.
-                result = await self._threads.run(
-                    replay.current_workflow_id(), functools.partial(self._fn, *args, **kwargs)
-                )
+            result: R = await within(self._clock, self.timeout, self.name, self._body(args, kwargs))
         except BaseException as exc:
             if run is not None and run.finish is not None:
                 await run.finish(exc)
@@ -123,6 +118,19 @@ class Step(Generic[P, R]):
         if run is not None and run.finish is not None:
             await run.finish(None)
         return result
+
+    def _body(self, args: Any, kwargs: Any) -> Callable[[], Awaitable[R]]:
+        if self._is_async:
+            return functools.partial(self._fn, *args, **kwargs)
+        # A thread of the runtime's own: cancelled (or timed out), the workflow stops
+        # waiting and the body runs on (its outcome never recorded; a workflow's runs
+        # again on recovery); shutdown keeps the workflow from other processes until the
+        # body has ended.
+        return functools.partial(
+            self._threads.run,
+            replay.current_workflow_id(),
+            functools.partial(self._fn, *args, **kwargs),
+        )
 
 
 class StepDecorator:
@@ -135,10 +143,12 @@ class StepDecorator:
         interval: float,
         backoff: float,
         *,
+        timeout: float | None = None,
         clock: Clock,
         threads: StepThreads,
     ) -> None:
         self._args = (name, retries, interval, backoff)
+        self._timeout = timeout
         self._clock = clock
         self._threads = threads
 
@@ -154,7 +164,14 @@ class StepDecorator:
             raise InvalidValueError(f"@rt.step() needs a function, got {fn!r}")
         step_name = check_step_name(name or qualified_name(fn))
         return Step(
-            fn, step_name, retries, interval, backoff, clock=self._clock, threads=self._threads
+            fn,
+            step_name,
+            retries,
+            interval,
+            backoff,
+            timeout=self._timeout,
+            clock=self._clock,
+            threads=self._threads,
         )
 
 

@@ -16,7 +16,7 @@ import inspect
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
@@ -100,6 +100,7 @@ class SyncRuntime(SyncSessionCalls):
         retries: int = ...,
         retry_interval: float = ...,
         backoff: float = ...,
+        timeout: float | timedelta | None = ...,
     ) -> SyncStepDecorator: ...
 
     @overload
@@ -115,13 +116,14 @@ class SyncRuntime(SyncSessionCalls):
         retries: int = 0,
         retry_interval: float = 1.0,
         backoff: float = 2.0,
+        timeout: float | timedelta | None = None,
     ) -> Any:
         """Register a checkpointed step (``def``: run in a worker thread; ``async def``:
         on the event loop); calling it blocks until its outcome. ``@srt.step()``."""
         if callable(name):
             return self.step()(name)
         decorator = self.runtime.step(
-            name, retries=retries, retry_interval=retry_interval, backoff=backoff
+            name, retries=retries, retry_interval=retry_interval, backoff=backoff, timeout=timeout
         )
         return SyncStepDecorator(decorator, self._portal)
 
@@ -196,11 +198,23 @@ class SyncRuntime(SyncSessionCalls):
         fn: SyncWorkflow[P, R] | Workflow[P, R],
         *args: Any,
         workflow_id: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
+        delay: float | timedelta | None = None,
+        start_at: datetime | None = None,
         **kwargs: Any,
     ) -> SyncWorkflowHandle[R]:
         """Record the workflow as PENDING, then run it; return its (blocking) handle."""
         handle = self._portal.call(
-            self.runtime.start_workflow, async_form(fn), *args, workflow_id=workflow_id, **kwargs
+            self.runtime.start_workflow,
+            async_form(fn),
+            *args,
+            workflow_id=workflow_id,
+            timeout=timeout,
+            deadline=deadline,
+            delay=delay,
+            start_at=start_at,
+            **kwargs,
         )
         return SyncWorkflowHandle(self._portal, handle)
 

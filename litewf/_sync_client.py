@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -88,6 +89,8 @@ class SyncClient(SyncSessionCalls):
         dedup_id: str | None = None,
         delay: float | None = None,
         partition_key: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
         **kwargs: Any,
     ) -> SyncWorkflowHandle[Any]:
         """``Client.enqueue``, blocking: a runtime that has the queue and the workflow
@@ -102,6 +105,8 @@ class SyncClient(SyncSessionCalls):
             dedup_id=dedup_id,
             delay=delay,
             partition_key=partition_key,
+            timeout=timeout,
+            deadline=deadline,
             **kwargs,
         )
         return SyncWorkflowHandle(self._portal, handle)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._portal import Portal
@@ -98,6 +99,8 @@ class SyncQueue:
         dedup_id: str | None = None,
         delay: float | None = None,
         partition_key: str | None = None,
+        timeout: float | timedelta | None = None,
+        deadline: datetime | None = None,
         **kwargs: Any,
     ) -> SyncWorkflowHandle[Any]:
         """``Queue.enqueue``, blocking: store the workflow ENQUEUED; return its handle."""
@@ -110,6 +113,8 @@ class SyncQueue:
             dedup_id=dedup_id,
             delay=delay,
             partition_key=partition_key,
+            timeout=timeout,
+            deadline=deadline,
             **kwargs,
         )
         return SyncWorkflowHandle(self._portal, handle)

@@ -16,6 +16,7 @@ import pytest
 
 import litewf
 from litewf import Status
+from litewf._schema import SCHEMA_VERSION
 from litewf.testing import VirtualClock, crash_at, crash_now
 from tests import procs
 
@@ -529,7 +530,7 @@ async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
         )
         assert await old.get_result() == 1
         assert await (await q.enqueue(f)).get_result(timeout=10) == 2
-    assert column(db_path, "PRAGMA user_version") == [4]
+    assert column(db_path, "PRAGMA user_version") == [SCHEMA_VERSION]
 
 
 async def test_resume_puts_a_queued_workflow_back_on_its_queue(db_path: Path) -> None:

@@ -17,6 +17,7 @@ import os
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -93,6 +94,28 @@ BAD_DEADLINES: list[tuple[str, Any, str]] = [
 ]
 
 SOON = datetime.now(UTC) + timedelta(hours=1)
+
+#: Bad workflow and step timeouts (``timeout=``: more than 0 seconds, finite; a
+#: ``timedelta`` is fine).
+BAD_WORKFLOW_TIMEOUTS: list[tuple[str, Any, str]] = [
+    ("zero", 0, "more than 0 seconds and finite"),
+    ("negative", -1, "more than 0 seconds and finite"),
+    ("nan", math.nan, "more than 0 seconds and finite"),
+    ("infinity", math.inf, "more than 0 seconds and finite"),
+    ("-infinity", -math.inf, "more than 0 seconds and finite"),
+    ("timedelta-zero", timedelta(0), "more than 0 seconds and finite"),
+    ("timedelta-negative", timedelta(seconds=-5), "more than 0 seconds and finite"),
+    ("str", "5", "number of seconds or a timedelta"),
+    ("bool", True, "number of seconds or a timedelta"),
+]
+
+#: Bad start delays (``delay=``: 0 or more seconds, finite).
+BAD_DELAYS: list[tuple[str, Any, str]] = [
+    ("negative", -1, "0 or more seconds and finite"),
+    ("nan", math.nan, "0 or more seconds and finite"),
+    ("infinity", math.inf, "0 or more seconds and finite"),
+    ("str", "5", "number of seconds or a timedelta"),
+]
 
 #: Bad queue priorities (an int >= 0; lower runs first).
 BAD_PRIORITIES: list[tuple[str, Any, str]] = [
@@ -210,6 +233,51 @@ def entry_points() -> Iterator[Any]:
                 ("handle.get_result", lambda rt, c: _get_result(rt, 1, SOON), "both"),
             ],
         ),
+        "rt.start_workflow(timeout)": (
+            lambda rt, c, v: _start(rt, timeout=v),
+            BAD_WORKFLOW_TIMEOUTS,
+        ),
+        "rt.start_workflow(deadline)": (lambda rt, c, v: _start(rt, deadline=v), BAD_DEADLINES),
+        "rt.start_workflow(delay)": (lambda rt, c, v: _start(rt, delay=v), BAD_DELAYS),
+        "rt.start_workflow(start_at)": (lambda rt, c, v: _start(rt, start_at=v), BAD_DEADLINES),
+        "queue.enqueue(timeout)": (
+            lambda rt, c, v: _enqueue(rt, 1, timeout=v),
+            BAD_WORKFLOW_TIMEOUTS,
+        ),
+        "queue.enqueue(deadline)": (lambda rt, c, v: _enqueue(rt, 1, deadline=v), BAD_DEADLINES),
+        "client.enqueue(timeout)": (
+            lambda rt, c, v: c.enqueue("h.q", "h.wait", timeout=v),
+            BAD_WORKFLOW_TIMEOUTS,
+        ),
+        "client.enqueue(deadline)": (
+            lambda rt, c, v: c.enqueue("h.q", "h.wait", deadline=v),
+            BAD_DEADLINES,
+        ),
+        "both": (
+            lambda rt, c, v: v(rt, c),
+            [
+                (
+                    "start-timeout+deadline",
+                    lambda rt, c: _start(rt, timeout=1, deadline=SOON),
+                    "not both",
+                ),
+                (
+                    "start-delay+start_at",
+                    lambda rt, c: _start(rt, delay=1, start_at=SOON),
+                    "not both",
+                ),
+                (
+                    "enqueue-timeout+deadline",
+                    lambda rt, c: _enqueue(rt, timeout=1, deadline=SOON),
+                    "not both",
+                ),
+                (
+                    "client-enqueue-timeout+deadline",
+                    lambda rt, c: c.enqueue("h.q", "h.wait", timeout=1, deadline=SOON),
+                    "not both",
+                ),
+            ],
+        ),
         "rt.message(topic)": (lambda rt, c, v: _now(rt.message, v), BAD_KEYS),
         "rt.event(workflow_id)": (lambda rt, c, v: _now(rt.event, v, "k"), BAD_IDS),
         "rt.event(key)": (lambda rt, c, v: _now(rt.event, "w", v), BAD_KEYS),
@@ -323,6 +391,10 @@ async def _enqueue(rt: litewf.Runtime, *args: Any, **kwargs: Any) -> Any:
     return await QUEUES[rt].enqueue(WORKFLOWS[rt], *args, **kwargs)
 
 
+async def _start(rt: litewf.Runtime, **kwargs: Any) -> Any:
+    return await rt.start_workflow(WORKFLOWS[rt], workflow_id="new", **kwargs)
+
+
 async def _now(make: Callable[..., Any], *args: Any) -> Any:
     """A synchronous call (a wait descriptor, checked when made) as an entry point."""
     return make(*args)
@@ -374,6 +446,14 @@ def test_a_queue_name_is_registered_once(db_path: Path) -> None:
     rt.queue("q", concurrency=1)
     with pytest.raises(litewf.InvalidValueError, match="already registered"):
         rt.queue("q")
+
+
+@pytest.mark.parametrize(("label", "value", "text"), BAD_WORKFLOW_TIMEOUTS)
+def test_bad_step_timeout_is_refused(db_path: Path, label: str, value: Any, text: str) -> None:
+    """``@rt.step(timeout=...)`` is checked when the decorator is made (sync or async)."""
+    rt = litewf.Runtime(db_path)
+    with pytest.raises(litewf.InvalidValueError, match=text):
+        rt.step(timeout=value)
 
 
 @pytest.mark.parametrize(("label", "value", "text"), BAD_TIMEOUTS)
@@ -674,7 +754,7 @@ def test_sync_api_hostile_input(db_path: Path, tmp_path: Path) -> None:
         srt.send("w", 1)
     with pytest.raises(litewf.RuntimeNotLaunchedError, match=r"SyncRuntime\.recv"):
         srt.recv()
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
 
     @srt.step()
     def sync_step() -> int:
@@ -703,4 +783,9 @@ def test_sync_api_hostile_input(db_path: Path, tmp_path: Path) -> None:
         litewf.SyncRuntime(garbage).launch()
     with pytest.raises(litewf.DatabaseError):
         litewf.SyncClient(tmp_path / "missing.db").__enter__()
-    assert threading.active_count() == threads  # their event loop threads ended
+    # Their event loop threads ended. (Compared as sets: a thread an earlier test left,
+    # such as an abandoned sync step past its timeout, may end meanwhile.)
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not set(threading.enumerate()) - threads
