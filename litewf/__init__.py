@@ -11,12 +11,14 @@ Module map, from the ground up; each imports only modules listed before it
   ``_serialization`` (stored forms of values and exceptions).
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
-  locks on the file), ``_walwatch`` (noticing other processes' writes).
+  locks on the file), ``_walwatch`` (noticing other processes' writes), ``_ticks`` (a
+  schedule's grid in time: cron, ``every=``, time zones).
 - ``_tx`` (a unit of work's transaction), ``_dbfile`` (checks on the file), ``_db`` (the
   connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
-  ``_queuesql`` (SQL: enqueue, the dequeue decision).
+  ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_schedulesql`` (SQL: schedules,
+  firing their ticks).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_operations`` (sleep, events, messages, child
@@ -24,10 +26,12 @@ Module map, from the ground up; each imports only modules listed before it
   ``_workflow`` (workflows, handles).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
-  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_serving`` (a launch's own task).
+  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_schedules`` (schedule calls,
+  ``@rt.scheduled``), ``_scheduler`` (a runtime's scheduler loop), ``_serving`` (a
+  launch's own task).
 - ``_runtime``, ``_client``: the facades.
 - ``_virtualclock``, ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``,
-  ``_bench_wake``, ``_bench_queue``, ``_cli_queue``, ``_cli``, ``_bench``: tools.
+  ``_bench_wake``, ``_bench_queue``, ``_cli_queue``, ``_cli_schedule``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from ._exceptions import (
     NotInWorkflowError,
     QueueDuplicateError,
     RuntimeNotLaunchedError,
+    ScheduleNotFoundError,
     SchemaTooNewError,
     SerializationError,
     StreamClosedError,
@@ -61,7 +66,14 @@ from ._queues import Queue
 from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
 from ._step import Step
-from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
+from ._types import (
+    CollectedCounts,
+    QueuedMessage,
+    ScheduleRecord,
+    Status,
+    StepRecord,
+    WorkflowStatus,
+)
 from ._waiting import EventWait, FirstOf, MessageWait
 from ._workflow import Workflow, WorkflowHandle
 
@@ -93,6 +105,8 @@ __all__ = (
     "QueueDuplicateError",
     "Runtime",
     "RuntimeNotLaunchedError",
+    "ScheduleNotFoundError",
+    "ScheduleRecord",
     "SchemaTooNewError",
     "SerializationError",
     "Serializer",

@@ -22,6 +22,7 @@ import anyio
 
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
+from . import _cli_schedule as cli_schedule
 from . import _management as management
 from . import _streams as streams
 from ._dbfile import absolute_path
@@ -165,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also delete PENDING workflows not updated for AGE (running ones stop)",
     )
     cli_queue.add_commands(command, _duration, _count)
+    cli_schedule.add_commands(command)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser

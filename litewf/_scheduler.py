@@ -1,0 +1,62 @@
+"""The scheduler loop of a launched runtime: it fires the due ticks of its schedules.
+
+It looks at the schedules whose workflow this runtime registered, fires what is due
+(``_schedulesql.fire``: each tick's workflow inserted and the schedule's
+``handled_until`` moved in one write transaction, so a tick runs once however many
+runtimes share the file), runs the fired workflows here, then waits on the runtime's
+clock until the next tick, a ``SCHEDULE`` change from any process (a schedule created,
+edited, paused, resumed or deleted), or ``interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from . import _schedulesql as sql
+from ._change import Change, ChangeKind
+from ._exceptions import LitewfError
+from ._executor import Executor
+from ._schedules import encoder
+from ._session import Session
+
+__all__ = ["fire_now", "keep_scheduling"]
+
+logger = logging.getLogger("litewf")
+
+
+async def keep_scheduling(executor: Executor, session: Session, interval: float) -> None:
+    """Forever: fire due ticks, then wait for the next one (or a schedule change)."""
+    wake = [anyio.Event()]
+
+    def on_change(change: Change) -> None:
+        if change.kind is ChangeKind.SCHEDULE:
+            wake[0].set()
+
+    session.notifier.add_listener(on_change)
+    while True:
+        event = wake[0] = anyio.Event()  # armed before looking: nothing is missed
+        next_at: float | None = None
+        try:
+            next_at = await fire_now(executor, session)
+        except LitewfError:
+            logger.exception("litewf scheduler pass failed; retrying")
+        await session.clock.wait(event, next_at, interval, drive=False)
+
+
+async def fire_now(executor: Executor, session: Session) -> float | None:
+    """One pass: fire and run what is due; when the next tick is (None: no tick left)."""
+    if executor.dead is not None or not executor.workflows:
+        return None
+    fired, wake = await session.backend.write(
+        sql.fire,
+        list(executor.workflows),
+        executor.executor_id,
+        session.clock.time(),
+        encoder(session),
+    )
+    for wf in fired:
+        logger.info("schedule tick: running workflow %s (%s)", wf.workflow_id, wf.name)
+        executor.spawn(wf.workflow_id, executor.workflows[wf.name], wf.inputs, fresh=True)
+    return wake

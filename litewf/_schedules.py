@@ -1,0 +1,237 @@
+"""Schedules at run time: the calls Runtime and Client share, and ``@rt.scheduled``.
+
+Each call is a function over a session (the CLI calls them too) and a method of the
+``ScheduleCalls`` mixin. A tick's run is a workflow with the deterministic ID
+``_ticks.tick_id(schedule, tick)``; its stored arguments carry litewf's own
+``schedule`` entry, from which the executor rebuilds the ``scheduled_at`` keyword
+(``_ticks.call_kwargs``). A run started by a runtime that has the workflow is its own
+and runs at once; one started by a Client, the CLI or a runtime without the function is
+PENDING and unowned, and a runtime that has the function takes it at its next
+recovery pass (as with ``Client.resume_workflow``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from . import _schedulesql as sql
+from ._exceptions import InvalidValueError, ScheduleNotFoundError
+from ._executor import Executor
+from ._serialization import dumps_checked
+from ._session import Session
+from ._store import ClaimedWorkflow
+from ._ticks import ScheduleSpec, check_spec, schedule_inputs, tick_id
+from ._types import ScheduleRecord
+from ._validate import check_id, check_key, check_when
+from ._workflow import Workflow, WorkflowHandle
+
+__all__ = [
+    "MAX_BACKFILL",
+    "ScheduleCalls",
+    "backfill",
+    "create",
+    "declare",
+    "delete",
+    "encoder",
+    "get",
+    "list_all",
+    "set_paused",
+    "trigger",
+]
+
+#: The most ticks one ``backfill_schedule`` call runs.
+MAX_BACKFILL = 10_000
+
+
+def encoder(session: Session) -> sql.Encode:
+    """How a tick's run stores its arguments, with the session's serializer."""
+
+    def encode(name: str, tick: float, tz: str) -> str:
+        value = schedule_inputs(name, tick, tz)
+        return dumps_checked(session.serializer, value, f"the arguments of schedule {name!r}")
+
+    return encode
+
+
+async def create(
+    session: Session, name: Any, workflow_name: str, cron: Any, every: Any, tz: Any, missed: Any
+) -> None:
+    name = check_id(name, "schedule name")
+    spec = check_spec(cron, every, tz, missed)
+    await session.backend.write(sql.put, name, workflow_name, spec, session.clock.time())
+
+
+async def declare(session: Session, declared: dict[str, ScheduleSpec]) -> None:
+    """Create or update the schedules of ``@rt.scheduled`` (at launch)."""
+    at = session.clock.time()
+    for name, spec in declared.items():
+        await session.backend.write(sql.put, name, name, spec, at)
+
+
+async def get(session: Session, name: Any) -> ScheduleRecord | None:
+    found = await session.backend.read(sql.get, check_id(name, "schedule name"))
+    return None if found is None else found.record()
+
+
+async def list_all(session: Session) -> list[ScheduleRecord]:
+    return [s.record() for s in await session.backend.read(sql.list_all)]
+
+
+async def set_paused(session: Session, name: Any, paused: bool) -> None:
+    name = check_id(name, "schedule name")
+    await session.backend.write(sql.set_paused, name, paused, session.clock.time())
+
+
+async def delete(session: Session, name: Any) -> None:
+    await session.backend.write(sql.delete, check_id(name, "schedule name"))
+
+
+async def trigger(session: Session, executor: Executor | None, name: Any) -> WorkflowHandle[Any]:
+    """Run one tick now (its ``scheduled_at`` is now)."""
+    name = check_id(name, "schedule name")
+    handles = await _start(session, executor, name, [session.clock.time()])
+    return handles[0]
+
+
+async def backfill(
+    session: Session, executor: Executor | None, name: Any, start: Any, end: Any
+) -> list[WorkflowHandle[Any]]:
+    """Run every tick in ``[start, end)`` not run before; a handle per tick."""
+    name = check_id(name, "schedule name")
+    lo, hi = check_when(start, "start"), check_when(end, "end")
+    schedule = await session.backend.read(sql.get, name)
+    if schedule is None:
+        raise ScheduleNotFoundError(name)
+    ticks = schedule.spec.between(lo, hi, MAX_BACKFILL) if hi > lo else []
+    return await _start(session, executor, name, ticks)
+
+
+async def _start(
+    session: Session, executor: Executor | None, name: str, ticks: list[float]
+) -> list[WorkflowHandle[Any]]:
+    registered = {} if executor is None else executor.workflows
+
+    def owner(wf_name: str) -> str | None:
+        return None if executor is None or wf_name not in registered else executor.executor_id
+
+    with contextlib.ExitStack() as stack:
+        if executor is not None:
+            for tick in ticks:  # (the recovery loop must not take them for idle ones)
+                stack.enter_context(executor.starting_up(tick_id(name, tick)))
+        _, started = await session.backend.write(
+            sql.start_ticks, name, ticks, owner, encoder(session)
+        )
+        if executor is not None:
+            _spawn(executor, [wf for _, wf in started if wf is not None])
+    return [WorkflowHandle(session, wid) for wid, _ in started]
+
+
+def _spawn(executor: Executor, claimed: list[ClaimedWorkflow]) -> None:
+    for wf in claimed:
+        workflow = executor.workflows.get(wf.name)
+        if workflow is not None:
+            executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=True)
+
+
+class ScheduleCalls:
+    """Mixin: schedule management for ``Runtime`` and ``Client``."""
+
+    def _session_for(self, call: str) -> Session:
+        raise NotImplementedError
+
+    def _schedule_executor(self) -> Executor | None:
+        """The executor that runs the ticks it starts itself (None: a Client)."""
+        return None
+
+    def _schedule_workflow(self, workflow: Any) -> str:
+        """The registered name of ``workflow`` (a Client is given the name)."""
+        return check_key(workflow, "workflow")
+
+    async def create_schedule(
+        self,
+        name: str,
+        workflow: Any,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        tz: str = "UTC",
+        missed: str = "latest",
+    ) -> None:
+        """Store schedule ``name``: run ``workflow(scheduled_at=...)`` at each tick of
+        ``cron`` or every ``every`` in zone ``tz``; ``missed`` ("skip", "latest" or
+        "all") says which ticks missed while nothing ran are run. An existing schedule of
+        that name is replaced (its pause state and the ticks it handled are kept)."""
+        session = self._session_for("create_schedule")
+        wf_name = self._schedule_workflow(workflow)
+        await create(session, name, wf_name, cron, every, tz, missed)
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        """The stored schedule ``name``, or None."""
+        return await get(self._session_for("get_schedule"), name)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every stored schedule, by name."""
+        return await list_all(self._session_for("list_schedules"))
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop running the schedule's ticks until ``resume_schedule``."""
+        await set_paused(self._session_for("pause_schedule"), name, True)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Run the schedule's ticks again, from now on (ticks passed while paused are not
+        run; ``backfill_schedule`` runs them)."""
+        await set_paused(self._session_for("resume_schedule"), name, False)
+
+    async def trigger_schedule(self, name: str) -> WorkflowHandle[Any]:
+        """Run one tick of the schedule now; its handle."""
+        session = self._session_for("trigger_schedule")
+        return await trigger(session, self._schedule_executor(), name)
+
+    async def backfill_schedule(self, name: str, start: Any, end: Any) -> list[WorkflowHandle[Any]]:
+        """Run the schedule's ticks in ``[start, end)`` (aware datetimes), one workflow
+        per tick; a tick that ran already is not run again. Handles in tick order."""
+        session = self._session_for("backfill_schedule")
+        return await backfill(session, self._schedule_executor(), name, start, end)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete the schedule (the workflows it ran stay)."""
+        await delete(self._session_for("delete_schedule"), name)
+
+
+class RuntimeScheduleCalls(ScheduleCalls):
+    """The Runtime's side: workflows are functions, and ``@rt.scheduled``."""
+
+    _executor: Executor
+    _declared: dict[str, ScheduleSpec]
+
+    def _schedule_executor(self) -> Executor | None:
+        return self._executor
+
+    def _schedule_workflow(self, workflow: Any) -> str:
+        return self._executor.registered(workflow).name
+
+    def scheduled(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        tz: str = "UTC",
+        missed: str = "latest",
+    ) -> Callable[[Workflow[Any, Any]], Workflow[Any, Any]]:
+        """Run a workflow on a schedule; put it above ``@rt.workflow()``. At launch the
+        schedule named after the workflow is created, or updated to these arguments.
+        The workflow takes ``scheduled_at``, the tick as an aware datetime in ``tz``."""
+        spec = check_spec(cron, every, tz, missed)
+
+        def register(fn: Workflow[Any, Any]) -> Workflow[Any, Any]:
+            if not isinstance(fn, Workflow):
+                raise InvalidValueError(
+                    f"@rt.scheduled(...) goes above @rt.workflow(): it needs a workflow, got {fn!r}"
+                )
+            self._declared[self._executor.registered(fn).name] = spec
+            return fn
+
+        return register
