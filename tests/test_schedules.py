@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -413,3 +414,40 @@ async def test_cli_schedule_commands(db_path: Path, capsys: pytest.CaptureFixtur
     assert code == 1 and "no schedule named 'yearly'" in err
     code, out, _ = await cmd("list")
     assert out == "no schedules\n"
+
+
+def test_cron_without_the_extra_names_it(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without cronsim, cron= says which extra to install; every= still works."""
+    monkeypatch.setitem(sys.modules, "cronsim", None)  # "import cronsim" now fails
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None: ...
+
+    with pytest.raises(litewf.InvalidValueError, match=r"pip install 'litewf\[cron\]'"):
+        rt.scheduled(cron="*/5 * * * *")(job)
+    rt.scheduled(every=timedelta(minutes=5))(job)
+
+
+async def test_scheduled_at_is_litewf_input_not_the_users(db_path: Path) -> None:
+    """A tick's stored arguments hold litewf's own entry (JSON: no datetime in it); the
+    workflow gets an aware datetime in the schedule's zone, rebuilt on every run."""
+    clock = VirtualClock(start=MONDAY)
+    rt = litewf.Runtime(db_path, clock=clock)
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> str:
+        return scheduled_at.isoformat()
+
+    async with rt:
+        await rt.create_schedule("s", job, every=timedelta(hours=1), tz="America/New_York")
+        (handle,) = await rt.backfill_schedule(
+            "s", datetime(2026, 1, 5, 14, tzinfo=UTC), datetime(2026, 1, 5, 15, tzinfo=UTC)
+        )
+        assert await handle.get_result() == "2026-01-05T09:00:00-05:00"
+    (inputs,) = column(db_path, "SELECT inputs FROM workflows")
+    assert json.loads(inputs) == {
+        "args": [],
+        "kwargs": {},
+        "schedule": {"name": "s", "at": MONDAY + 14 * HOUR, "tz": "America/New_York"},
+    }
