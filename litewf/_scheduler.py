@@ -49,12 +49,12 @@ async def fire_now(executor: Executor, session: Session) -> float | None:
     """One pass: fire and run what is due; when the next tick is (None: no tick left)."""
     if executor.dead is not None or not executor.workflows:
         return None
+    names = list(executor.workflows)
+    due, wake = await session.backend.read(sql.pending, names, session.clock.time())
+    if not due:
+        return wake
     fired, wake = await session.backend.write(
-        sql.fire,
-        list(executor.workflows),
-        executor.executor_id,
-        session.clock.time(),
-        encoder(session),
+        sql.fire, names, executor.executor_id, session.clock.time(), encoder(session)
     )
     for wf in fired:
         logger.info("schedule tick: running workflow %s (%s)", wf.workflow_id, wf.name)

@@ -32,6 +32,7 @@ __all__ = [
     "fire",
     "get",
     "list_all",
+    "pending",
     "put",
     "set_paused",
     "start_ticks",
@@ -211,6 +212,22 @@ def fire(
         if nxt is not None:
             wake = nxt if wake is None else min(wake, nxt)
     return fired, wake
+
+
+def pending(db: Tx, names: list[str], at: float) -> tuple[bool, float | None]:
+    """Whether a tick of these schedules is due at ``at`` (a read: an idle runtime then
+    writes nothing), and when the next one is."""
+    wanted = set(names)
+    wake: float | None = None
+    for schedule in list_all(db):
+        if schedule.paused or schedule.workflow_name not in wanted:
+            continue
+        nxt = schedule.spec.next_after(schedule.handled_until)
+        if nxt is not None and nxt <= at:
+            return True, at
+        if nxt is not None:
+            wake = nxt if wake is None else min(wake, nxt)
+    return False, wake
 
 
 def _due(spec: ScheduleSpec, handled: float, at: float) -> tuple[list[float], float]:
