@@ -13,6 +13,7 @@ recovery pass (as with ``Client.resume_workflow``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -136,6 +137,20 @@ def _spawn(executor: Executor, claimed: list[ClaimedWorkflow]) -> None:
             executor.spawn(wf.workflow_id, workflow, wf.inputs, fresh=True)
 
 
+def takes_scheduled_at(wf: Workflow[Any, Any]) -> Workflow[Any, Any]:
+    """``wf``, if it can be called as a schedule calls it: ``wf(scheduled_at=...)``."""
+    try:
+        inspect.signature(wf.fn).bind(scheduled_at=None)
+    except TypeError:
+        raise InvalidValueError(
+            f"{wf!r} cannot be scheduled: a scheduled workflow is called with one keyword "
+            f"argument, scheduled_at (give any other parameter a default)"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): let the call decide
+        pass
+    return wf
+
+
 class ScheduleCalls:
     """Mixin: schedule management for ``Runtime`` and ``Client``."""
 
@@ -211,7 +226,7 @@ class RuntimeScheduleCalls(ScheduleCalls):
         return self._executor
 
     def _schedule_workflow(self, workflow: Any) -> str:
-        return self._executor.registered(workflow).name
+        return takes_scheduled_at(self._executor.registered(workflow)).name
 
     def scheduled(
         self,
@@ -231,7 +246,7 @@ class RuntimeScheduleCalls(ScheduleCalls):
                 raise InvalidValueError(
                     f"@rt.scheduled(...) goes above @rt.workflow(): it needs a workflow, got {fn!r}"
                 )
-            self._declared[self._executor.registered(fn).name] = spec
+            self._declared[self._schedule_workflow(fn)] = spec
             return fn
 
         return register

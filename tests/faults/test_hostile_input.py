@@ -342,7 +342,7 @@ async def launched(db_path: Path) -> Any:
     rt = litewf.Runtime(db_path)
 
     @rt.workflow(name="h.wait")
-    async def wait(x: Any = None) -> None:
+    async def wait(x: Any = None, scheduled_at: Any = None) -> None:
         await anyio.Event().wait()  # writes nothing while the bad calls are tried
 
     WORKFLOWS[rt] = wait
@@ -387,6 +387,16 @@ def test_scheduled_goes_above_workflow(db_path: Path) -> None:
 
     with pytest.raises(litewf.InvalidValueError, match=r"goes above @rt\.workflow"):
         rt.scheduled(every=timedelta(hours=1))(plain)  # type: ignore[arg-type]
+
+    @rt.workflow(name="needs_more")
+    async def needs_more(scheduled_at: datetime, region: str) -> None: ...
+
+    @rt.workflow(name="no_tick")
+    async def no_tick() -> None: ...
+
+    for wf in (needs_more, no_tick):
+        with pytest.raises(litewf.InvalidValueError, match="called with one keyword argument"):
+            rt.scheduled(every=timedelta(hours=1))(wf)
 
 
 @pytest.mark.parametrize(("label", "value", "text"), BAD_IDS)
