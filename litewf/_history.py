@@ -15,6 +15,7 @@ from ._exceptions import (
     EventAlreadySetError,
     InvalidValueError,
     QueueDuplicateError,
+    ScheduleNotFoundError,
     StreamClosedError,
     WorkflowNotFoundError,
 )
@@ -54,7 +55,7 @@ READ_OPERATIONS = frozenset(
 BUILTIN_OPERATIONS = (
     frozenset(
         {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
-        | {"wait_first", "enqueue"}
+        | {"wait_first", "enqueue", "schedule"}
     )
     | READ_OPERATIONS
 )
@@ -68,6 +69,7 @@ _PREFIXES = (CHILD_PREFIX, PATCH_PREFIX)
 #: set, a workflow not there yet), not about the workflow's own history.
 _STATE_DEPENDENT = (
     frozenset({"set_event", "send", "get_event", "write_stream", "wait_first", "enqueue"})
+    | {"schedule"}
     | READ_OPERATIONS
 )
 
@@ -127,6 +129,7 @@ def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
     retryable = {
         qualified_type_name(EventAlreadySetError),
         qualified_type_name(QueueDuplicateError),
+        qualified_type_name(ScheduleNotFoundError),
         qualified_type_name(StreamClosedError),
         qualified_type_name(WorkflowNotFoundError),
     }

@@ -66,7 +66,7 @@ class StepRecord:
     """One recorded operation of a workflow, as ``list_steps`` reports it.
 
     ``number`` is the operation's place in call order (from 0); ``kind`` is ``"step"``,
-    ``"child"``, ``"enqueue"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
+    ``"child"``, ``"enqueue"``, ``"schedule"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
     a recorded read (``"get_result"``, ``"get_status"``, ``"list_workflows"``, ...);
     ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
     waiting until ``deadline``); ``summary`` is a one-line account of the outcome.

@@ -451,3 +451,56 @@ async def test_scheduled_at_is_litewf_input_not_the_users(db_path: Path) -> None
         "kwargs": {},
         "schedule": {"name": "s", "at": MONDAY + 14 * HOUR, "tz": "America/New_York"},
     }
+
+
+async def test_schedule_calls_inside_a_workflow_are_operations(db_path: Path) -> None:
+    """Recorded: a crash after them replays their outcomes (no second trigger, the same
+    reads, the same refusal), and list_steps shows them."""
+    clock = VirtualClock(start=MONDAY)
+    runs: list[datetime] = []
+
+    def build() -> tuple[litewf.Runtime, Any]:
+        rt = litewf.Runtime(db_path, clock=clock)
+
+        @rt.workflow(name="job")
+        async def job(scheduled_at: datetime) -> None:
+            runs.append(scheduled_at)
+
+        @rt.workflow(name="admin")
+        async def admin() -> list[Any]:
+            await rt.create_schedule("s", job, every=timedelta(hours=1))
+            handle = await rt.trigger_schedule("s")
+            record = await rt.get_schedule("s")
+            names = [r.name for r in await rt.list_schedules()]
+            await rt.pause_schedule("s")
+            try:
+                await rt.delete_schedule("nope")
+            except ScheduleNotFoundError as exc:
+                refused = str(exc)
+            assert record is not None
+            await rt.sleep(60)  # the crash comes here
+            assert record.every == timedelta(hours=1)
+            return [handle.workflow_id, record.name, names, refused]
+
+        return rt, admin
+
+    rt, admin = build()
+    crash = crash_at(rt, before_step="sleep")
+    async with rt:
+        await rt.start_workflow(admin, workflow_id="a")
+        await crash.wait()
+    await_ids = run_ids(db_path, "s")
+    assert len(await_ids) == 1
+    clock.advance(HOUR / 2)  # a replay at another time must not see another "now"
+    rt, admin = build()
+    async with rt:
+        await rt.resume_schedule("s")  # (only to show a replay does not pause it again)
+        handle = await rt.retrieve_workflow("a")
+        clock.advance(60)
+        result = await handle.get_result()
+        steps = await rt.list_steps("a")
+        assert not (await rt.get_schedule("s")).paused  # type: ignore[union-attr]
+    assert result[0] == await_ids[0] and result[2] == ["s"]
+    assert "no schedule named 'nope'" in result[3]
+    assert run_ids(db_path, "s") == await_ids  # the trigger was not made again
+    assert [s.kind for s in steps[:6]] == ["schedule"] * 6
