@@ -29,6 +29,7 @@ logger = logging.getLogger("litewf")
 async def keep_scheduling(executor: Executor, session: Session, interval: float) -> None:
     """Forever: fire due ticks, then wait for the next one (or a schedule change)."""
     wake = [anyio.Event()]
+    warned: dict[str, str] = {}
 
     def on_change(change: Change) -> None:
         if change.kind is ChangeKind.SCHEDULE:
@@ -39,18 +40,29 @@ async def keep_scheduling(executor: Executor, session: Session, interval: float)
         event = wake[0] = anyio.Event()  # armed before looking: nothing is missed
         next_at: float | None = None
         try:
-            next_at = await fire_now(executor, session)
+            next_at = await fire_now(executor, session, warned)
         except LitewfError:
             logger.exception("litewf scheduler pass failed; retrying")
         await session.clock.wait(event, next_at, interval, drive=False)
 
 
-async def fire_now(executor: Executor, session: Session) -> float | None:
-    """One pass: fire and run what is due; when the next tick is (None: no tick left)."""
+async def fire_now(
+    executor: Executor, session: Session, warned: dict[str, str] | None = None
+) -> float | None:
+    """One pass: fire and run what is due; when the next tick is (None: no tick left).
+
+    A schedule this runtime cannot read (a damaged row, a cron schedule without the
+    ``litewf[cron]`` extra here) is left out, and logged once per problem in ``warned``.
+    """
     if executor.dead is not None or not executor.workflows:
         return None
     names = list(executor.workflows)
-    due, wake = await session.backend.read(sql.pending, names, session.clock.time())
+    due, wake, unusable = await session.backend.read(sql.pending, names, session.clock.time())
+    warned = {} if warned is None else warned
+    for name, problem in unusable.items():
+        if warned.get(name) != problem:
+            warned[name] = problem
+            logger.error("litewf cannot run schedule %r here: %s", name, problem)
     if not due:
         return wake
     fired, wake = await session.backend.write(

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ._change import Change
-from ._exceptions import InvalidValueError, ScheduleNotFoundError
+from ._exceptions import InvalidValueError, LitewfError, ScheduleNotFoundError
 from ._rows import Columns
 from ._store import ClaimedWorkflow, insert_workflow, log_change, now
-from ._ticks import GRACE_S, ScheduleSpec, check_spec, tick_id, zone
+from ._ticks import GRACE_S, CronMissingError, ScheduleSpec, check_spec, tick_id, zone
 from ._tx import Tx
 from ._types import ScheduleRecord, utc_datetime
 
@@ -47,6 +47,10 @@ _BATCH = 100
 _COLUMNS = (
     "name, workflow_name, cron, every_s, tz, missed, paused, handled_until, created_at, updated_at"
 )
+
+
+#: Which column a timing check's message is about (its first words), for the error.
+_TIMING_COLUMNS = (("time zone", "tz"), ("missed", "missed"), ("every", "every_s"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +193,9 @@ def fire(
     """
     if not names:
         return [], None
-    wanted = set(names)
     fired: list[ClaimedWorkflow] = []
     wake: float | None = None
-    for schedule in list_all(tx):
-        if schedule.paused or schedule.workflow_name not in wanted:
-            continue
+    for schedule in _active(tx, names)[0]:
         ticks, until = _due(schedule.spec, schedule.handled_until, at)
         if until > schedule.handled_until:
             tx.execute(
@@ -214,20 +215,37 @@ def fire(
     return fired, wake
 
 
-def pending(db: Tx, names: list[str], at: float) -> tuple[bool, float | None]:
-    """Whether a tick of these schedules is due at ``at`` (a read: an idle runtime then
-    writes nothing), and when the next one is."""
+def _active(db: Tx, names: list[str]) -> tuple[list[Schedule], dict[str, str]]:
+    """The unpaused schedules of workflows in ``names``, and those that cannot be read
+    here (by name: why), which are left out (one bad row must not stop the others)."""
     wanted = set(names)
-    wake: float | None = None
-    for schedule in list_all(db):
-        if schedule.paused or schedule.workflow_name not in wanted:
+    found: list[Schedule] = []
+    unusable: dict[str, str] = {}
+    for row in db.fetchall(f"SELECT {_COLUMNS} FROM schedules WHERE paused IS NOT 1"):
+        if row["workflow_name"] not in wanted:
             continue
+        try:
+            schedule = _schedule(db, row)
+        except LitewfError as exc:  # a damaged row, or no cronsim in this process
+            unusable[str(row["name"])] = str(exc)
+            continue
+        if not schedule.paused:
+            found.append(schedule)
+    return found, unusable
+
+
+def pending(db: Tx, names: list[str], at: float) -> tuple[bool, float | None, dict[str, str]]:
+    """Whether a tick of these schedules is due at ``at`` (a read: an idle runtime then
+    writes nothing), when the next one is, and the schedules left out (see ``_active``)."""
+    wake: float | None = None
+    schedules, unusable = _active(db, names)
+    for schedule in schedules:
         nxt = schedule.spec.next_after(schedule.handled_until)
         if nxt is not None and nxt <= at:
-            return True, at
+            return True, at, unusable
         if nxt is not None:
             wake = nxt if wake is None else min(wake, nxt)
-    return False, wake
+    return False, wake, unusable
 
 
 def _due(spec: ScheduleSpec, handled: float, at: float) -> tuple[list[float], float]:
@@ -284,8 +302,12 @@ def _schedule(db: Tx, row: sqlite3.Row) -> Schedule:
             row["tz"],
             row["missed"],
         )
+    except CronMissingError:
+        raise  # a fact about this process, not about the row
     except (InvalidValueError, TypeError, OverflowError) as exc:
-        raise check.corrupt("cron", f"a timing litewf never writes ({exc})") from None
+        text = str(exc)
+        column = next((c for word, c in _TIMING_COLUMNS if word in text.split("(")[0]), "cron")
+        raise check.corrupt(column, f"a timing litewf never writes ({exc})") from None
     return Schedule(
         name=name,
         workflow_name=check.text("workflow_name", row["workflow_name"]),

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ._exceptions import InvalidValueError
 
 __all__ = [
+    "CronMissingError",
     "GRACE_S",
     "MISSED",
     "ScheduleSpec",
@@ -43,6 +44,10 @@ MIN_EVERY_S = 1.0
 #: Wall-clock look-ahead when ordering cron ticks around a daylight-saving change.
 _MARGIN = timedelta(hours=3)
 _CRON_EXTRA = "pip install 'litewf[cron]'"
+
+
+class CronMissingError(InvalidValueError):
+    """A cron schedule, where the ``litewf[cron]`` extra is not installed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +169,7 @@ def _cronsim() -> Any:
     try:
         import cronsim
     except ImportError:
-        raise InvalidValueError(
+        raise CronMissingError(
             f"cron= schedules need the cronsim package: {_CRON_EXTRA} (or use every=)"
         ) from None
     return cronsim

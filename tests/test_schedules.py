@@ -504,3 +504,32 @@ async def test_schedule_calls_inside_a_workflow_are_operations(db_path: Path) ->
     assert "no schedule named 'nope'" in result[3]
     assert run_ids(db_path, "s") == await_ids  # the trigger was not made again
     assert [s.kind for s in steps[:6]] == ["schedule"] * 6
+
+
+async def test_a_damaged_schedule_row_is_left_out_and_named(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand-edited schedule stops only itself: the others still run, the log and
+    get_schedule name the damaged one."""
+    clock = VirtualClock(start=MONDAY)
+    rt = litewf.Runtime(db_path, clock=clock)
+    seen: list[datetime] = []
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None:
+        seen.append(scheduled_at)
+
+    async with rt:
+        await rt.create_schedule("bad", job, every=timedelta(hours=1))
+        await rt.create_schedule("good", job, every=timedelta(hours=1))
+    con = sqlite3.connect(db_path)
+    with con:
+        con.execute("UPDATE schedules SET tz = 'Nowhere/Atlantis' WHERE name = 'bad'")
+    con.close()
+    async with rt:
+        await step_to_next_tick(clock, seen)
+        with pytest.raises(litewf.CorruptDatabaseError, match=r"schedules\.tz"):
+            await rt.get_schedule("bad")
+    assert run_ids(db_path, "good") == [tick_id("good", MONDAY + HOUR)]
+    assert run_ids(db_path, "bad") == []
+    assert "cannot run schedule 'bad'" in caplog.text
