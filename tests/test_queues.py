@@ -498,7 +498,7 @@ async def test_auto_advance_jumps_to_a_delayed_start_only_when_awaited(db_path: 
 
 async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
     """Migration 4 keeps every workflow (not queued: queue fields None) and adds queues."""
-    from litewf._schema import APPLICATION_ID, MIGRATIONS
+    from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
     con = sqlite3.connect(db_path)
     for script in MIGRATIONS[:3]:
@@ -529,7 +529,7 @@ async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
         )
         assert await old.get_result() == 1
         assert await (await q.enqueue(f)).get_result(timeout=10) == 2
-    assert column(db_path, "PRAGMA user_version") == [4]
+    assert column(db_path, "PRAGMA user_version") == [SCHEMA_VERSION]
 
 
 async def test_resume_puts_a_queued_workflow_back_on_its_queue(db_path: Path) -> None:

@@ -533,3 +533,55 @@ async def test_a_damaged_schedule_row_is_left_out_and_named(
     assert run_ids(db_path, "good") == [tick_id("good", MONDAY + HOUR)]
     assert run_ids(db_path, "bad") == []
     assert "cannot run schedule 'bad'" in caplog.text
+
+
+async def test_a_schedule_made_elsewhere_wakes_the_scheduler_at_once(db_path: Path) -> None:
+    """The loop waits up to recovery_interval (here 60 s) when it has nothing to do; a
+    schedule created by a Client in another connection wakes it through the change feed."""
+    rt = litewf.Runtime(db_path, recovery_interval=60)
+    seen: list[datetime] = []
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None:
+        seen.append(scheduled_at)
+
+    async with rt, litewf.Client(db_path) as client:
+        await anyio.sleep(0.1)  # the loop has looked, found nothing, and waits
+        await client.create_schedule("soon", "job", every=timedelta(seconds=1))
+        await wait_until(lambda: len(seen) >= 1, 5)
+        await client.pause_schedule("soon")
+
+
+async def test_a_database_from_before_schedules_is_migrated(db_path: Path) -> None:
+    """The schedules migration keeps every workflow and adds the table (wherever the
+    lead numbers it: found by its content)."""
+    from litewf._schema import APPLICATION_ID, MIGRATIONS
+
+    index = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE schedules" in m)
+    con = sqlite3.connect(db_path)
+    for script in MIGRATIONS[:index]:
+        con.executescript(script)
+    con.execute(
+        "INSERT INTO workflows (workflow_id, name, status, inputs, output, created_at, "
+        "updated_at) VALUES ('old', 'job', 'SUCCESS', '{\"args\":[],\"kwargs\":{}}', '1', 1, 1)"
+    )
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    con.execute(f"PRAGMA user_version = {index}")
+    con.commit()
+    con.close()
+    clock = VirtualClock(start=MONDAY)
+    rt = litewf.Runtime(db_path, clock=clock)
+    seen: list[datetime] = []
+
+    @rt.scheduled(every=timedelta(minutes=5))
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime | None = None) -> int:
+        if scheduled_at is not None:
+            seen.append(scheduled_at)
+        return 1
+
+    async with rt:
+        assert await (await rt.retrieve_workflow("old")).get_result() == 1
+        await step_to_next_tick(clock, seen)
+    assert column(db_path, "PRAGMA user_version") == [SCHEMA_VERSION]
+    assert seen == [datetime.fromtimestamp(MONDAY + 300, ZoneInfo("UTC"))]
