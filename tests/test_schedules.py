@@ -585,3 +585,45 @@ async def test_a_database_from_before_schedules_is_migrated(db_path: Path) -> No
         await step_to_next_tick(clock, seen)
     assert column(db_path, "PRAGMA user_version") == [SCHEMA_VERSION]
     assert seen == [datetime.fromtimestamp(MONDAY + 300, ZoneInfo("UTC"))]
+
+
+@pytest.mark.parametrize(("late", "runs"), [(30.0, True), (90.0, False)])
+async def test_a_tick_reached_within_a_minute_is_on_time(
+    db_path: Path, late: float, runs: bool
+) -> None:
+    """``skip`` passes over missed ticks only: one the scheduler reaches less than 60 s
+    after its time (a busy machine, a wake-up from sleep) still runs."""
+    clock = VirtualClock(start=MONDAY)
+    rt = litewf.Runtime(db_path, clock=clock)
+    seen: list[datetime] = []
+
+    @rt.scheduled(every=timedelta(hours=1), missed="skip")
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None:
+        seen.append(scheduled_at)
+
+    async with rt:
+        pass
+    clock.advance(HOUR + late)  # nothing ran at the tick
+    async with rt:
+        if runs:
+            await wait_until(lambda: len(seen) == 1)
+        await step_to_next_tick(clock, seen)  # the tick after: always runs
+    expected = [MONDAY + HOUR, MONDAY + 2 * HOUR] if runs else [MONDAY + 2 * HOUR]
+    assert [s.timestamp() for s in seen] == expected
+
+
+async def test_a_backfill_is_bounded(db_path: Path) -> None:
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None: ...
+
+    async with rt:
+        await rt.create_schedule("m", job, every=timedelta(minutes=1))
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        with pytest.raises(litewf.InvalidValueError, match="back-fill a shorter range"):
+            await rt.backfill_schedule("m", start, start + timedelta(days=7))
+        assert await rt.backfill_schedule("m", start, start) == []
+        assert await rt.backfill_schedule("m", start + timedelta(days=1), start) == []
+    assert column(db_path, "SELECT count(*) FROM workflows") == [0]
