@@ -13,7 +13,6 @@ recovery pass (as with ``Client.resume_workflow``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
@@ -76,8 +75,10 @@ async def create(
     """Store schedule ``name`` (``timing``: cron, every, tz, missed), replacing one."""
     name = check_id(name, "schedule name")
     spec = check_spec(*timing)
-    put = functools.partial(sql.put, name=name, workflow_name=workflow_name, spec=spec)
-    await _write(session, ctx, "create", name, lambda tx: put(tx, at=session.clock.time()))
+    at = session.clock.time()
+    await _write(
+        session, ctx, "create", name, lambda tx: sql.put(tx, name, workflow_name, spec, at)
+    )
 
 
 async def declare(session: Session, declared: dict[str, ScheduleSpec]) -> None:
@@ -104,12 +105,8 @@ async def set_paused(
     session: Session, name: Any, paused: bool, ctx: WorkflowContext | None = None
 ) -> None:
     name = check_id(name, "schedule name")
-    action = "pause" if paused else "resume"
-
-    def edit(tx: Tx) -> None:
-        sql.set_paused(tx, name, paused, session.clock.time())
-
-    await _write(session, ctx, action, name, edit)
+    action, at = ("pause" if paused else "resume"), session.clock.time()
+    await _write(session, ctx, action, name, lambda tx: sql.set_paused(tx, name, paused, at))
 
 
 async def delete(session: Session, name: Any, ctx: WorkflowContext | None = None) -> None:
