@@ -627,3 +627,40 @@ async def test_a_backfill_is_bounded(db_path: Path) -> None:
         assert await rt.backfill_schedule("m", start, start) == []
         assert await rt.backfill_schedule("m", start + timedelta(days=1), start) == []
     assert column(db_path, "SELECT count(*) FROM workflows") == [0]
+
+
+WILDCARD_CRONS = ["*/7 * * * *", "5,35 * * * *", "*/20 1-3 * * *", "0 * * * *", "*/45 * * * *"]
+DST_ZONES = [
+    ("Europe/Paris", (2026, 3, 29)),
+    ("Europe/Paris", (2026, 10, 25)),
+    ("America/New_York", (2026, 11, 1)),
+    ("Australia/Lord_Howe", (2026, 4, 5)),  # a half-hour change
+]
+
+
+@pytest.mark.parametrize("cron", WILDCARD_CRONS)
+@pytest.mark.parametrize(("tz", "day"), DST_ZONES)
+def test_wildcard_cron_ticks_are_the_instants_whose_wall_time_matches(
+    cron: str, tz: str, day: tuple[int, int, int]
+) -> None:
+    """Against brute force: every minute of two days around a change, kept if its wall
+    time in the zone matches the expression (both copies of a repeated hour)."""
+    from cronsim import CronSim
+
+    from litewf._ticks import check_spec
+
+    zone = ZoneInfo(tz)
+    start = datetime(*day, tzinfo=zone).timestamp() - 86400
+    expected = []
+    for minute in range(2 * 24 * 60):
+        at = start + 60 * minute
+        wall = datetime.fromtimestamp(at, zone).replace(tzinfo=None)
+        if next(CronSim(cron, wall - timedelta(minutes=1))) == wall:
+            expected.append(at)
+    spec = check_spec(cron, None, tz, "all")
+    found = []
+    for tick in spec.after(start - 1):
+        if tick >= start + 2 * 86400:
+            break
+        found.append(tick)
+    assert found == expected
