@@ -96,7 +96,7 @@ async def test_two_processes_share_a_schedule_each_tick_once(tmp_path: Path) -> 
         lines += ran.read_text().split() if ran.exists() else []
     assert sorted(lines) == ids  # the side effect: every stored tick ran once, no more
     ticks = [datetime.fromisoformat(i.split(":", 2)[2]).timestamp() for i in ids]
-    assert len(ticks) >= 4
+    assert len(ticks) >= 3
     assert ticks == [ticks[0] + k for k in range(len(ticks))]  # no tick lost between
     assert set(column(db, "SELECT status FROM workflows")) == {"SUCCESS"}
 
