@@ -41,6 +41,8 @@ MISSED = ("skip", "latest", "all")
 GRACE_S = 60.0
 #: The shortest ``every=`` interval (each tick is a stored workflow).
 MIN_EVERY_S = 1.0
+#: The longest ``every=`` interval (its ticks must stay within what a datetime can name).
+MAX_EVERY_S = 100 * 366 * 86400.0
 #: Wall-clock look-ahead when ordering cron ticks around a daylight-saving change.
 _MARGIN = timedelta(hours=3)
 _CRON_EXTRA = "pip install 'litewf[cron]'"
@@ -109,6 +111,8 @@ def check_spec(cron: Any, every: Any, tz: Any, missed: Any) -> ScheduleSpec:
                 f"every must be a datetime.timedelta, e.g. timedelta(minutes=5), got {every!r}"
             )
         seconds = every.total_seconds()
+        if seconds > MAX_EVERY_S:
+            raise InvalidValueError(f"every must be at most 100 years, got {every!r}")
         if seconds < MIN_EVERY_S:
             raise InvalidValueError(
                 f"every must be at least 1 second, got {every!r}; for a zero or negative "

@@ -152,6 +152,7 @@ BAD_SCHEDULES: list[tuple[str, dict[str, Any], str]] = [
     ("every-zero", {"every": timedelta(0)}, "at least 1 second"),
     ("every-negative", {"every": timedelta(seconds=-5)}, "at least 1 second"),
     ("every-half-second", {"every": timedelta(milliseconds=500)}, "at least 1 second"),
+    ("every-huge", {"every": timedelta(days=999_999_999)}, "at most 100 years"),
     ("every-int", {"every": 60}, "must be a datetime.timedelta"),
     ("every-str", {"every": "5m"}, "must be a datetime.timedelta"),
 ]
