@@ -11,14 +11,16 @@ Module map, from the ground up; each imports only modules listed before it
   ``_serialization`` (stored forms of values and exceptions).
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
-  locks on the file), ``_walwatch`` (noticing other processes' writes).
+  locks on the file), ``_walwatch`` (noticing other processes' writes), ``_ticks`` (a
+  schedule's grid in time: cron, ``every=``, time zones).
 - ``_tx`` (a unit of work's transaction), ``_portal`` (sync code calling into the event
   loop: the one mechanism under the synchronous API), ``_dbfile`` (checks on the file),
   ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
   ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy),
-  ``_deadlinesql`` (SQL: workflow deadlines, delayed starts).
+  ``_deadlinesql`` (SQL: workflow deadlines, delayed starts), ``_schedulesql`` (SQL:
+  schedules, firing their ticks).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_deadlines`` (workflow deadlines, step timeouts: checks,
@@ -28,15 +30,16 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_fork`` (fork and delete, outside workflows and as operations).
 - ``_api`` (the calls Runtime and Client share), ``_executor`` (running workflows),
   ``_waiting`` (``wait_first``, its waits, ``sleep_until``), ``_patches`` (``patched``),
-  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_sync_api`` (blocking twins of
-  ``_api``'s calls and of handles), ``_serving`` (a launch's own task), ``_sync_parts``
-  (blocking workflows, steps, queues).
+  ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_schedules`` (schedule calls,
+  ``@rt.scheduled``), ``_scheduler`` (a runtime's scheduler loop), ``_sync_api`` (blocking
+  twins of ``_api``'s calls and of handles), ``_serving`` (a launch's own task),
+  ``_sync_parts`` (blocking workflows, steps, queues).
 - ``_runtime``, ``_client``: the facades; ``_sync``, ``_sync_client``: their synchronous
   views (``SyncRuntime``, ``SyncClient``).
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
-  ``_cli``, ``_bench``: tools.
+  ``_cli_schedule``, ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from ._exceptions import (
     NotInWorkflowError,
     QueueDuplicateError,
     RuntimeNotLaunchedError,
+    ScheduleNotFoundError,
     SchemaTooNewError,
     SerializationError,
     StepTimeoutError,
@@ -76,7 +80,14 @@ from ._sync import SyncRuntime
 from ._sync_api import SyncWorkflowHandle
 from ._sync_client import SyncClient
 from ._sync_parts import SyncQueue, SyncStep, SyncWorkflow
-from ._types import CollectedCounts, QueuedMessage, Status, StepRecord, WorkflowStatus
+from ._types import (
+    CollectedCounts,
+    QueuedMessage,
+    ScheduleRecord,
+    Status,
+    StepRecord,
+    WorkflowStatus,
+)
 from ._waiting import EventWait, FirstOf, MessageWait
 from ._workflow import Workflow, WorkflowHandle
 
@@ -108,6 +119,8 @@ __all__ = (
     "QueueDuplicateError",
     "Runtime",
     "RuntimeNotLaunchedError",
+    "ScheduleNotFoundError",
+    "ScheduleRecord",
     "SchemaTooNewError",
     "SerializationError",
     "Serializer",

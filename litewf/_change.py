@@ -1,4 +1,4 @@
-"""What a commit changed, as a key that waiters watch: a workflow's status, an event, a queue.
+"""What a commit changed, as a key that waiters watch: a workflow's status, an event, a queue, a schedule.
 
 Each is written as a row of the ``changes`` table in the transaction that made it (so
 other processes find it) and handed to this process's waiters once that transaction
@@ -21,6 +21,7 @@ class ChangeKind(enum.StrEnum):
     MESSAGE = "message"
     STREAM = "stream"
     QUEUE = "queue"
+    SCHEDULE = "schedule"
 
 
 class Change(NamedTuple):
@@ -51,6 +52,11 @@ class Change(NamedTuple):
         """A workflow was enqueued on ``queue_name``, or one of its slots freed (a queued
         workflow finished, was cancelled, or its delay or rate window may have passed)."""
         return cls(ChangeKind.QUEUE, queue_name)
+
+    @classmethod
+    def schedule(cls, name: str) -> Change:
+        """Schedule ``name`` was created, changed, paused, resumed or deleted."""
+        return cls(ChangeKind.SCHEDULE, name)
 
     @classmethod
     def message(cls, workflow_id: str, topic: str | None) -> Change:

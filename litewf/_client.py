@@ -13,6 +13,7 @@ from ._dbfile import absolute_path
 from ._deadlines import check_enqueue
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._queues import enqueue_by_name
+from ._schedules import ScheduleCalls
 from ._serialization import JsonSerializer, Serializer
 from ._session import Session
 from ._workflow import WorkflowHandle
@@ -20,7 +21,7 @@ from ._workflow import WorkflowHandle
 __all__ = ["Client"]
 
 
-class Client(SessionCalls):
+class Client(SessionCalls, ScheduleCalls):
     """Send messages, read events and manage workflows of an existing litewf database.
 
     A client runs no workflows and recovers nothing; it never creates or migrates a

@@ -6,6 +6,7 @@ Exception hierarchy:
   + NotInWorkflowError         (a workflow-only call made outside a workflow)
   + EventAlreadySetError       (set_event twice for one key)
   + WorkflowNotFoundError      (no workflow with that ID)
+  + ScheduleNotFoundError      (no schedule with that name)
   + WorkflowConflictError      (an ID reused for another workflow function)
   + NonDeterminismError        (replay met another operation than was recorded)
   + SerializationError         (a value the serializer cannot store or read back)
@@ -108,6 +109,17 @@ class WorkflowNotFoundError(LitewfError, LookupError):
             f"check the ID, or start the workflow first"
         )
         self.workflow_id = workflow_id
+
+
+class ScheduleNotFoundError(LitewfError, LookupError):
+    """Raised when no schedule with the given name is stored."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no schedule named {name!r} in this database; list_schedules() (or "
+            f"'litewf schedule list') shows the stored ones"
+        )
+        self.name = name
 
 
 class QueueDuplicateError(LitewfError):

@@ -34,6 +34,7 @@ from ._serialization import (
     loads_checked,
 )
 from ._session import Session
+from ._ticks import call_kwargs
 from ._tx import Tx
 from ._types import Status
 from ._validate import check_id
@@ -273,7 +274,7 @@ class Executor:
                 load = functools.partial(session.backend.read, journal.load_history, workflow_id)
                 ctx.history, ctx.recorded = await replay.retry_storage(workflow_id, load)
             decoded = loads_checked(session.serializer, inputs, f"arguments of {workflow_id!r}")
-            result = await wf.fn(*decoded["args"], **decoded["kwargs"])
+            result = await wf.fn(*decoded["args"], **call_kwargs(decoded))
             output = dumps_checked(
                 session.serializer, result, f"the result of workflow {wf.name!r}"
             )

@@ -15,6 +15,7 @@ from ._exceptions import (
     EventAlreadySetError,
     InvalidValueError,
     QueueDuplicateError,
+    ScheduleNotFoundError,
     StreamClosedError,
     WorkflowConflictError,
     WorkflowNotFoundError,
@@ -55,7 +56,7 @@ READ_OPERATIONS = frozenset(
 BUILTIN_OPERATIONS = (
     frozenset(
         {"sleep", "send", "recv", "set_event", "get_event", "write_stream", "close_stream"}
-        | {"wait_first", "enqueue", "fork_workflow", "delete_workflow"}
+        | {"wait_first", "enqueue", "fork_workflow", "delete_workflow", "schedule"}
     )
     | READ_OPERATIONS
 )
@@ -69,7 +70,7 @@ _PREFIXES = (CHILD_PREFIX, PATCH_PREFIX)
 #: set, a workflow not there yet), not about the workflow's own history.
 _STATE_DEPENDENT = (
     frozenset({"set_event", "send", "get_event", "write_stream", "wait_first", "enqueue"})
-    | {"fork_workflow", "delete_workflow"}
+    | {"fork_workflow", "delete_workflow", "schedule"}
     | READ_OPERATIONS
 )
 
@@ -129,6 +130,7 @@ def retry_ending_failure(tx: Tx, workflow_id: str) -> bool:
     retryable = {
         qualified_type_name(EventAlreadySetError),
         qualified_type_name(QueueDuplicateError),
+        qualified_type_name(ScheduleNotFoundError),
         qualified_type_name(StreamClosedError),
         qualified_type_name(WorkflowConflictError),  # a fork's ID taken (then freed)
         qualified_type_name(WorkflowNotFoundError),

@@ -30,6 +30,7 @@ from ._executor import Executor
 from ._patches import PatchCalls
 from ._queues import Queue, register_queue
 from ._recovery import recover
+from ._schedules import RuntimeScheduleCalls
 from ._serialization import JsonSerializer, Serializer
 from ._serving import (
     Serving,
@@ -43,6 +44,7 @@ from ._serving import (
 from ._session import Session
 from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
+from ._ticks import ScheduleSpec
 from ._types import Durability
 from ._validate import DEFAULT_WAIT_S, check_count, check_id, check_key, check_timeout
 from ._waiting import WaitCalls
@@ -54,7 +56,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Runtime(SessionCalls, WaitCalls, PatchCalls):
+class Runtime(SessionCalls, WaitCalls, PatchCalls, RuntimeScheduleCalls):
     """A durable workflow runtime over one SQLite file.
 
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
@@ -110,6 +112,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._reclaim = False  # a launch whose event loop died left workflows owned
         self._queues: dict[str, Queue] = {}
+        self._declared: dict[str, ScheduleSpec] = {}  # @rt.scheduled's, stored at launch
 
     def __repr__(self) -> str:
         return f"<litewf.Runtime {self.path!r} executor={self.executor_id!r}>"
@@ -263,6 +266,7 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls):
                 settings,
                 reclaim=self._reclaim,
                 queues=self._queues,
+                schedules=self._declared,
             ),
             name=f"litewf {self.path}",
         )

@@ -149,6 +149,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX workflows_delayed ON workflows (not_before)
         WHERE status = 'ENQUEUED' AND queue_name IS NULL;
     """,
+    # 6: schedules. One row per schedule: the workflow it runs, its timing (``cron`` or
+    # ``every_s`` seconds, in zone ``tz``), what to do with missed ticks, and
+    # ``handled_until`` (on the runtime's clock): every tick at or before it has run or
+    # was passed over. Firing a tick inserts its workflow (a deterministic ID) and moves
+    # ``handled_until`` in one write transaction, so each tick runs once.
+    """
+    CREATE TABLE schedules (
+        name          TEXT PRIMARY KEY,
+        workflow_name TEXT NOT NULL,
+        cron          TEXT,
+        every_s       REAL,
+        tz            TEXT NOT NULL,
+        missed        TEXT NOT NULL,
+        paused        INTEGER NOT NULL DEFAULT 0,
+        handled_until REAL NOT NULL,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

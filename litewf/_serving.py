@@ -30,8 +30,11 @@ from ._executor import Executor
 from ._liveness import ExecutorLock
 from ._queues import Queue, keep_dequeuing
 from ._recovery import keep_recovering, recover
+from ._scheduler import keep_scheduling
+from ._schedules import declare
 from ._session import Session
 from ._threads import StepThreads
+from ._ticks import ScheduleSpec
 
 __all__ = [
     "Serving",
@@ -138,6 +141,7 @@ async def serve(
     *,
     reclaim: bool,
     queues: dict[str, Queue] | None = None,
+    schedules: dict[str, ScheduleSpec] | None = None,
 ) -> None:
     """The runtime's own task: hosts its task group from launch until shutdown.
 
@@ -157,6 +161,7 @@ async def serve(
             if reclaim:
                 await session.backend.write(store.release_workflows, me)
             await recover(executor, session, settings.max_recovery_attempts, first=True)
+            await declare(session, schedules or {})  # @rt.scheduled's, before launch returns
             tg.start_soon(
                 _recovery_loop, serving, executor, settings, {} if queues is None else queues
             )
@@ -176,11 +181,13 @@ async def serve(
 async def _recovery_loop(
     serving: Serving, executor: Executor, settings: Settings, queues: dict[str, Queue]
 ) -> None:
-    """Recovery and the dequeuing of this runtime's queues (both stop on a crash)."""
+    """Recovery, the dequeuing of this runtime's queues and its scheduler (all stop on
+    a crash)."""
     interval = settings.recovery_interval
     with serving.background:
         async with anyio.create_task_group() as tg:
             tg.start_soon(keep_dequeuing, executor, serving.session, queues, interval)
+            tg.start_soon(keep_scheduling, executor, serving.session, interval)
             await keep_recovering(
                 executor, serving.session, settings.max_recovery_attempts, interval
             )

@@ -26,7 +26,14 @@ from ._portal import LoopThread, Portal, blocking, run_body
 from ._runtime import Runtime
 from ._step import qualified_name
 from ._sync_api import SyncSessionCalls, SyncWorkflowHandle, blocking_handle
-from ._sync_parts import SyncQueue, SyncStep, SyncStepDecorator, SyncWorkflow, async_form
+from ._sync_parts import (
+    SyncQueue,
+    SyncScheduleCalls,
+    SyncStep,
+    SyncStepDecorator,
+    SyncWorkflow,
+    async_form,
+)
 from ._validate import check_key
 from ._waiting import EventWait, FirstOf, MessageWait
 from ._workflow import Workflow, WorkflowHandle
@@ -39,7 +46,7 @@ R = TypeVar("R")
 _HOW = "'with srt:' or srt.launch()"
 
 
-class SyncRuntime(SyncSessionCalls):
+class SyncRuntime(SyncSessionCalls, SyncScheduleCalls):
     """A ``Runtime`` for synchronous code: ``with litewf.SyncRuntime("app.db") as srt:``.
 
     ``SyncRuntime(path, **options)`` makes its own ``Runtime(path, **options)``;
@@ -192,6 +199,39 @@ class SyncRuntime(SyncSessionCalls):
     recover = blocking(Runtime.recover)
 
     # -- workflows -------------------------------------------------------------------------
+
+    def scheduled(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        tz: str = "UTC",
+        missed: str = "latest",
+    ) -> Callable[[SyncWorkflow[P, R]], SyncWorkflow[P, R]]:
+        """``@rt.scheduled``, above ``@srt.workflow()``: its ``def`` takes ``scheduled_at``."""
+        schedule = self.runtime.scheduled(cron=cron, every=every, tz=tz, missed=missed)
+
+        def register(fn: SyncWorkflow[P, R]) -> SyncWorkflow[P, R]:
+            schedule(async_form(fn))
+            return fn
+
+        return register
+
+    def create_schedule(
+        self,
+        name: str,
+        workflow: Any,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        tz: str = "UTC",
+        missed: str = "latest",
+    ) -> None:
+        """``create_schedule``, blocking (``workflow``: a sync or async workflow)."""
+        wf = async_form(workflow) if isinstance(workflow, SyncWorkflow) else workflow
+        self._portal.call(
+            self.runtime.create_schedule, name, wf, cron=cron, every=every, tz=tz, missed=missed
+        )
 
     def start_workflow(
         self,

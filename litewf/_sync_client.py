@@ -15,11 +15,12 @@ from ._exceptions import LitewfError
 from ._portal import LoopThread, Portal
 from ._serialization import Serializer
 from ._sync_api import SyncSessionCalls, SyncWorkflowHandle, blocking_handle
+from ._sync_parts import SyncScheduleCalls
 
 __all__ = ["SyncClient"]
 
 
-class SyncClient(SyncSessionCalls):
+class SyncClient(SyncSessionCalls, SyncScheduleCalls):
     """``with litewf.SyncClient(path) as client:``: a ``Client`` (its ``client``) whose
     calls block, from any number of threads. It runs an event loop in a thread of its own
     while open."""

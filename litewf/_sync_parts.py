@@ -8,13 +8,21 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._portal import Portal
+from ._portal import Portal, SyncView, blocking
 from ._queues import Queue
+from ._schedules import ScheduleCalls
 from ._step import Step, StepDecorator
-from ._sync_api import SyncWorkflowHandle
+from ._sync_api import SyncWorkflowHandle, blocking_handle
 from ._workflow import Workflow
 
-__all__ = ["SyncQueue", "SyncStep", "SyncStepDecorator", "SyncWorkflow", "async_form"]
+__all__ = [
+    "SyncQueue",
+    "SyncScheduleCalls",
+    "SyncStep",
+    "SyncStepDecorator",
+    "SyncWorkflow",
+    "async_form",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,3 +126,20 @@ class SyncQueue:
             **kwargs,
         )
         return SyncWorkflowHandle(self._portal, handle)
+
+
+class SyncScheduleCalls(SyncView):
+    """Mixin: the blocking twins of ``_schedules.ScheduleCalls`` (schedule management)."""
+
+    create_schedule = blocking(ScheduleCalls.create_schedule)
+    get_schedule = blocking(ScheduleCalls.get_schedule)
+    list_schedules = blocking(ScheduleCalls.list_schedules)
+    pause_schedule = blocking(ScheduleCalls.pause_schedule)
+    resume_schedule = blocking(ScheduleCalls.resume_schedule)
+    trigger_schedule = blocking_handle(ScheduleCalls.trigger_schedule)
+    delete_schedule = blocking(ScheduleCalls.delete_schedule)
+
+    def backfill_schedule(self, name: str, start: Any, end: Any) -> list[SyncWorkflowHandle[Any]]:
+        """``backfill_schedule``, blocking: a run per tick in ``[start, end)``; handles."""
+        handles = self._portal.call(self._target.backfill_schedule, name, start, end)
+        return [SyncWorkflowHandle(self._portal, h) for h in handles]

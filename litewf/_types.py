@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 __all__ = [
     "CollectedCounts",
     "Durability",
     "QueuedMessage",
+    "ScheduleRecord",
     "Status",
     "UNFINISHED",
     "StepRecord",
@@ -65,7 +66,7 @@ class StepRecord:
     """One recorded operation of a workflow, as ``list_steps`` reports it.
 
     ``number`` is the operation's place in call order (from 0); ``kind`` is ``"step"``,
-    ``"child"``, ``"enqueue"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
+    ``"child"``, ``"enqueue"``, ``"schedule"``, ``"sleep"``, ``"send"``, ``"recv"``, ``"set_event"``, ``"get_event"`` or
     a recorded read (``"get_result"``, ``"get_status"``, ``"list_workflows"``, ...);
     ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
     waiting until ``deadline``); ``summary`` is a one-line account of the outcome.
@@ -104,6 +105,29 @@ class CollectedCounts:
     message_keys: int = 0
     changes: int = 0
     streams: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A stored schedule: the workflow it runs, when, and where it stands.
+
+    Exactly one of ``cron`` and ``every`` is set. ``handled_until``: every tick at or
+    before it has run or was passed over (missed, or paused); ``next_tick``: the first
+    tick after it (None if the expression never matches again). Both are in the
+    schedule's zone ``tz``.
+    """
+
+    name: str
+    workflow_name: str
+    cron: str | None
+    every: timedelta | None
+    tz: str
+    missed: str
+    paused: bool
+    handled_until: datetime
+    next_tick: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 def utc_datetime(epoch_seconds: float) -> datetime:

@@ -230,8 +230,9 @@ async def test_the_wal_of_a_database_reached_through_a_symlink_is_measured_and_t
 
     async with rt:
         await rt.start_workflow(sink, workflow_id="sink")
-        for _ in range(50):  # 5 MB: past the size the runtime truncates at
-            await rt.send("sink", "x" * 100_000, topic="filler")
+        # 5 MB in one commit: past the size the runtime truncates at, whatever the page
+        # count at which SQLite's own checkpoint (1000 pages) would start the WAL over.
+        await rt.send("sink", "x" * 5_000_000, topic="filler")
         wal = f"{real}-wal"
         assert await anyio.to_thread.run_sync(os.path.getsize, wal) > 2 * 1024 * 1024
         assert testing.backend(rt).wal_bytes() > 2 * 1024 * 1024

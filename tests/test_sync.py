@@ -482,3 +482,38 @@ def test_fork_and_delete_from_sync_code(srt: litewf.SyncRuntime) -> None:
     srt.delete_workflow("stuck")
     with pytest.raises(litewf.WorkflowNotFoundError):
         srt.retrieve_workflow("stuck")
+
+
+def test_a_scheduled_def_workflow_and_schedule_calls_from_sync_code(db_path: Path) -> None:
+    """``@srt.scheduled`` over a def workflow; the schedule calls, blocking, on the runtime
+    and on a SyncClient; a backfill's handles block too."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    clock = testing.VirtualClock(start=start.timestamp())
+    srt = litewf.SyncRuntime(db_path, clock=clock)
+    seen: list[datetime] = []
+
+    @srt.scheduled(every=timedelta(hours=1), missed="skip")
+    @srt.workflow(name="hourly")
+    def hourly(scheduled_at: datetime) -> str:
+        seen.append(scheduled_at)
+        return scheduled_at.isoformat()
+
+    with srt:
+        record = srt.get_schedule("hourly")
+        assert record is not None and record.workflow_name == "hourly"
+        assert [r.name for r in srt.list_schedules()] == ["hourly"]
+        srt.pause_schedule("hourly")
+        runs = srt.backfill_schedule("hourly", start - timedelta(hours=2), start)
+        assert [h.get_result(timeout=10) for h in runs] == [
+            (start - timedelta(hours=2)).isoformat(),
+            (start - timedelta(hours=1)).isoformat(),
+        ]
+        now = srt.trigger_schedule("hourly")
+        assert now.get_result(timeout=10) == start.isoformat()
+        with litewf.SyncClient(db_path) as client:
+            client.resume_schedule("hourly")
+            paused = client.get_schedule("hourly")
+            assert paused is not None and not paused.paused
+            client.delete_schedule("hourly")
+        assert srt.get_schedule("hourly") is None
+    assert len(seen) == 3

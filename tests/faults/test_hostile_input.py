@@ -30,7 +30,16 @@ import pytest
 import litewf
 from litewf import testing
 
-TABLES = ("workflows", "operations", "events", "messages", "message_keys", "changes", "streams")
+TABLES = (
+    "workflows",
+    "operations",
+    "events",
+    "messages",
+    "message_keys",
+    "changes",
+    "streams",
+    "schedules",
+)
 
 
 def nested(depth: int) -> list[Any]:
@@ -163,6 +172,30 @@ BAD_FLAGS: list[tuple[str, Any, str]] = [
     ("str", "yes", "True or False"),
     ("int", 1, "True or False"),
     ("none", None, "True or False"),
+]
+
+#: Bad schedule timings: (keyword arguments of create_schedule / @rt.scheduled, text).
+BAD_SCHEDULES: list[tuple[str, dict[str, Any], str]] = [
+    ("both", {"cron": "* * * * *", "every": timedelta(minutes=1)}, "exactly one of cron="),
+    ("neither", {}, "exactly one of cron="),
+    ("cron-range", {"cron": "61 * * * *"}, "bad cron expression"),
+    ("cron-words", {"cron": "every day at nine"}, "bad cron expression"),
+    ("cron-fields", {"cron": "* * *"}, "bad cron expression"),
+    ("cron-empty", {"cron": ""}, "bad cron expression"),
+    ("cron-never", {"cron": "0 0 31 2 *"}, "bad cron expression"),
+    ("cron-int", {"cron": 5}, "cron must be a str"),
+    ("tz-unknown", {"every": timedelta(hours=1), "tz": "Mars/Olympus_Mons"}, "unknown time zone"),
+    ("tz-path", {"every": timedelta(hours=1), "tz": "../../etc/passwd"}, "unknown time zone"),
+    ("tz-empty", {"every": timedelta(hours=1), "tz": ""}, "IANA time zone name"),
+    ("tz-int", {"every": timedelta(hours=1), "tz": 1}, "IANA time zone name"),
+    ("missed-unknown", {"every": timedelta(hours=1), "missed": "sometimes"}, "'skip', 'latest'"),
+    ("missed-none", {"every": timedelta(hours=1), "missed": None}, "'skip', 'latest'"),
+    ("every-zero", {"every": timedelta(0)}, "at least 1 second"),
+    ("every-negative", {"every": timedelta(seconds=-5)}, "at least 1 second"),
+    ("every-half-second", {"every": timedelta(milliseconds=500)}, "at least 1 second"),
+    ("every-huge", {"every": timedelta(days=999_999_999)}, "at most 100 years"),
+    ("every-int", {"every": 60}, "must be a datetime.timedelta"),
+    ("every-str", {"every": "5m"}, "must be a datetime.timedelta"),
 ]
 
 
@@ -342,6 +375,42 @@ def entry_points() -> Iterator[Any]:
             lambda rt, c, v: c.delete_workflow("w", children=v),
             BAD_FLAGS,
         ),
+        "rt.create_schedule(timing)": (
+            lambda rt, c, v: rt.create_schedule("s", WORKFLOWS[rt], **v),
+            BAD_SCHEDULES,
+        ),
+        "client.create_schedule(timing)": (
+            lambda rt, c, v: c.create_schedule("s", "h.wait", **v),
+            BAD_SCHEDULES,
+        ),
+        "client.create_schedule(name)": (
+            lambda rt, c, v: c.create_schedule(v, "h.wait", every=timedelta(hours=1)),
+            BAD_IDS,
+        ),
+        "client.create_schedule(workflow)": (
+            lambda rt, c, v: c.create_schedule("s", v, every=timedelta(hours=1)),
+            BAD_KEYS,
+        ),
+        "rt.create_schedule(workflow)": (
+            lambda rt, c, v: rt.create_schedule("s", v, every=timedelta(hours=1)),
+            [
+                ("name", "h.wait", "not a workflow of this runtime"),
+                ("none", None, "not a workflow"),
+            ],
+        ),
+        "rt.get_schedule": (lambda rt, c, v: rt.get_schedule(v), BAD_IDS),
+        "client.pause_schedule": (lambda rt, c, v: c.pause_schedule(v), BAD_IDS),
+        "rt.resume_schedule": (lambda rt, c, v: rt.resume_schedule(v), BAD_IDS),
+        "client.trigger_schedule": (lambda rt, c, v: c.trigger_schedule(v), BAD_IDS),
+        "rt.delete_schedule": (lambda rt, c, v: rt.delete_schedule(v), BAD_IDS),
+        "rt.backfill_schedule(start)": (
+            lambda rt, c, v: rt.backfill_schedule("s", v, SOON),
+            BAD_DEADLINES,
+        ),
+        "client.backfill_schedule(end)": (
+            lambda rt, c, v: c.backfill_schedule("s", SOON, v),
+            BAD_DEADLINES,
+        ),
         "rt.list_workflows(status)": (
             lambda rt, c, v: rt.list_workflows(status=v),
             [("unknown", "DONE", "status must be one of"), ("int", 3, "status must be one of")],
@@ -411,7 +480,7 @@ async def launched(db_path: Path) -> Any:
     rt = litewf.Runtime(db_path)
 
     @rt.workflow(name="h.wait")
-    async def wait(x: Any = None) -> None:
+    async def wait(x: Any = None, scheduled_at: Any = None) -> None:
         await anyio.Event().wait()  # writes nothing while the bad calls are tried
 
     WORKFLOWS[rt] = wait
@@ -432,6 +501,40 @@ def test_bad_queue_bounds_are_refused(
         rt.queue("q", **bounds)
     assert text in str(info.value)
     rt.queue("q")  # the name was not taken by the refused call
+
+
+@pytest.mark.parametrize(("label", "timing", "text"), BAD_SCHEDULES)
+def test_bad_scheduled_decorator_is_refused(
+    db_path: Path, label: str, timing: dict[str, Any], text: str
+) -> None:
+    """``@rt.scheduled`` checks its timing when applied: nothing is declared."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow(name="job")
+    async def job(scheduled_at: datetime) -> None: ...
+
+    with pytest.raises(litewf.InvalidValueError) as info:
+        rt.scheduled(**timing)(job)
+    assert text in str(info.value)
+
+
+def test_scheduled_goes_above_workflow(db_path: Path) -> None:
+    rt = litewf.Runtime(db_path)
+
+    async def plain(scheduled_at: datetime) -> None: ...
+
+    with pytest.raises(litewf.InvalidValueError, match=r"goes above @rt\.workflow"):
+        rt.scheduled(every=timedelta(hours=1))(plain)  # type: ignore[arg-type]
+
+    @rt.workflow(name="needs_more")
+    async def needs_more(scheduled_at: datetime, region: str) -> None: ...
+
+    @rt.workflow(name="no_tick")
+    async def no_tick() -> None: ...
+
+    for wf in (needs_more, no_tick):
+        with pytest.raises(litewf.InvalidValueError, match="called with one keyword argument"):
+            rt.scheduled(every=timedelta(hours=1))(wf)
 
 
 @pytest.mark.parametrize(("label", "value", "text"), BAD_IDS)
