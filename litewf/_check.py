@@ -33,6 +33,7 @@ from ._history import describe
 from ._runtime import Runtime
 from ._serialization import loads_checked
 from ._session import Session, check_list_filters
+from ._ticks import call_kwargs
 from ._tx import Tx
 from ._types import UNFINISHED, Status, WorkflowStatus
 from ._validate import check_timeout
@@ -245,7 +246,7 @@ class _Checker:
         token = replay.enter(ctx)
         try:
             with anyio.move_on_after(self.timeout) as scope:
-                await self.workflows[name].fn(*arguments["args"], **arguments["kwargs"])
+                await self.workflows[name].fn(*arguments["args"], **call_kwargs(arguments))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - what the code did is the finding

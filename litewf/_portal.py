@@ -103,6 +103,9 @@ class Portal:
         """``await fn(*args, **kwargs)`` on the runtime's loop; block until it ends."""
         name = getattr(fn, "__name__", "call")
         loop = self._loop_of()
+        body = _body.get()
+        if loop is None and body is not None:
+            loop = body.loop  # a def workflow run while not launched: check_replay's
         if loop is None or loop.is_closed():
             raise RuntimeNotLaunchedError(f"{self._owner}.{name}", self._how)
         return self.call_on(loop, fn, *args, **kwargs)

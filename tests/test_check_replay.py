@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -483,3 +484,65 @@ def test_the_command_exits_0_1_or_2_with_readable_output(db: Path, tmp_path: Pat
     refused = cli(tmp_path, "--app", "good_app:rt", str(junk))
     assert refused.returncode == 1
     assert "not an SQLite database" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def scheduled_app(path: Path, step_name: str) -> litewf.Runtime:
+    """A scheduled workflow: litewf passes it ``scheduled_at``, which the check must too."""
+    rt = litewf.Runtime(path)
+
+    @rt.step(name=step_name)
+    async def note(text: str) -> str:
+        LOG.append(text)
+        return text
+
+    @rt.scheduled(every=timedelta(hours=1))
+    @rt.workflow(name="tick")
+    async def tick(scheduled_at: datetime) -> str:
+        return await note(scheduled_at.isoformat())
+
+    return rt
+
+
+async def test_a_scheduled_workflow_replays_with_its_scheduled_at(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.db"
+    rt = scheduled_app(path, "note")
+    async with rt:
+        handle = await rt.trigger_schedule("tick")
+        with anyio.fail_after(WAIT):
+            await handle.get_result()
+    LOG.clear()
+    assert (await check_replay(scheduled_app(path, "note"), path)).ok
+    assert found(await check_replay(scheduled_app(path, "other"), path)) == {
+        (handle.workflow_id, 0)
+    }
+    assert LOG == []
+
+
+def sync_app(path: Path, step_name: str) -> litewf.SyncRuntime:
+    srt = litewf.SyncRuntime(path)
+
+    @srt.step(name=step_name)
+    def note(text: str) -> str:
+        LOG.append(text)
+        return text
+
+    @srt.workflow(name="plain")
+    def plain(text: str) -> str:
+        return note(text) + note(text)
+
+    return srt
+
+
+async def test_a_def_workflow_replays(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+
+    def run() -> None:
+        with sync_app(path, "note") as srt:
+            srt.start_workflow(srt.runtime._executor.workflows["plain"], "x", workflow_id="p")
+            assert srt.retrieve_workflow("p").get_result(timeout=WAIT) == "xx"
+
+    await anyio.to_thread.run_sync(run)
+    LOG.clear()
+    assert (await check_replay(sync_app(path, "note").runtime, path)).ok
+    assert found(await check_replay(sync_app(path, "other").runtime, path)) == {("p", 0)}
+    assert LOG == []
