@@ -33,6 +33,7 @@ Module map, from the ground up; each imports only modules listed before it
   ``_recovery``, ``_queues`` (queues: enqueue, dequeue), ``_schedules`` (schedule calls,
   ``@rt.scheduled``), ``_scheduler`` (a runtime's scheduler loop), ``_sync_api`` (blocking
   twins of ``_api``'s calls and of handles), ``_serving`` (a launch's own task),
+  ``_registration`` (the runtime's decorators: workflows, steps, queues),
   ``_sync_parts`` (blocking workflows, steps, queues).
 - ``_runtime``, ``_client``: the facades; ``_sync``, ``_sync_client``: their synchronous
   views (``SyncRuntime``, ``SyncClient``).

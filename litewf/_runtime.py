@@ -8,13 +8,11 @@ The calls it shares with a Client are ``_api.SessionCalls``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, ParamSpec, Self, TypeVar
 
 import anyio
 
@@ -24,12 +22,13 @@ from . import _streams as streams
 from ._api import SessionCalls
 from ._clock import REAL_CLOCK, Clock
 from ._dbfile import absolute_path
-from ._deadlines import check_start, check_step_timeout
+from ._deadlines import check_start
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._patches import PatchCalls
-from ._queues import Queue, register_queue
+from ._queues import Queue
 from ._recovery import recover
+from ._registration import Registration
 from ._schedules import RuntimeScheduleCalls
 from ._serialization import JsonSerializer, Serializer
 from ._serving import (
@@ -42,11 +41,10 @@ from ._serving import (
     warn_unclosed,
 )
 from ._session import Session
-from ._step import Step, StepDecorator, qualified_name
 from ._threads import StepThreads
 from ._ticks import ScheduleSpec
 from ._types import Durability
-from ._validate import DEFAULT_WAIT_S, check_count, check_id, check_key, check_timeout
+from ._validate import DEFAULT_WAIT_S, check_count, check_id, check_timeout
 from ._waiting import WaitCalls
 from ._workflow import Workflow, WorkflowHandle
 
@@ -56,7 +54,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Runtime(SessionCalls, WaitCalls, PatchCalls, RuntimeScheduleCalls):
+class Runtime(Registration, SessionCalls, WaitCalls, PatchCalls, RuntimeScheduleCalls):
     """A durable workflow runtime over one SQLite file.
 
     Constructing it opens nothing. ``async with rt:`` (or ``launch()``) opens and migrates
@@ -118,86 +116,6 @@ class Runtime(SessionCalls, WaitCalls, PatchCalls, RuntimeScheduleCalls):
         return f"<litewf.Runtime {self.path!r} executor={self.executor_id!r}>"
 
     # -- registration ----------------------------------------------------------------------
-
-    def workflow(
-        self, name: str | None = None
-    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Workflow[P, R]]:
-        """Register an async function as a workflow; ``name`` defaults to module.qualname."""
-        registered = self._executor.workflows
-
-        def register(fn: Callable[P, Coroutine[Any, Any, R]]) -> Workflow[P, R]:
-            if not callable(fn) or not inspect.iscoroutinefunction(fn):
-                raise InvalidValueError(
-                    f"@rt.workflow() needs an 'async def' function, got {fn!r}; register a "
-                    f"plain 'def' workflow with @srt.workflow() of a litewf.SyncRuntime"
-                )
-            wf_name = check_key(name, "name", optional=True) or qualified_name(fn)
-            if wf_name in registered:
-                raise InvalidValueError(
-                    f"a workflow named {wf_name!r} is already registered on this runtime; "
-                    f"pass @rt.workflow(name=...) to tell them apart"
-                )
-            wf = Workflow(fn, wf_name, self._start)
-            registered[wf_name] = wf
-            return wf
-
-        return register
-
-    def queue(
-        self,
-        name: str,
-        *,
-        concurrency: int | None = None,
-        worker_concurrency: int | None = None,
-        rate_limit: tuple[int, float] | None = None,
-    ) -> Queue:
-        """Register a queue: at most ``concurrency`` of its workflows PENDING at once in
-        all processes (per ``partition_key`` when given), ``worker_concurrency`` in this
-        runtime, and ``rate_limit=(n, seconds)`` starts per sliding window."""
-        limits = (concurrency, worker_concurrency, rate_limit)
-        return register_queue(self._queues, name, limits, self._executor, self._session_for)
-
-    @overload
-    def step(
-        self,
-        name: str | None = ...,
-        *,
-        retries: int = ...,
-        retry_interval: float = ...,
-        backoff: float = ...,
-        timeout: float | timedelta | None = ...,
-    ) -> StepDecorator: ...
-
-    @overload
-    def step(self, name: Callable[P, Awaitable[R]]) -> Step[P, R]: ...
-
-    def step(
-        self,
-        name: str | Callable[..., Any] | None = None,
-        *,
-        retries: int = 0,
-        retry_interval: float = 1.0,
-        backoff: float = 2.0,
-        timeout: float | timedelta | None = None,
-    ) -> Any:
-        """Register a checkpointed step (sync or async); usable as ``@rt.step()``.
-        ``timeout``: an attempt running longer fails with ``StepTimeoutError``."""
-        if callable(name):
-            return self.step()(name)
-        check_count(retries, "retries")
-        check_timeout(retry_interval, "retry_interval")
-        if check_timeout(backoff, "backoff") < 1:
-            raise InvalidValueError(f"backoff must be >= 1, got {backoff!r}")
-        step_name = check_key(name, "name", optional=True)
-        return StepDecorator(
-            step_name,
-            retries,
-            float(retry_interval),
-            float(backoff),
-            timeout=check_step_timeout(timeout),
-            clock=self.clock,
-            threads=self._step_threads,
-        )
 
     def use_hooks(self, hooks: replay.Hooks) -> None:
         """Plug in ``litewf.testing``'s crash plan (one at a time); see ``replay.Hooks``."""
