@@ -78,8 +78,9 @@ def fork_workflow(
     # ``get_all_events(rt.current_workflow_id())``) names the fork in the fork's replay.
     tx.execute(
         "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
-        "created_at, target) SELECT ?, op_id, name, done, deadline, output, error, "
-        "created_at, replace(target, ?, ?) FROM operations WHERE workflow_id = ? AND op_id < ?",
+        "created_at, target, started_at, finished_at) SELECT ?, op_id, name, done, deadline, "
+        "output, error, created_at, replace(target, ?, ?), started_at, finished_at "
+        "FROM operations WHERE workflow_id = ? AND op_id < ?",
         (new_id, json.dumps(source_id), json.dumps(new_id), source_id, from_step),
     )
     for key in _copy_events(tx, source_id, new_id, from_step):

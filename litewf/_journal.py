@@ -36,6 +36,8 @@ class Operation:
     #: The call's identifying arguments as canonical JSON (None: the name identifies it,
     #: or the row predates operation identity).
     target: str | None = None
+    #: When it began (epoch seconds; None: when it is recorded, as for instant calls).
+    started_at: float | None = None
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -45,7 +47,7 @@ def load_operations(db: Tx, workflow_id: str) -> dict[int, Operation]:
     """The workflow's recorded operations by number, each column checked."""
     return {
         op_id: Operation(name, output, error, done, deadline, target)
-        for op_id, name, done, deadline, output, error, _, target in list_operations(
+        for op_id, name, done, deadline, output, error, _, target, *_ in list_operations(
             db, workflow_id
         )
     }
@@ -92,10 +94,15 @@ def record_operation(
     op_id: int,
     op: Operation,
 ) -> bool:
-    """Record an operation (finished, or a started wait) if this executor owns the workflow."""
+    """Record an operation (finished, or a started wait) if this executor owns the workflow.
+
+    Its timing rides on the same insert: started at ``op.started_at`` (default: now),
+    finished now if it is done (a started wait's end is set by ``finish_wait``)."""
+    ts = now()
     inserted = tx.execute(
         "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
-        f"created_at, target) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
+        "created_at, target, started_at, finished_at) "
+        f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
         (
             workflow_id,
             op_id,
@@ -104,8 +111,10 @@ def record_operation(
             op.deadline,
             op.output,
             op.error,
-            now(),
+            ts,
             op.target,
+            ts if op.started_at is None else op.started_at,
+            ts if op.done else None,
             workflow_id,
             _PENDING,
             executor_id,
@@ -124,9 +133,9 @@ def finish_wait(
 ) -> bool:
     """Store the outcome of a started wait if this executor owns the workflow."""
     changed = tx.execute(
-        "UPDATE operations SET done = 1, output = ?, error = ? "
+        "UPDATE operations SET done = 1, output = ?, error = ?, finished_at = ? "
         f"WHERE workflow_id = ? AND op_id = ? AND done = 0 AND {_OWNED}",
-        (output, error, workflow_id, op_id, workflow_id, _PENDING, executor_id),
+        (output, error, now(), workflow_id, op_id, workflow_id, _PENDING, executor_id),
     )
     return bool(changed)
 
@@ -284,8 +293,13 @@ def stream_row(check: Columns, r: sqlite3.Row) -> tuple[int, str | None]:
 # -- listing ------------------------------------------
 
 
-OPERATION_COLUMNS = "op_id, name, done, deadline, output, error, created_at, target"
-OperationRow = tuple[int, str, bool, float | None, str | None, str | None, float, str | None]
+OPERATION_COLUMNS = (
+    "op_id, name, done, deadline, output, error, created_at, target, started_at, finished_at"
+)
+OperationRow = tuple[
+    int, str, bool, float | None, str | None, str | None, float, str | None, float | None,
+    float | None,
+]  # fmt: skip
 
 
 def operation_row(check: Columns, r: sqlite3.Row) -> OperationRow:
@@ -299,12 +313,14 @@ def operation_row(check: Columns, r: sqlite3.Row) -> OperationRow:
         check.optional_text("error", r["error"]),
         check.timestamp("created_at", r["created_at"]),
         check.optional_text("target", r["target"]),
+        check.optional_timestamp("started_at", r["started_at"]),
+        check.optional_timestamp("finished_at", r["finished_at"]),
     )
 
 
 def list_operations(db: Tx, workflow_id: str) -> list[OperationRow]:
     """Every recorded operation, checked, in call order: op_id, name, done, deadline,
-    output, error, created_at, target."""
+    output, error, created_at, target, started_at, finished_at."""
     rows = db.fetchall(
         f"SELECT {OPERATION_COLUMNS} FROM operations WHERE workflow_id = ? ORDER BY op_id",
         (workflow_id,),

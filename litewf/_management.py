@@ -49,9 +49,8 @@ async def list_steps(session: Session, workflow_id: str) -> list[StepRecord]:
     await session.require_exists(workflow_id)
     records = []
     check = Columns(session.path, "operations", workflow_id)
-    for number, name, done, deadline, output, error, created, _ in await session.backend.read(
-        journal.list_operations, workflow_id
-    ):
+    rows = await session.backend.read(journal.list_operations, workflow_id)
+    for number, name, done, deadline, output, error, created, _, started, finished in rows:
         kind = operation_kind(name)
         error_type = error_message = None
         if error is not None:
@@ -74,6 +73,8 @@ async def list_steps(session: Session, workflow_id: str) -> list[StepRecord]:
                 deadline=None if deadline is None else utc_datetime(deadline),
                 error_type=error_type,
                 error_message=error_message,
+                started_at=None if started is None else utc_datetime(started),
+                finished_at=None if finished is None else utc_datetime(finished),
             )
         )
     return records

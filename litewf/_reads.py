@@ -46,7 +46,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: Fields of WorkflowStatus and StepRecord stored as POSIX timestamps.
-_TIMES = frozenset({"created_at", "updated_at", "deadline"})
+_TIMES = frozenset({"created_at", "updated_at", "deadline", "started_at", "finished_at"})
 
 
 async def _recorded(

@@ -226,13 +226,16 @@ class WorkflowContext:
         *,
         deadline: float | None = None,
         done: bool = True,
+        started_at: float | None = None,
     ) -> None:
         """Record an outcome (or a started wait) in ``tx``; unwind if no longer ours to run.
 
+        ``started_at``: when the call began (epoch seconds; default: now, an instant call).
         Runs in the database thread; the in-memory record follows once the write commits.
         """
         encoded = None if error is None else encode_exception(error)
-        op = journal.Operation(name, output, encoded, done, deadline, self.targets.get(op_id))
+        target = self.targets.get(op_id)
+        op = journal.Operation(name, output, encoded, done, deadline, target, started_at)
         if not journal.record_operation(tx, self.workflow_id, self.executor_id, op_id, op):
             raise _Superseded()
         tx.after_commit(lambda: self.recorded.__setitem__(op_id, op))

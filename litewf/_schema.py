@@ -168,6 +168,14 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at    REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 7: step timing. ``started_at``: when the operation began (a step's first attempt, a
+    # wait's start); ``finished_at``: when its outcome was recorded (NULL while a wait is
+    # under way). Both are written by the writes that record the operation anyway (its
+    # insert, a wait's finishing update); rows from before this migration keep NULL.
+    """
+    ALTER TABLE operations ADD COLUMN started_at REAL;
+    ALTER TABLE operations ADD COLUMN finished_at REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -68,6 +69,7 @@ class Step(Generic[P, R]):
         serializer = ctx.session.serializer
         output: str | None = None
         error: Exception | None = None
+        started = time.time()  # recorded with the outcome (wall time, as created_at)
         try:
             value = await self._attempts(args, kwargs, (ctx, op_id))
             output = dumps_checked(serializer, value, f"the result of step {self.name!r}")
@@ -75,7 +77,7 @@ class Step(Generic[P, R]):
             result = loads_checked(serializer, output, f"result of step {self.name!r}")
         except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
             error = exc
-        await ctx.write(ctx.record, op_id, self.name, output, error)
+        await ctx.write(ctx.record, op_id, self.name, output, error, started_at=started)
         if error is not None:
             # As decoded from its record, so the first run sees what a replay will see
             # (its attributes, its class or WorkflowFailedError); the traceback is kept.

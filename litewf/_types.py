@@ -70,6 +70,9 @@ class StepRecord:
     a recorded read (``"get_result"``, ``"get_status"``, ``"list_workflows"``, ...);
     ``outcome`` is ``"ok"``, ``"error"`` or ``"waiting"`` (a recv or get_event still
     waiting until ``deadline``); ``summary`` is a one-line account of the outcome.
+    ``started_at`` is when the operation began (a step's first attempt, a wait's start),
+    ``finished_at`` when its outcome was recorded (None while a wait is under way); both
+    are None for operations recorded before litewf kept them.
     """
 
     workflow_id: str
@@ -82,6 +85,15 @@ class StepRecord:
     deadline: datetime | None
     error_type: str | None
     error_message: str | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it took (None while a wait is under way, or for an untimed row)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
 
 @dataclass(frozen=True, slots=True)
