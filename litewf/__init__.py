@@ -15,7 +15,8 @@ Module map, from the ground up; each imports only modules listed before it
   schedule's grid in time: cron, ``every=``, time zones).
 - ``_tx`` (a unit of work's transaction), ``_portal`` (sync code calling into the event
   loop: the one mechanism under the synchronous API), ``_dbfile`` (checks on the file),
-  ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back).
+  ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back),
+  ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its streams).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
   ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy),

@@ -121,14 +121,30 @@ class SessionCalls:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        prefix: str | None = None,
+        parent: str | None = None,
     ) -> list[WorkflowStatus]:
-        """Stored workflows, newest first (``queue``: that queue's, in every status)."""
+        """Stored workflows, newest first; each filter given narrows the list: ``queue``
+        (that queue's, in every status), created ``since`` / before ``until`` (aware
+        datetimes), IDs starting with ``prefix``, children of ``parent``."""
         session = self._session_for("list_workflows")
         ctx = self._reading(session)
         if ctx is not None:
-            return await reads.list_workflows(ctx, session, status, name, limit, offset, queue)
+            return await reads.list_workflows(
+                ctx, session, status, name, limit, offset, queue, since, until, prefix, parent
+            )
         return await session.list_workflows(
-            status=status, name=name, limit=limit, offset=offset, queue=queue
+            status=status,
+            name=name,
+            limit=limit,
+            offset=offset,
+            queue=queue,
+            since=since,
+            until=until,
+            prefix=prefix,
+            parent=parent,
         )
 
     async def cancel_workflow(self, workflow_id: str) -> None:

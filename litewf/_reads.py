@@ -26,9 +26,9 @@ from ._exceptions import WorkflowNotFoundError
 from ._history import identity
 from ._replay import WorkflowContext, retry_storage
 from ._serialization import loads_checked, replay_form
-from ._session import check_list_filters, not_finished, row_outcome
+from ._session import not_finished, row_outcome, workflow_filter
 from ._types import UNFINISHED, Status, StepRecord, WorkflowStatus, utc_datetime
-from ._validate import check_id, check_key, check_limit
+from ._validate import check_id, check_limit
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -158,22 +158,35 @@ async def list_workflows(
     limit: int,
     offset: int,
     queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    prefix: str | None = None,
+    parent: str | None = None,
 ) -> list[WorkflowStatus]:
-    wanted, name = check_list_filters(status, name, limit, offset)
-    queue = check_key(queue, "queue", optional=True)
+    wanted = workflow_filter(status, name, limit, offset, queue, since, until, prefix, parent)
 
     async def read() -> str:
-        found = await session.backend.read(store.list_workflows, wanted, name, limit, offset, queue)
+        found = await session.backend.read(store.list_workflows, wanted, limit, offset)
         return json.dumps([_plain(item) for item in found])
 
-    # (queue only when given: histories recorded before queues existed keep matching)
-    by_queue = {} if queue is None else {"queue": queue}
+    # (newer filters only when given: histories recorded before they existed keep matching)
+    given = {
+        key: value
+        for key, value in (
+            ("queue", wanted.queue),
+            ("since", wanted.since),
+            ("until", wanted.until),
+            ("prefix", wanted.prefix),
+            ("parent", wanted.parent),
+        )
+        if value is not None
+    }
     target = identity(
-        status=None if wanted is None else wanted.value,
-        name=name,
+        status=None if wanted.status is None else wanted.status.value,
+        name=wanted.name,
         limit=limit,
         offset=offset,
-        **by_queue,
+        **given,
     )
     return await _recorded(
         ctx, "list_workflows", target, read, lambda text: [_status(f) for f in _json(text)]

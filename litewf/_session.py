@@ -33,12 +33,21 @@ from ._exceptions import (
     WorkflowNotFoundError,
 )
 from ._history import retry_ending_failure
+from ._inspectsql import WorkflowFilter
 from ._notifier import Notifier
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._tx import Tx
 from ._types import UNFINISHED, Durability, Status, WorkflowStatus
-from ._validate import Limit, check_count, check_id, check_key, check_limit, check_value
+from ._validate import (
+    Limit,
+    check_count,
+    check_id,
+    check_key,
+    check_limit,
+    check_value,
+    check_when,
+)
 
 __all__ = [
     "Session",
@@ -47,6 +56,7 @@ __all__ = [
     "encode_message",
     "not_finished",
     "row_outcome",
+    "workflow_filter",
 ]
 
 logger = logging.getLogger("litewf")
@@ -171,11 +181,14 @@ class Session:
         limit: int = 100,
         offset: int = 0,
         queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        prefix: str | None = None,
+        parent: str | None = None,
     ) -> list[WorkflowStatus]:
         """Stored workflows; ``CorruptDatabaseError`` if one of them is a bad row."""
-        wanted, name = check_list_filters(status, name, limit, offset)
-        queue = check_key(queue, "queue", optional=True)
-        return await self.backend.read(store.list_workflows, wanted, name, limit, offset, queue)
+        wanted = workflow_filter(status, name, limit, offset, queue, since, until, prefix, parent)
+        return await self.backend.read(store.list_workflows, wanted, limit, offset)
 
     async def list_workflows_marked(
         self,
@@ -185,13 +198,14 @@ class Session:
         limit: int,
         offset: int,
         queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        prefix: str | None = None,
+        parent: str | None = None,
     ) -> list[WorkflowStatus | CorruptDatabaseError]:
         """As ``list_workflows``, with each bad row's error in its place."""
-        wanted, name = check_list_filters(status, name, limit, offset)
-        queue = check_key(queue, "queue", optional=True)
-        return await self.backend.read(
-            store.list_workflows_marked, wanted, name, limit, offset, queue
-        )
+        wanted = workflow_filter(status, name, limit, offset, queue, since, until, prefix, parent)
+        return await self.backend.read(store.list_workflows_marked, wanted, limit, offset)
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Stop a PENDING workflow, or take an ENQUEUED one off its queue (it ends CANCELLED);
@@ -344,3 +358,30 @@ def check_list_filters(
     check_count(limit, "limit")
     check_count(offset, "offset")
     return wanted, name
+
+
+def workflow_filter(
+    status: Status | str | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    prefix: str | None = None,
+    parent: str | None = None,
+) -> WorkflowFilter:
+    """Check every ``list_workflows`` argument; the filter they make.
+
+    ``since`` and ``until`` are aware datetimes (created at or after / before), ``prefix``
+    a workflow ID's start (matched exactly), ``parent`` a workflow ID (its children)."""
+    wanted, name = check_list_filters(status, name, limit, offset)
+    return WorkflowFilter(
+        status=wanted,
+        name=name,
+        queue=check_key(queue, "queue", optional=True),
+        since=None if since is None else check_when(since, "since"),
+        until=None if until is None else check_when(until, "until"),
+        prefix=None if prefix is None else check_id(prefix, "prefix"),
+        parent=None if parent is None else check_id(parent, "parent"),
+    )

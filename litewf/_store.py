@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ._change import Change, ChangeKind
 from ._exceptions import CorruptDatabaseError
+from ._inspectsql import WorkflowFilter
 from ._rows import Columns
 from ._tx import Tx
 from ._types import Status, WorkflowStatus
@@ -200,52 +201,25 @@ def get_inputs(db: Tx, workflow_id: str) -> tuple[str, str] | None:
     return check.text("name", row[0]), check.text("inputs", row[1])
 
 
-def list_workflows(
-    db: Tx,
-    status: Status | None,
-    name: str | None,
-    limit: int,
-    offset: int,
-    queue: str | None = None,
-) -> list[WorkflowStatus]:
+def list_workflows(db: Tx, wanted: WorkflowFilter, limit: int, offset: int) -> list[WorkflowStatus]:
     """Stored workflows, newest first; ``CorruptDatabaseError`` for the first bad row."""
-    rows = _workflow_rows(db, status, name, limit, offset, queue)
-    return [status_record(db, r) for r in rows]
+    return [status_record(db, r) for r in _workflow_rows(db, wanted, limit, offset)]
 
 
 def list_workflows_marked(
-    db: Tx,
-    status: Status | None,
-    name: str | None,
-    limit: int,
-    offset: int,
-    queue: str | None = None,
+    db: Tx, wanted: WorkflowFilter, limit: int, offset: int
 ) -> list[WorkflowStatus | CorruptDatabaseError]:
     """As ``list_workflows``, with each bad row's error in its place (for the CLI)."""
-    rows = _workflow_rows(db, status, name, limit, offset, queue)
-    return [_status_or_corrupt(db, r) for r in rows]
+    return [_status_or_corrupt(db, r) for r in _workflow_rows(db, wanted, limit, offset)]
 
 
-def _workflow_rows(
-    db: Tx, status: Status | None, name: str | None, limit: int, offset: int, queue: str | None
-) -> list[sqlite3.Row]:
-    where, params = [], []
-    if queue is not None:
-        where.append("queue_name = ?")
-        params.append(queue)
-    if status is not None:
-        where.append("status = ?")
-        params.append(status.value)
-    if name is not None:
-        where.append("name = ?")
-        params.append(name)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = db.fetchall(
+def _workflow_rows(db: Tx, wanted: WorkflowFilter, limit: int, offset: int) -> list[sqlite3.Row]:
+    clause, params = wanted.clause()
+    return db.fetchall(
         f"SELECT {_STATUS_COLUMNS} FROM workflows {clause} "
         f"ORDER BY seq DESC LIMIT ? OFFSET ?",  # insertion order: a clock step reorders nothing
         (*params, limit, offset),
     )
-    return rows
 
 
 def finish_workflow(

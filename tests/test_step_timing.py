@@ -56,7 +56,9 @@ async def test_a_wait_records_when_it_began_and_when_it_ended(db_path: Path) -> 
             return bool(steps) and steps[0].outcome == "waiting"
 
         with anyio.fail_after(10):
-            while not await waiting():
+            while True:
+                if await waiting():
+                    break
                 await anyio.sleep(0.005)
         (wait,) = await rt.list_steps("w")
         assert wait.started_at is not None and wait.finished_at is None
@@ -113,7 +115,6 @@ async def test_a_recorded_list_steps_replays_the_timing(db_path: Path) -> None:
         await (await rt.start_workflow(outer, workflow_id="out")).get_result()
         live = await rt.list_steps("in")
     assert seen == [live] and live[0].started_at is not None and live[0].finished_at is not None
-
 
 
 @pytest.mark.parametrize("column", ["started_at", "finished_at"])

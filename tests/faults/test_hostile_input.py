@@ -353,6 +353,19 @@ def entry_points() -> Iterator[Any]:
         "client.enqueue(args)": (lambda rt, c, v: c.enqueue("h.q", "h.wait", v), BAD_VALUES),
         "rt.list_workflows(queue)": (lambda rt, c, v: rt.list_workflows(queue=v), BAD_KEYS),
         "client.list_workflows(queue)": (lambda rt, c, v: c.list_workflows(queue=v), BAD_KEYS),
+        "rt.list_workflows(since)": (lambda rt, c, v: rt.list_workflows(since=v), BAD_DEADLINES),
+        "client.list_workflows(until)": (
+            lambda rt, c, v: c.list_workflows(until=v),
+            BAD_DEADLINES,
+        ),
+        "rt.list_workflows(prefix)": (
+            lambda rt, c, v: rt.list_workflows(prefix=v),
+            [b for b in BAD_IDS if b[0] != "none"],  # None: no prefix
+        ),
+        "client.list_workflows(parent)": (
+            lambda rt, c, v: c.list_workflows(parent=v),
+            [b for b in BAD_IDS if b[0] != "none"],  # None: any parent
+        ),
         "rt.fork_workflow(source_id)": (lambda rt, c, v: rt.fork_workflow(v, 0), BAD_IDS),
         "client.fork_workflow(source_id)": (lambda rt, c, v: c.fork_workflow(v, 0), BAD_IDS),
         "rt.fork_workflow(from_step)": (lambda rt, c, v: rt.fork_workflow("w", v), BAD_STEPS),
