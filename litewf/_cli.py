@@ -25,6 +25,7 @@ from . import _cli_check as cli_check
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _cli_schedule as cli_schedule
+from . import _cli_ui as cli_ui
 from . import _management as management
 from . import _streams as streams
 from ._dbfile import absolute_path
@@ -175,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_check.add_command(sub)
     cli_change.add_commands(command, _count)
     cli_schedule.add_commands(command)
+    cli_ui.add_command(sub)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
     sub.add_parser("bench", help="run the benchmarks (arguments go to the benchmark)")
     return parser
