@@ -187,6 +187,7 @@ def _ui(db: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProces
     code = "import sys; from litewf._cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, "ui", "--db", str(db), *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -210,6 +211,7 @@ def test_without_the_extra_the_command_names_it(tmp_path: Path) -> None:
     )
     got = subprocess.run(
         [sys.executable, "-c", code, "ui", "--db", str(tmp_path / "x.db")],
+        check=False,
         capture_output=True,
         text=True,
         timeout=20,
