@@ -141,7 +141,7 @@ def _guarded(state: _State, handler: Handler) -> Callable[[Request], Awaitable[R
             response = _message(400, "Cannot do that", str(exc))
         response.headers["Content-Security-Policy"] = _CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # (no-referrer: Origin null)
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
