@@ -42,8 +42,8 @@ Module map, from the ground up; each imports only modules listed before it
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
   ``_cli_schedule``, ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
-  ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_cli``,
-  ``_bench``: tools.
+  ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
+  stylesheet and script), ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from . import _inspectsql as inspectsql
 from . import _journal as journal
+from . import _ui_assets as assets
 from . import _ui_pages as pages
 from ._change import Change
 from ._client import Client
@@ -117,8 +118,8 @@ def create_app(path: str | os.PathLike[str], *, host: str = "127.0.0.1") -> Star
         Route("/workflow", _guarded(state, _workflow)),
         Route("/workflow/{action:str}", _guarded(state, _act), methods=["POST"]),
         Route("/events", _guarded(state, _events)),
-        Route("/static/ui.js", _guarded(state, _asset(pages.SCRIPT, "text/javascript"))),
-        Route("/static/ui.css", _guarded(state, _asset(pages.STYLE, "text/css"))),
+        Route("/static/ui.js", _guarded(state, _asset(assets.SCRIPT, "text/javascript"))),
+        Route("/static/ui.css", _guarded(state, _asset(assets.STYLE, "text/css"))),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -4,12 +4,15 @@ hosts, filters, paging, the command's address rules and its missing-extra messag
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 pytest.importorskip("starlette", reason="the ui extra (starlette) is not installed")
@@ -18,6 +21,7 @@ import httpx
 import litewf
 from litewf import _cli_ui as cli_ui
 from litewf._ui import create_app
+from tests.conditions import wait_until
 from tests.ui_demo import HOSTILE, fill
 
 
@@ -218,3 +222,32 @@ def test_without_the_extra_the_command_names_it(tmp_path: Path) -> None:
     )
     assert got.returncode == 1
     assert "pip install 'litewf[ui]'" in got.stderr and "Traceback" not in got.stderr
+
+
+async def test_the_event_stream_names_what_changed(demo_db: Path) -> None:
+    # Served by uvicorn for real (the event stream never ends; a transport that buffers
+    # whole responses cannot show it).
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = uvicorn.Config(create_app(demo_db), port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            await wait_until(lambda: server.started)
+            with anyio.fail_after(20):
+                async with http.stream("GET", "/events") as events:
+                    assert events.headers["content-type"].startswith("text/event-stream")
+                    lines = events.aiter_lines()
+                    assert await anext(lines) == "retry: 2000"
+                    async with litewf.Client(demo_db) as client:  # another connection
+                        await client.send("waiter-1", "hello", topic="later")
+                    data = ""
+                    while not data.startswith("data: "):
+                        data = await anext(lines)
+        server.should_exit = True
+    assert "waiter-1" in json.loads(data.removeprefix("data: "))["ids"]
