@@ -337,9 +337,11 @@ def _summary(detail: Detail) -> str:
     return f"<table class=summary>{body}</table>"
 
 
-def _outcome(outcome: Any) -> str:
+def _outcome(outcome: Any, status: Status) -> str:
     if outcome is None:
-        return '<p class="empty">not finished</p>'
+        unfinished = status in (Status.PENDING, Status.ENQUEUED)
+        text = "not finished" if unfinished else f"none stored ({status.value})"
+        return f'<p class="empty">{esc(text)}</p>'
     kind, value = outcome
     if kind == "error":
         return f'<pre class="error">{esc(value)}</pre>'
@@ -353,7 +355,7 @@ def workflow_live(detail: Detail) -> str:
         _summary(detail)
         + _actions(detail)
         + _section("Inputs", detail.inputs, _value)
-        + _section("Output or error", detail.outcome, _outcome)
+        + _section("Output or error", detail.outcome, lambda o: _outcome(o, detail.status.status))
         + _section("Steps", detail.steps, lambda steps: _timeline(steps, now))
         + _section("Events", detail.events, _events)
         + _section("Queued messages", detail.messages, _messages)
