@@ -6,6 +6,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import anyio
+
 import litewf
 
 
@@ -82,3 +84,12 @@ async def test_a_workflow_records_its_filtered_listing(db_path: Path) -> None:
         steps = await rt.list_steps("top")
     assert got == ["x-1"]
     assert steps[-1].kind == "list_workflows"
+
+
+def test_the_sync_client_takes_the_filters(db_path: Path) -> None:
+    anyio.run(_tree, db_path, backend="asyncio")
+    with litewf.SyncClient(db_path) as client:
+        found = client.list_workflows(
+            prefix="kid-", parent="order-1", since=datetime(2000, 1, 1, tzinfo=UTC)
+        )
+    assert [w.workflow_id for w in found] == ["kid-2", "kid-1"]
