@@ -150,6 +150,16 @@ async def test_the_dashboard_in_a_browser(tmp_path: Path) -> None:
             await page.wait_for_selector(".stream[data-key=ticks] >> text=tick-B")
             assert await page.evaluate("window.__same") == 1
 
+            # The list shows a workflow started meanwhile, without a reload.
+            await page.goto(base + "/?status=PENDING")
+            await page.wait_for_selector("#live-state:text('live')")
+            await page.evaluate("window.__same = 2")
+            await demo.rt.start_workflow(demo.waiter, "late", workflow_id="late-1")
+            await page.wait_for_selector("#live tbody a:text('late-1')")
+            await demo.rt.send("late-1", "go", topic="go")
+            await page.wait_for_selector("#live tbody a:text('late-1')", state="detached")
+            assert await page.evaluate("window.__same") == 2  # no reload
+
             # Cancel a waiting workflow with its button.
             await page.goto(base + "/workflow?id=waiter-1")
             await page.click("button:text('Cancel')")
