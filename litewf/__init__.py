@@ -8,7 +8,8 @@ Module map, from the ground up; each imports only modules listed before it
 (``pyproject.toml``'s import-linter contract, checked by ``tests/test_layering.py``):
 
 - ``_exceptions``; ``_types`` (public records), ``_validate`` (argument checks),
-  ``_serialization`` (stored forms of values and exceptions).
+  ``_serialization`` (stored forms of values and exceptions), ``_tracing``
+  (OpenTelemetry spans, when the application configured it).
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
   locks on the file), ``_walwatch`` (noticing other processes' writes), ``_ticks`` (a
