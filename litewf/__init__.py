@@ -41,7 +41,8 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
-  ``_cli_schedule``, ``_cli``, ``_bench``: tools.
+  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli``, ``_bench``:
+  tools.
 """
 
 from __future__ import annotations
