@@ -190,12 +190,11 @@ async def _outcome(session: Session, workflow_id: str) -> _Outcome:
     check = Columns(session.path, "workflows", workflow_id)
     if row.error is not None:
         error_type, message = check.error_record("error", row.error)
-        attributes = json.loads(row.error).get("attributes") or {}
-        return _Outcome(
-            row.status,
-            error={"type": error_type, "message": message}
-            | ({"attributes": attributes} if attributes else {}),
-        )
+        attributes = json.loads(row.error).get("attributes")  # (a checked JSON object)
+        error: dict[str, Any] = {"type": error_type, "message": message}
+        if isinstance(attributes, dict) and attributes:
+            error["attributes"] = attributes
+        return _Outcome(row.status, error=error)
     if row.status is Status.SUCCESS and row.output is not None:
         return _Outcome(row.status, check.value(session.serializer, "output", row.output))
     return _Outcome(row.status)
@@ -383,7 +382,7 @@ def report(errors: Sequence[LitewfError]) -> None:
 
 
 async def _start(session: Session, args: argparse.Namespace) -> int:
-    name = check_key(args.workflow_name, "workflow_name")
+    name = check_id(args.workflow_name, "workflow_name")
     values = tuple(_json_argument(text, "argument") for text in args.args)
     kwargs = {} if args.kwargs is None else _json_argument(args.kwargs, "--kwargs")
     if not isinstance(kwargs, dict):
