@@ -38,7 +38,7 @@ from ._session import Session
 from ._tracing import TRACE_KEY
 from ._tx import Tx
 from ._types import Status, StepRecord
-from ._validate import check_id, check_key
+from ._validate import check_id
 
 __all__ = ["add_commands", "event_rows", "report"]
 
