@@ -16,6 +16,7 @@ tracing off carry nothing; their runs are each the root of a trace of their own.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextvars import ContextVar, Token
 from types import ModuleType, TracebackType
@@ -48,12 +49,30 @@ def _tracer() -> tuple[ModuleType, Tracer] | None:
     api = sys.modules.get("opentelemetry.trace")
     if api is None:
         return None
-    provider = api.get_tracer_provider()
+    # The global that ``set_tracer_provider`` sets, read without ``get_tracer_provider``'s
+    # environment lookup on every call (a provider named in the environment is loaded
+    # by that call, so it is made when the variable is set).
+    provider = getattr(api, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None and not _provider_in_environment():
+        return None
+    if provider is None or provider is _UNKNOWN:
+        provider = api.get_tracer_provider()
     if isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
         return None
     if _cache[0] is not provider:
         _cache[:] = [provider, provider.get_tracer("litewf")]
     return api, _cache[1]
+
+
+_UNKNOWN = object()
+_environment: list[bool] = []
+
+
+def _provider_in_environment() -> bool:
+    """Whether ``OTEL_PYTHON_TRACER_PROVIDER`` names a provider (looked up once)."""
+    if not _environment:
+        _environment.append("OTEL_PYTHON_TRACER_PROVIDER" in os.environ)
+    return _environment[0]
 
 
 def _propagator() -> Any:
