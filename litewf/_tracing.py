@@ -52,7 +52,7 @@ def _tracer() -> tuple[ModuleType, Tracer] | None:
     # The global that ``set_tracer_provider`` sets, read without ``get_tracer_provider``'s
     # environment lookup on every call (a provider named in the environment is loaded
     # by that call, so it is made when the variable is set).
-    provider = getattr(api, "_TRACER_PROVIDER", _UNKNOWN)
+    provider: Any = getattr(api, "_TRACER_PROVIDER", _UNKNOWN)
     if provider is None and not _provider_in_environment():
         return None
     if provider is None or provider is _UNKNOWN:
