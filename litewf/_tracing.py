@@ -143,7 +143,10 @@ class _Traced:
         from opentelemetry import context
 
         stored = decoded.get(TRACE_KEY) if isinstance(decoded, dict) else None
-        parent = _propagator().extract(stored) if isinstance(stored, dict) else None
+        parent = None
+        if isinstance(stored, dict):  # (only strings: a damaged entry is ignored, not raised)
+            text = {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, str)}
+            parent = _propagator().extract(text)
         self._span = self._tracer.start_span(self._name, parent, attributes=self._attrs)
         self._context_token = context.attach(self._api.set_span_in_context(self._span))
         if STEP_NAME not in self._attrs:

@@ -27,6 +27,7 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
 import litewf
+from litewf import _tracing as tracing
 from tests import procs
 from tests.children.tracing import register
 from tests.conditions import wait_until
@@ -321,3 +322,17 @@ async def test_a_cancelled_run_ends_its_span_as_stopped(
     assert attr(step, "litewf.status") == "stopped"
     (run,) = found["workflow t.long"]
     assert attr(run, "litewf.status") in {"superseded", "stopped"}
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{"traceparent": 5}, {"traceparent": "00-zz"}, {"traceparent": ["x"]}, "text", None, [1]],
+)
+def test_a_damaged_stored_context_gives_a_root_span_and_no_error(
+    spans: InMemorySpanExporter, stored: Any
+) -> None:
+    """The stored context is read leniently: tracing never fails a workflow."""
+    with tracing.workflow_run("w", "t.damaged", fresh=False) as run:
+        run.begin({"args": [], "kwargs": {}, "trace": stored})
+    (span,) = spans.get_finished_spans()
+    assert span.parent is None and attr(span, "litewf.status") == "ok"
