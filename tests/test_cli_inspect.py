@@ -332,3 +332,10 @@ def test_start_waits_for_no_runtime(tmp_path: Path) -> None:
 async def _touch_database(path: Path) -> None:
     async with litewf.Runtime(path):
         pass
+
+
+def test_help_lists_the_new_commands(built: Path) -> None:
+    code, out, _ = run_cli(built, "--help")
+    assert code == 0 and "steps" in out and "start" in out
+    code, out, _ = run_cli(built, "start", "--help")
+    assert code == 0 and "--kwargs" in out and "--queue" in out and "--delay" in out
