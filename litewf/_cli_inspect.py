@@ -78,13 +78,9 @@ def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
     p = command("steps", _steps, "a workflow's recorded operations, one per line")
     p.add_argument("workflow_id", metavar="ID")
     p = command("start", _start, "start a workflow by its registered name, for a runtime")
+    p.epilog = "Give the arguments before the options: start NAME 1 '\"a\"' --workflow-id ID."
     p.add_argument("workflow_name", metavar="NAME", help="the workflow's registered name")
-    p.add_argument(
-        "args",
-        nargs="*",
-        metavar="JSON",
-        help="its arguments, each as JSON (after -- if one starts with -)",
-    )
+    p.add_argument("args", nargs="*", metavar="JSON", help="its arguments, each as JSON")
     p.add_argument("--kwargs", metavar="JSON", help="its keyword arguments, a JSON object")
     p.add_argument("--workflow-id", metavar="ID", help="its ID (default: a new UUID)")
     p.add_argument("--queue", metavar="QUEUE", help="enqueue it on this queue instead")
