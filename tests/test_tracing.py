@@ -336,3 +336,27 @@ def test_a_damaged_stored_context_gives_a_root_span_and_no_error(
         run.begin({"args": [], "kwargs": {}, "trace": stored})
     (span,) = spans.get_finished_spans()
     assert span.parent is None and attr(span, "litewf.status") == "ok"
+
+
+def test_def_workflows_of_the_sync_api_are_traced_the_same(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """A ``def`` workflow runs in a thread of its own; its steps' spans are still children
+    of its run's span, and the run's of the caller's."""
+    with litewf.SyncRuntime(tmp_path / "s.db") as srt:
+
+        @srt.step(name="t.sync_step")
+        def step(n: int) -> int:
+            return n + 1
+
+        @srt.workflow(name="t.sync_flow")
+        def flow(n: int) -> int:
+            return step(n)
+
+        with trace.get_tracer("test").start_as_current_span("caller") as caller:
+            h = srt.start_workflow(flow, 1, workflow_id="w-7")
+        assert h.get_result(timeout=10) == 2
+    found = by_name(spans)
+    (run,), (step_span,) = found["workflow t.sync_flow"], found["step t.sync_step"]
+    assert parent_id(run) == ids(caller)[1] and parent_id(step_span) == ids(run)[1]
+    assert attr(step_span, "litewf.workflow.name") == "t.sync_flow"
