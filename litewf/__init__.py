@@ -8,7 +8,8 @@ Module map, from the ground up; each imports only modules listed before it
 (``pyproject.toml``'s import-linter contract, checked by ``tests/test_layering.py``):
 
 - ``_exceptions``; ``_types`` (public records), ``_validate`` (argument checks),
-  ``_serialization`` (stored forms of values and exceptions).
+  ``_serialization`` (stored forms of values and exceptions), ``_tracing``
+  (OpenTelemetry spans, when the application configured it).
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
   locks on the file), ``_walwatch`` (noticing other processes' writes), ``_ticks`` (a
@@ -41,9 +42,10 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
-  ``_cli_schedule``, ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
-  ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
-  stylesheet and script), ``_cli``, ``_bench``: tools.
+  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_ui`` (``litewf
+  ui``), ``_ui`` (the dashboard's web app, the ``ui`` extra), ``_ui_pages`` (its HTML, every
+  stored value escaped), ``_ui_assets`` (its stylesheet and script), ``_cli``, ``_bench``:
+  tools.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import anyio
 
 from . import _cli_change as cli_change
 from . import _cli_check as cli_check
+from . import _cli_inspect as cli_inspect
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _cli_schedule as cli_schedule
@@ -29,11 +30,10 @@ from . import _cli_ui as cli_ui
 from . import _management as management
 from . import _streams as streams
 from ._dbfile import absolute_path
-from ._exceptions import CorruptDatabaseError, LitewfError
+from ._exceptions import LitewfError
 from ._serialization import JsonSerializer
 from ._session import Session
 from ._types import Status
-from ._validate import check_id
 
 __all__ = ["main"]
 
@@ -113,20 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    p = command("list", _list, "list workflows, newest first")
-    p.add_argument(
-        "--status",
-        type=str.upper,  # "pending" is PENDING
-        choices=[s.value for s in Status],
-        help="only this status (any case)",
-    )
-    p.add_argument("--name", help="only workflows of this (stored) function name")
-    p.add_argument(
-        "--limit", type=_count, default=50, metavar="K", help="at most K (default 50; 0: all)"
-    )
-    command("show", _show, "a workflow's status, steps, events and waiting messages").add_argument(
-        "workflow_id", metavar="ID"
-    )
+    cli_inspect.add_commands(command, _count)  # list, show, steps, start
     command("events", _events, "the events a workflow has set").add_argument(
         "workflow_id", metavar="ID"
     )
@@ -249,96 +236,6 @@ def _bench(argv: list[str]) -> int:
 # -- commands --------------------------------------------------------------------------------
 
 
-async def _list(session: Session, args: argparse.Namespace) -> int:
-    """The workflows; a corrupt row is listed as its ID and the bad column (exit 1)."""
-    found = await session.list_workflows_marked(
-        status=args.status, name=args.name, limit=args.limit or sys.maxsize, offset=0
-    )
-    if args.json:
-        out.print_json(
-            [
-                out.corrupt_json(s) | {"workflow_id": s.workflow_id}
-                if isinstance(s, CorruptDatabaseError)
-                else out.status_json(s)
-                for s in found
-            ]
-        )
-    elif not found:
-        print("no workflows")
-    else:
-        headers = ["ID", "NAME", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "ERROR"]
-        print(out.table(headers, [out.status_row(s) for s in found]))
-    _report([s for s in found if isinstance(s, CorruptDatabaseError)])
-    return 0
-
-
-async def _show(session: Session, args: argparse.Namespace) -> int:
-    """Each part that reads; a part that cannot be read shows its error (exit 1)."""
-    workflow_id = args.workflow_id
-    await session.require_exists(check_id(workflow_id))
-    failed: list[LitewfError] = []
-
-    async def part(read: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await read()
-        except LitewfError as exc:
-            failed.append(exc)
-            return exc
-
-    status = await part(lambda: session.get_status(workflow_id))
-    steps = await part(lambda: management.list_steps(session, workflow_id))
-    events = await part(lambda: session.get_all_events(workflow_id))
-    messages = await part(lambda: management.list_messages(session, workflow_id))
-    if args.json:
-        out.print_json(
-            {
-                "workflow": out.part_json(status, out.status_json),
-                "steps": out.part_json(steps, lambda r: [dataclasses.asdict(x) for x in r]),
-                "events": out.part_json(events, lambda e: e),
-                "messages": out.part_json(messages, lambda r: [dataclasses.asdict(x) for x in r]),
-            }
-        )
-        _report(failed)
-        return 0
-    if isinstance(status, LitewfError):
-        print(out.table(None, [["workflow", workflow_id], ["status", out.unreadable(status)]]))
-    else:
-        print(out.status_text(status))
-    out.section(
-        "steps",
-        steps,
-        ["#", "KIND", "NAME", "OUTCOME", "SUMMARY", "RECORDED (UTC)"],
-        lambda part: [
-            [str(r.number), r.kind, r.name, r.outcome, r.summary, out.when(r.created_at)]
-            for r in part
-        ],
-    )
-    out.section("events", events, ["KEY", "VALUE"], _event_rows)
-    out.section(
-        "waiting messages",
-        messages,
-        ["TOPIC", "MESSAGE", "SENT (UTC)"],
-        lambda part: [
-            [out.topic_text(m.topic), out.value_text(m.message), out.when(m.created_at)]
-            for m in part
-        ],
-    )
-    _report(failed)
-    return 0
-
-
-def _event_rows(events: dict[str, Any]) -> list[list[str]]:
-    return [[k, out.value_text(v)] for k, v in events.items()]
-
-
-def _report(errors: Sequence[LitewfError]) -> None:
-    """After printing what could be read: fail (exit 1) with the first error, if any."""
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise UserError(f"{len(errors)} parts could not be read; the first: {errors[0]}")
-
-
 async def _events(session: Session, args: argparse.Namespace) -> int:
     events = await session.get_all_events(args.workflow_id)
     if args.json:
@@ -346,7 +243,7 @@ async def _events(session: Session, args: argparse.Namespace) -> int:
     elif not events:
         print(f"workflow {args.workflow_id!r} has set no events")
     else:
-        print(out.table(["KEY", "VALUE"], _event_rows(events)))
+        print(out.table(["KEY", "VALUE"], cli_inspect.event_rows(events)))
     return 0
 
 

@@ -24,6 +24,7 @@ from . import _journal as journal
 from . import _operations as operations
 from . import _replay as replay
 from . import _store as store
+from . import _tracing as tracing
 from ._change import Change, ChangeKind
 from ._exceptions import DatabaseError, InvalidValueError, LitewfError, _Superseded
 from ._serialization import (
@@ -113,7 +114,8 @@ class Executor:
         wf = self.registered(fn)
         if workflow_id is not None:
             check_id(workflow_id)
-        inputs = dumps_arguments(session.serializer, wf.name, args, kwargs)
+        trace = tracing.start_context(wf.name)
+        inputs = dumps_arguments(session.serializer, wf.name, args, kwargs, trace)
         ctx = replay.current()
         if ctx is None:
             wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
@@ -268,29 +270,36 @@ class Executor:
         ctx = replay.WorkflowContext(session, workflow_id, self.executor_id, {}, self.hooks)
         output: str | None = None
         error: BaseException | None = None
-        token = replay.enter(ctx)
-        try:
-            if not fresh:  # a malformed record (CorruptDatabaseError) is the outcome
-                load = functools.partial(session.backend.read, journal.load_history, workflow_id)
-                ctx.history, ctx.recorded = await replay.retry_storage(workflow_id, load)
-            decoded = loads_checked(session.serializer, inputs, f"arguments of {workflow_id!r}")
-            result = await wf.fn(*decoded["args"], **call_kwargs(decoded))
-            output = dumps_checked(
-                session.serializer, result, f"the result of workflow {wf.name!r}"
-            )
-        except _Superseded:
-            return  # cancelled or taken over: whoever changed the row decides what's next
-        except Exception as exc:  # noqa: BLE001 - the workflow's failure is its outcome
-            error = exc
-        finally:
-            replay.leave(token)
-        if ctx.nondeterminism is not None:
-            output, error = None, ctx.nondeterminism
-        if error is not None:
-            logger.info("workflow %s failed: %r", workflow_id, error)
-        self.hooks.before_operation(workflow_id, ctx.next_op, None)  # litewf.testing
-        self._finishing.add(workflow_id)
-        await self._store_outcome(session, workflow_id, output, error)
+        with tracing.workflow_run(workflow_id, wf.name, fresh) as span:
+            token = replay.enter(ctx)
+            try:
+                # The arguments first: they carry the trace context the run's span continues.
+                decoded = loads_checked(session.serializer, inputs, f"arguments of {workflow_id!r}")
+                span.begin(decoded)
+                if not fresh:  # a malformed record (CorruptDatabaseError) is the outcome
+                    load = functools.partial(
+                        session.backend.read, journal.load_history, workflow_id
+                    )
+                    ctx.history, ctx.recorded = await replay.retry_storage(workflow_id, load)
+                result = await wf.fn(*decoded["args"], **call_kwargs(decoded))
+                output = dumps_checked(
+                    session.serializer, result, f"the result of workflow {wf.name!r}"
+                )
+            except _Superseded:
+                span.outcome("superseded")
+                return  # cancelled or taken over: whoever changed the row decides what's next
+            except Exception as exc:  # noqa: BLE001 - the workflow's failure is its outcome
+                error = exc
+            finally:
+                replay.leave(token)
+            if ctx.nondeterminism is not None:
+                output, error = None, ctx.nondeterminism
+            if error is not None:
+                logger.info("workflow %s failed: %r", workflow_id, error)
+            span.outcome(Status.SUCCESS.value if error is None else Status.ERROR.value, error)
+            self.hooks.before_operation(workflow_id, ctx.next_op, None)  # litewf.testing
+            self._finishing.add(workflow_id)
+            await self._store_outcome(session, workflow_id, output, error)
 
     async def _store_outcome(
         self, session: Session, workflow_id: str, output: str | None, error: BaseException | None

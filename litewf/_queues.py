@@ -22,6 +22,7 @@ import anyio
 
 from . import _queuesql as queuesql
 from . import _replay as replay
+from . import _tracing as tracing
 from ._change import Change, ChangeKind
 from ._deadlines import check_enqueue as check_enqueue_timing
 from ._deadlinesql import DELAYED, Timing, inherit, next_delayed, start_due
@@ -209,7 +210,8 @@ async def enqueue_by_name(
     if workflow_id is not None:
         check_id(workflow_id)
     prio, dedup, seconds, partition = check_enqueue(priority, dedup_id, delay, partition_key)
-    inputs = dumps_arguments(session.serializer, workflow_name, args, kwargs)
+    trace = tracing.start_context(workflow_name)
+    inputs = dumps_arguments(session.serializer, workflow_name, args, kwargs, trace)
     not_before = None if seconds is None else session.clock.time() + seconds
 
     limit = Timing() if timing is None else timing

@@ -305,12 +305,20 @@ def _bare(cls: type[Exception], message: str) -> Exception:
 
 
 def dumps_arguments(
-    serializer: Serializer, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    serializer: Serializer,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    trace: dict[str, str] | None = None,
 ) -> str:
-    """A workflow's arguments as stored (``{"args": [...], "kwargs": {...}}``)."""
+    """A workflow's arguments as stored (``{"args": [...], "kwargs": {...}}``), with its
+    starter's trace context under ``"trace"`` when tracing (``_tracing``)."""
+    stored: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
+    if trace is not None:
+        stored["trace"] = trace
     return dumps_checked(
         serializer,
-        {"args": list(args), "kwargs": kwargs},
+        stored,
         f"the arguments of workflow {name!r}",
         wrapping=2,  # {"args": [...]}: each argument may nest MAX_VALUE_DEPTH deep
     )

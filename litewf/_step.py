@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _replay as replay
+from . import _tracing as tracing
 from ._deadlines import within
 from ._exceptions import InvalidValueError
 from ._history import check_step_name
@@ -95,7 +96,7 @@ class Step(Generic[P, R]):
         attempt = 0
         while True:
             try:
-                return await self._once(args, kwargs, operation)
+                return await self._once(args, kwargs, operation, attempt + 1)
             except Exception:
                 if attempt >= self.retries:
                     raise
@@ -104,13 +105,19 @@ class Step(Generic[P, R]):
             delay *= self.backoff
 
     async def _once(
-        self, args: Any, kwargs: Any, operation: tuple[replay.WorkflowContext, int] | None
+        self,
+        args: Any,
+        kwargs: Any,
+        operation: tuple[replay.WorkflowContext, int] | None,
+        attempt: int,
     ) -> R:
         # Each attempt is a run of its own: its stream writes are numbered from 0 again.
         run = None if operation is None else replay.StepRun(*operation)
         token = replay.enter_step(run)
         try:
-            result: R = await within(self._clock, self.timeout, self.name, self._body(args, kwargs))
+            with tracing.step_attempt(operation, self.name, attempt):
+                body = self._body(args, kwargs)
+                result: R = await within(self._clock, self.timeout, self.name, body)
         except BaseException as exc:
             if run is not None and run.finish is not None:
                 await run.finish(exc)

@@ -135,6 +135,9 @@ CLI_READS = (
     ["doctor", "--json"],
     ["show", "{id}"],
     ["show", "{id}", "--json"],
+    ["show", "{id}", "--full"],
+    ["steps", "{id}"],
+    ["steps", "{id}", "--json"],
     ["events", "{id}"],
     ["get-event", "{id}", "checkout_url"],
 )

@@ -168,6 +168,9 @@ def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
     assert (code, err) == (0, "")
     assert "status             PENDING" in out
     sections = out.split("\n\n")
+    assert sections[1] == 'inputs\n  [0]  "o-1"'
+    assert sections[2] == "output: none yet (PENDING)"
+    del sections[1:3]
     assert sections[1].startswith("steps (8)\n")
     header, *steps = sections[1].splitlines()[1:]
     kinds = [columns(line, header, "KIND", "OUTCOME") for line in steps]
@@ -187,6 +190,11 @@ def test_show(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
 
     shown = run_json(capsys, shared_app.db, "show", "order-1")
     assert shown["workflow"]["status"] == "PENDING"
+    assert (shown["inputs"], shown["output"], shown["error"]) == (
+        {"args": ["o-1"], "kwargs": {}},
+        None,
+        None,
+    )
     assert [s["kind"] for s in shown["steps"]] == [
         "step",
         "sleep",
