@@ -46,6 +46,12 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     # An integer parameter used as a condition.
     (re.compile(r"\bWHEN \? THEN"), "WHEN ?::int <> 0 THEN"),
     (re.compile(r"\bON \? AND"), "ON ?::int <> 0 AND"),
+    (re.compile(r"\(\? OR\b"), "(?::int <> 0 OR"),
+    # An empty list (SQLite accepts "IN ()").
+    (re.compile(r"\bNOT IN \(\)"), "<> ALL (ARRAY[]::text[])"),
+    (re.compile(r"\bIN \(\)"), "= ANY (ARRAY[]::text[])"),
+    # A parameter starting a recursive query over bytewise-compared text columns.
+    (re.compile(r"AS \(SELECT \? UNION\b"), 'AS (SELECT ?::text COLLATE "C" UNION'),
 )
 
 

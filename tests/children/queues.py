@@ -94,7 +94,7 @@ async def serve(db: Path, out: Path) -> None:
 
 
 def main() -> None:
-    mode, db, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    mode, db, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     assert mode == "serve"
     anyio.run(serve, db, out)
 
