@@ -98,6 +98,7 @@ class PostgresBackend:
                 keepalives_idle=KEEPALIVE_IDLE_S,
                 keepalives_interval=KEEPALIVE_INTERVAL_S,
                 keepalives_count=KEEPALIVE_COUNT,
+                application_name=f"litewf:{self.db.schema}",
             )
         except psycopg.Error as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
@@ -152,7 +153,7 @@ class PostgresBackend:
         """Facts about the open database for ``litewf doctor``; reads only."""
 
         def facts(tx: Any) -> dict[str, Any]:
-            exists, tables, version = identity(tx.pg, self.db.schema)
+            _, tables, version = identity(tx.pg, self.db.schema)
             size = tx.pg.execute("SELECT pg_database_size(current_database())").fetchone()
             counts = dict(tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status"))
             return {

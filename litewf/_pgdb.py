@@ -86,6 +86,7 @@ def connect(url: str, schema: str, *, durability: Durability = "full") -> Any:
             keepalives_count=KEEPALIVE_COUNT,
             connect_timeout=10,
             options=f"{keepalive} -c synchronous_commit={sync}",
+            application_name=f"litewf:{schema}",
         )
     except psycopg.Error as exc:
         raise DatabaseError(redact(url), f"cannot connect: {exc}".strip()) from exc
@@ -143,8 +144,11 @@ class PgDatabase:
 
     async def open(self) -> None:
         self._pid = os.getpid()
-        await self._in_thread(lambda conn: None)
-        await self._in_thread(self._setup)
+        try:
+            await self._in_thread(self._setup)
+        except BaseException:
+            self.abandon()
+            raise
 
     def _setup(self, conn: Any) -> None:
         if check_identity(self.path, self.schema, identity(conn, self.schema), self._create):

@@ -172,7 +172,7 @@ def check_identity(
     where: str, schema: str, found: tuple[bool, int, int | None], create: bool
 ) -> bool:
     """Refuse a schema that is not litewf's or is newer; True if it must be migrated."""
-    exists, tables, version = found
+    _, tables, version = found
     if version is None:
         if tables:
             raise ForeignDatabaseError(
