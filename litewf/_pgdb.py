@@ -285,7 +285,7 @@ class PgDatabase:
         def run(conn: Any) -> T:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                return call(PgTx(conn, self.path), *args)
+                return call(PgTx(conn, self.path), *args)  # type: ignore[call-arg]
             finally:
                 if not conn.closed and not conn.broken:
                     conn.execute("COMMIT")

@@ -26,7 +26,7 @@ class PgConnection:
         self.conn.commit()
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
-        return self.conn.execute(translate(sql), tuple(params))  # type: ignore[arg-type]
+        return self.conn.execute(translate(sql), tuple(params))
 
     def executescript(self, script: str) -> None:
         self.conn.execute(script.encode())

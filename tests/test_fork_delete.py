@@ -32,7 +32,8 @@ TABLES = ("workflows", "operations", "events", "messages", "message_keys", "stre
 def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     con = sqldb.connect(db)
     try:
-        return con.execute(sql, params).fetchall()
+        found: list[tuple[Any, ...]] = con.execute(sql, params).fetchall()
+        return found
     finally:
         con.close()
 
