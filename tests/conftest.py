@@ -71,9 +71,19 @@ def postgres_database() -> Iterator[Path]:
     it where a path goes), dropped afterwards."""
     if not POSTGRES:
         pytest.skip("PostgreSQL runs need LITEWF_TEST_POSTGRES=postgresql://... (see README)")
-    import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{POSTGRES}?schema={schema}"  # type: ignore[misc]  # a URL where paths go
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+    url = f"{POSTGRES}?schema={schema}"
+    yield url  # type: ignore[misc]  # a URL where paths go
+    drop_schema(url)
+
+
+def drop_schema(url: str) -> None:
+    """Drop the schema a ``postgres_database()`` URL names, with everything in it."""
+    import psycopg
+
+    from litewf._pgdialect import split_url
+
+    dsn, schema = split_url(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
