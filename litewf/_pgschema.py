@@ -17,7 +17,14 @@ from typing import Any
 from ._exceptions import DatabaseError, ForeignDatabaseError, SchemaTooNewError
 from ._schema import SCHEMA_VERSION
 
-__all__ = ["MIGRATIONS", "check_identity", "identity", "migrate"]
+__all__ = [
+    "MIGRATIONS",
+    "bench_schema",
+    "check_identity",
+    "drop_bench_schemas",
+    "identity",
+    "migrate",
+]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1
@@ -210,3 +217,19 @@ def migrate(conn: Any, schema: str) -> None:
         conn.execute(script)
     conn.execute(f'DELETE FROM "{schema}".litewf_version')
     conn.execute(f'INSERT INTO "{schema}".litewf_version (version) VALUES (%s)', (SCHEMA_VERSION,))
+
+
+def bench_schema(url: str, n: int) -> str:
+    """``url`` naming schema ``litewf_bench_<n>`` (``litewf bench --db``)."""
+    return f"{url}{'&' if '?' in url else '?'}schema=litewf_bench_{n}"
+
+
+def drop_bench_schemas(url: str | None, count: int) -> None:
+    """Drop the schemas ``bench_schema`` named (nothing without a URL)."""
+    if url is None:
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for n in range(1, count + 1):
+            conn.execute(f'DROP SCHEMA IF EXISTS "litewf_bench_{n}" CASCADE')
