@@ -108,8 +108,8 @@ class PostgresBackend:
             wait = max(FULL_CHECK_S, interval)
             while True:
                 try:
-                    async for _ in conn.notifies(timeout=wait, stop_after=1):
-                        pass
+                    if not await self._notified(conn, wait):
+                        continue  # only our own commits: their changes were handed over
                 except psycopg.Error as exc:
                     raise DatabaseError(self.path, f"lost its listening connection: {exc}") from exc
                 seq, changes = await self.db.read(store.changes_since, seq)
@@ -120,6 +120,14 @@ class PostgresBackend:
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await conn.close()
+
+    async def _notified(self, conn: Any, wait: float) -> bool:
+        """Wait up to ``wait`` for a NOTIFY; whether another connection's commit (or the
+        timeout: the safety re-check) calls for reading the change log."""
+        async for notify in conn.notifies(timeout=wait, stop_after=1):
+            if notify.payload == self.db.token:
+                return False
+        return True
 
     # -- executor liveness ---------------------------------------------------------------
 

@@ -140,6 +140,9 @@ class PgDatabase:
         self._pid = os.getpid()
         self.write_key = advisory_key(self.schema, "write")
         self.channel = f"litewf_{self.schema}"[:63]
+        #: The NOTIFY payload of this connection's commits: its own listener skips them
+        #: (their changes reached ``on_change`` at commit already).
+        self.token = os.urandom(8).hex()
         self.on_change: Callable[[Change], None] | None = None
 
     async def open(self) -> None:
@@ -268,7 +271,7 @@ class PgDatabase:
                     unit.callbacks = tx._after_commit
                     notify = notify or tx.logged
             if notify:
-                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+                conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
             conn.execute("COMMIT")
         except BaseException:
             if not conn.closed and not conn.broken:
