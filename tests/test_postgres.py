@@ -94,12 +94,19 @@ async def test_connections_terminated_by_the_server_are_replaced(pg_url: str) ->
     async with rt:
         handle = await rt.start_workflow(echo, workflow_id="e")
         with admin(pg_url) as conn:
+            mine = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+
+            def connected() -> int:
+                row = conn.execute(mine, (f"litewf:{schema}",)).fetchone()
+                return 0 if row is None else int(row[0])
+
+            await wait_until(lambda: connected() >= 3)  # reads/writes, listener, lock
             killed = conn.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE application_name = %s",
                 (f"litewf:{schema}",),
             ).fetchone()
-        assert killed is not None and killed[0] >= 2  # among them: reads/writes, listener, lock
+        assert killed is not None and killed[0] >= 3
         with anyio.fail_after(20):
             for message in range(3):
                 while True:
