@@ -33,6 +33,10 @@ BOTH_BACKENDS = frozenset(
         "test_schedules",
         "test_fork_delete",
         "test_postgres",
+        "test_wait_first",
+        "test_patching",
+        "test_management",
+        "test_replay_identity",
     }
 )
 

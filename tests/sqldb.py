@@ -37,6 +37,9 @@ class PgConnection:
     def close(self) -> None:
         self.conn.close()
 
+    def __del__(self) -> None:
+        self.conn.close()  # as sqlite3 does when a connection is dropped unclosed
+
     def __enter__(self) -> Self:
         return self
 
