@@ -34,10 +34,11 @@ def operations(db: Path, workflow_id: str) -> list[tuple[str, int, str | None, s
     """(name, done, output, error) of the workflow's recorded operations, in order."""
     con = sqldb.connect(db)
     try:
-        return con.execute(
+        found: list[tuple[str, int, str | None, str | None]] = con.execute(
             "SELECT name, done, output, error FROM operations WHERE workflow_id = ? ORDER BY op_id",
             (workflow_id,),
         ).fetchall()
+        return found
     finally:
         con.close()
 

@@ -85,7 +85,7 @@ PG_CRASH_POINTS = 24
 def test_crash_torture_quick_on_postgres(tmp_path: Path) -> None:
     """The torture on a shared PostgreSQL database: SIGKILLs at named points, at random
     moments and in streaks inside recovery; zero lost, zero duplicated."""
-    url = next(postgres_database())
+    url = str(next(postgres_database()))
     try:
         figures = torture(tmp_path, PG_CRASH_POINTS, seed=20261127, url=url)
     finally:
