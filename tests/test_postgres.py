@@ -156,3 +156,18 @@ async def test_a_client_needs_an_existing_database(pg_url: str) -> None:
     with pytest.raises(litewf.DatabaseError, match="launch a Runtime"):
         async with litewf.Client(pg_url):
             pass
+
+
+async def test_without_the_driver_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No server needed: psycopg missing is reported with the extra to install."""
+    monkeypatch.setitem(__import__("sys").modules, "psycopg", None)  # import fails
+    with pytest.raises(litewf.LitewfError, match=r"pip install 'litewf\[postgres\]'"):
+        async with litewf.Runtime("postgresql://nobody@127.0.0.1:1/none"):
+            pass
+
+
+def test_a_bad_schema_name_is_refused() -> None:
+    with pytest.raises(litewf.InvalidValueError, match="schema"):
+        split_url("postgresql://h/db?schema=Bad-Name")
