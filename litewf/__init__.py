@@ -13,17 +13,22 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_clock`` (real time), ``_threads`` (sync step bodies), ``_change`` (what a commit
   changed: the keys waiters watch), ``_schema`` (DDL, migrations), ``_liveness`` (executor
   locks on the file), ``_walwatch`` (noticing other processes' writes), ``_ticks`` (a
-  schedule's grid in time: cron, ``every=``, time zones).
+  schedule's grid in time: cron, ``every=``, time zones), ``_pgdialect`` (the SQL
+  modules' SQLite dialect turned into PostgreSQL's; URLs).
 - ``_tx`` (a unit of work's transaction), ``_portal`` (sync code calling into the event
-  loop: the one mechanism under the synchronous API), ``_dbfile`` (checks on the file),
-  ``_db`` (the connection, group commit), ``_rows`` (checks every stored column read back),
-  ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its streams).
+  loop: the one mechanism under the synchronous API), ``_pgschema`` (PostgreSQL's DDL,
+  migrations), ``_dbfile`` (checks on the file), ``_pgtx`` (the ``Tx`` on PostgreSQL),
+  ``_db`` (the connection, group commit), ``_pgdb`` (PostgreSQL's connection, group
+  commit), ``_rows`` (checks every stored column read back), ``_pgliveness`` (executor
+  advisory locks), ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its
+  streams).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
   ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy),
   ``_deadlinesql`` (SQL: workflow deadlines, delayed starts), ``_schedulesql`` (SQL:
-  schedules, firing their ticks).
-- ``_backend`` (``SqliteBackend``: the storage seam), ``_notifier`` (keyed wake-ups).
+  schedules, firing their ticks), ``_copysql`` (SQL: copying a whole database).
+- ``_backend`` (``SqliteBackend``: the storage seam), ``_pgbackend`` (``PostgresBackend``:
+  the same seam on PostgreSQL), ``_notifier`` (keyed wake-ups).
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
 - ``_replay`` (record-or-replay), ``_deadlines`` (workflow deadlines, step timeouts: checks,
   timers), ``_operations (sleep, events, messages, child
@@ -42,10 +47,10 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
   ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
   ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
-  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_ui`` (``litewf
-  ui``), ``_ui`` (the dashboard's web app, the ``ui`` extra), ``_ui_pages`` (its HTML, every
-  stored value escaped), ``_ui_assets`` (its stylesheet and script), ``_cli``, ``_bench``:
-  tools.
+  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_migrate``
+  (``litewf migrate``), ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
+  ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
+  stylesheet and script), ``_cli``, ``_bench``: tools.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,7 @@ from ._bench_queue import child_enqueue_marks, queue_times
 from ._bench_wake import HOW, wake_times
 from ._cli_output import WIDE, table
 from ._client import Client
+from ._pgschema import bench_schema, drop_bench_schemas
 from ._runtime import Runtime
 from ._types import Durability
 from ._workflow import Workflow
@@ -110,14 +111,18 @@ def _progress(text: str) -> None:
 class Bench:
     """Runs scenarios; each gets a fresh database in its own temporary folder."""
 
-    def __init__(self, folder: Path, durability: Durability, sizes: Sizes) -> None:
-        self.folder = folder
+    def __init__(
+        self, folder: Path, durability: Durability, sizes: Sizes, db: str | None = None
+    ) -> None:
+        self.folder, self.db = folder, db
         self.durability = durability
         self.sizes = sizes
         self._count = 0
 
     def fresh_path(self) -> Path:
         self._count += 1
+        if self.db is not None:  # a fresh schema on that server (a URL where paths go)
+            return cast(Path, bench_schema(self.db, self._count))
         return self.folder / f"bench-{self._count}.db"
 
     def runtime(self, path: Path, **options: Any) -> Runtime:
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="litewf bench", description=__doc__.replace("``", ""))
     parser.add_argument("--durability", choices=("full", "normal"), default="full")
     parser.add_argument("--quick", action="store_true", help="small sizes: a few seconds")
+    parser.add_argument("--db", metavar="URL", help="run on PostgreSQL (fresh schemas there)")
     parser.add_argument(
         "--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
     )
@@ -442,11 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.scenario or list(SCENARIOS)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="litewf-bench-") as folder:
-        bench = Bench(Path(folder), args.durability, sizes)
+        bench = Bench(Path(folder), args.durability, sizes, args.db)
         for name in chosen:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             scenario = getattr(bench, name.replace("-", "_"))
-            figures += anyio.run(scenario)
+            try:
+                figures += anyio.run(scenario)
+            finally:
+                drop_bench_schemas(args.db, bench._count)
     machine = _machine()
     report = {
         "machine": machine,

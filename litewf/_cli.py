@@ -23,6 +23,7 @@ import anyio
 from . import _cli_change as cli_change
 from . import _cli_check as cli_check
 from . import _cli_inspect as cli_inspect
+from . import _cli_migrate as cli_migrate
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _cli_schedule as cli_schedule
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_queue.add_commands(command, _duration, _count)
     cli_check.add_command(sub)
+    cli_migrate.add_command(sub)
     cli_change.add_commands(command, _count)
     cli_schedule.add_commands(command)
     cli_ui.add_command(sub)

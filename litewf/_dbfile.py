@@ -24,6 +24,7 @@ from ._exceptions import (
     SchemaTooNewError,
 )
 from ._liveness import any_executor_alive
+from ._pgdialect import is_postgres_url
 from ._schema import APPLICATION_ID, SCHEMA_VERSION
 
 __all__ = [
@@ -52,6 +53,8 @@ def absolute_path(path: str | os.PathLike[str]) -> str:
     ``dir`` is a symlink.
     """
     path = os.fspath(path)
+    if is_postgres_url(path):
+        return path  # a PostgreSQL database, not a file
     return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 

@@ -136,7 +136,7 @@ def _copy_streams(tx: Tx, source_id: str, new_id: str, from_step: int) -> list[s
         "INSERT INTO streams (workflow_id, key, position, value, writer, created_at) "
         "SELECT ?, key, row_number() OVER (PARTITION BY key ORDER BY position) - 1, value, "
         "w, created_at FROM (SELECT key, position, value, writer AS w, created_at "
-        f"FROM streams WHERE workflow_id = ?) WHERE {_WRITER_OP} < ? "
+        f"FROM streams WHERE workflow_id = ?) AS source WHERE {_WRITER_OP} < ? "
         "ORDER BY key, position RETURNING key",
         (new_id, source_id, from_step),
     )

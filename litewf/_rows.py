@@ -47,6 +47,8 @@ def _path_of(where: Tx | str) -> str:
     """The database file's path (asked of SQLite when only a transaction is at hand)."""
     if isinstance(where, str):
         return where
+    if where.database is not None:
+        return where.database
     rows = where.fetchall("PRAGMA database_list")
     return next((str(row[2]) for row in rows if row[1] == "main"), "the database")
 

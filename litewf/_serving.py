@@ -28,6 +28,7 @@ from . import _store as store
 from ._exceptions import LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
 from ._liveness import ExecutorLock
+from ._pgliveness import PgExecutorLock
 from ._queues import Queue, keep_dequeuing
 from ._recovery import keep_recovering, recover
 from ._scheduler import keep_scheduling
@@ -70,7 +71,7 @@ class Serving:
         self.session = session
         self.task: asyncio.Task[None] | None = None
         self.tg: TaskGroup | None = None
-        self.lock: ExecutorLock | None = None
+        self.lock: ExecutorLock | PgExecutorLock | None = None
         #: The session is open and the executor lock held: calls may use it.
         self.opened = False
         #: The recovery loop's scope (cancelled by a simulated crash).
@@ -225,7 +226,7 @@ async def _close(
         serving.done.set()
 
 
-def _let_go(lock: ExecutorLock, hold: sqlite3.Connection | None) -> None:
+def _let_go(lock: ExecutorLock | PgExecutorLock, hold: sqlite3.Connection | None) -> None:
     """Once the last step body has ended: drop the executor lock, then the -wal hold."""
     lock.release()
     if hold is not None:

@@ -35,6 +35,8 @@ from ._exceptions import (
 from ._history import retry_ending_failure
 from ._inspectsql import WorkflowFilter
 from ._notifier import Notifier
+from ._pgbackend import PostgresBackend
+from ._pgdialect import is_postgres_url
 from ._rows import Columns
 from ._serialization import Serializer, dumps_checked
 from ._tx import Tx
@@ -78,7 +80,11 @@ class Session:
         create: bool,
         clock: Clock = REAL_CLOCK,
     ) -> None:
-        self.backend = SqliteBackend(path, durability=durability, create=create)
+        self.backend: SqliteBackend | PostgresBackend
+        if is_postgres_url(path):
+            self.backend = PostgresBackend(str(path), durability=durability, create=create)
+        else:
+            self.backend = SqliteBackend(path, durability=durability, create=create)
         self.path = self.backend.path
         self.serializer = serializer
         self.clock = clock

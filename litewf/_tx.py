@@ -24,6 +24,9 @@ class Tx:
 
     __slots__ = ("_after_commit", "_on_change", "conn")
 
+    #: What to call the database in messages when a row is bad (None: ask SQLite).
+    database: str | None = None
+
     def __init__(
         self, conn: sqlite3.Connection, on_change: Callable[[Change], None] | None = None
     ) -> None:

@@ -24,7 +24,7 @@ import anyio
 
 from ._backend import SqliteBackend
 from ._check import Divergence, ReplayReport, check_replay
-from ._exceptions import InvalidValueError
+from ._exceptions import InvalidValueError, LitewfError
 from ._replay import Crashed
 from ._runtime import Runtime
 from ._validate import check_count, check_id, check_key
@@ -158,5 +158,9 @@ def waiting(runtime: Runtime) -> int:
 
 def backend(runtime: Runtime) -> SqliteBackend:
     """The storage backend of a launched ``runtime``, for tests that look below the API
-    (pragmas, statements run). Its surface is internal and may change in any release."""
-    return runtime._session_for("backend()").backend
+    (pragmas, statements run). Its surface is internal and may change in any release.
+    SQLite only: a runtime on PostgreSQL raises ``LitewfError``."""
+    found = runtime._session_for("backend()").backend
+    if not isinstance(found, SqliteBackend):
+        raise LitewfError(f"testing.backend() looks into SQLite; {runtime!r} is on PostgreSQL")
+    return found

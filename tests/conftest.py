@@ -1,10 +1,56 @@
-"""Shared fixtures: a fresh database file per test, asyncio as the only backend."""
+"""Shared fixtures: a fresh database per test, asyncio as the only backend.
+
+``db_path`` is a fresh SQLite file; in the modules listed in ``BOTH_BACKENDS`` each test
+also runs on PostgreSQL (``[postgres]`` in its ID): ``db_path`` is then a URL naming a
+fresh schema on the server ``LITEWF_TEST_POSTGRES`` names, dropped afterwards. Without
+that variable those runs are skipped, saying so. A test about SQLite files that such a
+module holds is marked ``@pytest.mark.sqlite_only``.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+#: The server the PostgreSQL runs use, e.g. postgresql://postgres@127.0.0.1:5432/test.
+POSTGRES = os.environ.get("LITEWF_TEST_POSTGRES")
+
+#: Test modules (by name) whose tests run on both backends.
+BOTH_BACKENDS = frozenset(
+    {
+        "test_workflows",
+        "test_steps",
+        "test_events",
+        "test_messages",
+        "test_recovery",
+        "test_streams",
+        "test_queues",
+        "test_deadlines",
+        "test_schedules",
+        "test_fork_delete",
+        "test_postgres",
+        "test_wait_first",
+        "test_patching",
+        "test_management",
+        "test_replay_identity",
+        "test_step_timing",
+        "test_list_filters",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if (
+        "db_path" in metafunc.fixturenames
+        and module in BOTH_BACKENDS
+        and metafunc.definition.get_closest_marker("sqlite_only") is None
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 
 @pytest.fixture
@@ -13,5 +59,37 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "test.db"
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database ``db_path`` names: "sqlite" (the default) or "postgres"."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, backend: str) -> Iterator[Path]:
+    if backend == "sqlite":
+        yield tmp_path / "test.db"
+        return
+    yield from postgres_database()
+
+
+def postgres_database() -> Iterator[Path]:
+    """A URL naming a fresh schema on the test server (typed as a path: the tests pass
+    it where a path goes), dropped afterwards."""
+    if not POSTGRES:
+        pytest.skip("PostgreSQL runs need LITEWF_TEST_POSTGRES=postgresql://... (see README)")
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    url = f"{POSTGRES}?schema={schema}"
+    yield url  # type: ignore[misc]  # a URL where paths go
+    drop_schema(url)
+
+
+def drop_schema(url: str) -> None:
+    """Drop the schema a ``postgres_database()`` URL names, with everything in it."""
+    import psycopg
+
+    from litewf._pgdialect import split_url
+
+    dsn, schema = split_url(url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -3,7 +3,6 @@ step timeouts, all on the runtime's clock (a VirtualClock here: no real waits)."
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,14 +17,14 @@ import litewf
 from litewf import Status
 from litewf._cli import main
 from litewf.testing import VirtualClock, crash_now
-from tests import procs
+from tests import procs, sqldb
 from tests.conditions import wait_until
 
 HOUR = 3600.0
 
 
 def column(db: Path, sql: str, *params: Any) -> list[Any]:
-    conn = sqlite3.connect(db)
+    conn = sqldb.connect(db)
     try:
         return [r[0] for r in conn.execute(sql, params).fetchall()]
     finally:
@@ -188,7 +187,7 @@ async def test_the_cascade_reaches_children_no_task_runs(db_path: Path) -> None:
     async with rt:
         h = await rt.start_workflow(parent, workflow_id="p", timeout=5)
         await clock.wait_idle()
-        conn = sqlite3.connect(db_path)
+        conn = sqldb.connect(db_path)
         with conn:  # an orphan child row, as a peer with another function would leave
             conn.execute(
                 "INSERT INTO workflows (workflow_id, name, status, inputs, parent_id, "
@@ -288,6 +287,7 @@ async def test_a_deadline_passed_while_the_process_was_down_is_enforced_at_launc
     assert runs == ["waiter@first", "kid@first"]  # never re-run past its deadline
 
 
+@pytest.mark.sqlite_only
 async def test_a_deadline_passed_while_a_real_process_was_killed(db_path: Path) -> None:
     """A real SIGKILLed process: a runtime launched after its deadline ends the workflow
     without running it; another process (a Client) sees the outcome."""

@@ -9,7 +9,6 @@ workflow and all its data, stops it wherever it runs, and ends the waits on it.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 
 import litewf
 from litewf import testing
-from tests import procs
+from tests import procs, sqldb
 from tests.children import forks
 from tests.conditions import wait_until
 
@@ -31,9 +30,10 @@ TABLES = ("workflows", "operations", "events", "messages", "message_keys", "stre
 
 
 def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
+    con = sqldb.connect(db)
     try:
-        return con.execute(sql, params).fetchall()
+        found: list[tuple[Any, ...]] = con.execute(sql, params).fetchall()
+        return found
     finally:
         con.close()
 
@@ -559,7 +559,7 @@ async def test_a_history_recorded_before_event_keys_copies_events_by_time(db_pat
 
     async with rt:
         await (await rt.start_workflow(two, workflow_id="old")).get_result(timeout=WAIT)
-    con = sqlite3.connect(db_path)
+    con = sqldb.connect(db_path)
     with con:  # as a database migrated from before operation identity holds it
         con.execute("UPDATE workflows SET history = 1")
         con.execute("UPDATE operations SET target = NULL")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
 
 import litewf
+from tests import sqldb
 
 
 async def _tree(db_path: Path) -> None:
@@ -32,7 +32,7 @@ async def _tree(db_path: Path) -> None:
 
 async def test_prefix_parent_and_time_range(db_path: Path) -> None:
     await _tree(db_path)
-    with sqlite3.connect(db_path) as con:  # spread the creation times out
+    with sqldb.connect(db_path) as con:  # spread the creation times out
         for wid, ts in [
             ("order-1", 1000),
             ("kid-1", 2000),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import litewf
 from litewf import _management as management
 from litewf import testing
+from tests import sqldb
 from tests.children.ops import register
 
 #: Tables holding a workflow's data, and the column naming the workflow.
@@ -48,7 +48,7 @@ async def no_waiters(rt: litewf.Runtime) -> bool:
 
 def rows_of(db_path: Path, workflow_id: str) -> dict[str, int]:
     """How many rows each table holds for ``workflow_id`` (read straight from the file)."""
-    with sqlite3.connect(db_path) as conn:
+    with sqldb.connect(db_path) as conn:
         return {
             table: conn.execute(
                 f"SELECT count(*) FROM {table} WHERE {column} = ?", (workflow_id,)
@@ -277,14 +277,14 @@ async def test_gc_prunes_the_change_log(db_path: Path, monkeypatch: pytest.Monke
         quick = register(rt)["ops.quick"]
         for n in range(4):
             await quick(n)
-        with sqlite3.connect(db_path) as conn:
+        with sqldb.connect(db_path) as conn:
             logged = conn.execute("SELECT count(*) FROM changes").fetchone()[0]
         assert logged >= 4
         assert (await rt.garbage_collect(older_than=3600)).changes == 0
         monkeypatch.setattr(management, "CHANGE_RETENTION_S", 0.0)
         monkeypatch.setattr(management, "CHANGES_BATCH", 3)
         assert (await rt.garbage_collect(older_than=3600)).changes == logged
-        with sqlite3.connect(db_path) as conn:
+        with sqldb.connect(db_path) as conn:
             assert conn.execute("SELECT count(*) FROM changes").fetchone()[0] == 0
         assert await quick(5) == 10  # waking still works with an empty change log
 

@@ -17,7 +17,7 @@ import pytest
 
 import litewf
 from litewf import testing
-from tests import procs
+from tests import procs, sqldb
 from tests.children.comms import append, lines, register
 from tests.conditions import wait_until
 
@@ -234,6 +234,7 @@ def stored_messages(db_path: Path, workflow_id: str) -> list[str]:
     return [json.loads(r[0]) for r in rows]
 
 
+@pytest.mark.sqlite_only
 async def test_send_to_finished_workflow_is_stored(db_path: Path) -> None:
     """send to a workflow that already finished returns normally and the message is stored."""
     rt = litewf.Runtime(db_path)
@@ -251,6 +252,7 @@ async def test_send_to_finished_workflow_is_stored(db_path: Path) -> None:
         assert (await h.get_status()).status == "SUCCESS"
 
 
+@pytest.mark.sqlite_only
 async def test_send_cancelled_while_database_busy_leaves_runtime_usable(db_path: Path) -> None:
     """A send given up (cancelled) while another connection holds the write lock stores
     nothing and leaves the runtime able to send afterwards (no orphaned BEGIN)."""
@@ -262,7 +264,7 @@ async def test_send_cancelled_while_database_busy_leaves_runtime_usable(db_path:
 
     async with rt:
         await (await rt.start_workflow(quick, workflow_id="quick")).get_result(timeout=10)
-        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        with contextlib.closing(sqldb.connect(db_path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another writer holds the lock for a while
             with anyio.move_on_after(0.3):  # the caller gives up waiting
                 await rt.send("quick", "abandoned")
@@ -347,6 +349,7 @@ async def test_three_senders_600_messages(db_path: Path, tmp_path: Path) -> None
         assert [g for g in got if g.startswith(f"{p}-")] == [f"{p}-{i}" for i in range(200)]
 
 
+@pytest.mark.sqlite_only
 async def test_idle_waiters_are_cheap(db_path: Path) -> None:
     """200 workflows waiting in recv cost no per-waiter queries per poll tick, little CPU."""
     rt = litewf.Runtime(db_path, durability="normal")
@@ -425,6 +428,7 @@ async def test_client_calls_from_another_process(db_path: Path, tmp_path: Path) 
     assert lines(after) == []
 
 
+@pytest.mark.sqlite_only
 async def test_send_cancelled_while_committing_still_wakes_the_receiver(db_path: Path) -> None:
     """A send whose caller is cancelled while its write commits (in another caller's
     group-commit batch) is stored, and still wakes the workflow waiting for it at once,

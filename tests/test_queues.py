@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import litewf
 from litewf import Status
 from litewf._schema import SCHEMA_VERSION
 from litewf.testing import VirtualClock, crash_at, crash_now
-from tests import procs
+from tests import procs, sqldb
 
 
 def new_runtime(db: Path, **kwargs: Any) -> litewf.Runtime:
@@ -35,7 +34,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 def column(db: Path, sql: str, *params: Any) -> list[Any]:
-    con = sqlite3.connect(db)
+    con = sqldb.connect(db)
     try:
         return [row[0] for row in con.execute(sql, params)]
     finally:
@@ -374,7 +373,7 @@ async def test_enqueue_inside_a_workflow_happens_once_across_a_crash(db_path: Pa
 
 
 async def running_child(
-    children: list[subprocess.Popen[bytes]], out: Path
+    children: list[subprocess.Popen[bytes]], out: Path, db: Path
 ) -> subprocess.Popen[bytes] | None:
     """A child with a body running now (None once no workflow is left to run)."""
     with anyio.fail_after(30):
@@ -383,7 +382,7 @@ async def running_child(
             found = [c for c in children if c.pid in busy]
             if found:
                 return found[0]
-            if len(column(out.parent / "test.db", QUEUED_LEFT)) == 0:
+            if len(column(db, QUEUED_LEFT)) == 0:
                 return None
             await anyio.sleep(0.005)
 
@@ -416,7 +415,7 @@ async def test_concurrency_holds_across_processes_killed_at_random(
         for _ in range(6):
             # SIGKILL a child while a body of it runs (its slot must stay taken until a
             # peer knows it dead and recovers the workflow), then start a new one.
-            victim = await running_child(children, out)
+            victim = await running_child(children, out, db_path)
             if victim is None:
                 break  # all done
             await anyio.sleep(rng.uniform(0.0, 0.03))
@@ -497,11 +496,12 @@ async def test_auto_advance_jumps_to_a_delayed_start_only_when_awaited(db_path: 
         assert await h.get_result() >= start + 3600
 
 
+@pytest.mark.sqlite_only
 async def test_a_version_3_database_is_migrated(db_path: Path) -> None:
     """Migration 4 keeps every workflow (not queued: queue fields None) and adds queues."""
     from litewf._schema import APPLICATION_ID, MIGRATIONS
 
-    con = sqlite3.connect(db_path)
+    con = sqldb.connect(db_path)
     for script in MIGRATIONS[:3]:
         con.executescript(script)
     con.execute(

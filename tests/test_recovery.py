@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import sqlite3
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ import anyio.to_thread
 import pytest
 
 import litewf
-from tests import procs
+from tests import procs, sqldb
 from tests.children.recovery import STOP, build, read_lines
 
 
@@ -347,6 +346,7 @@ async def test_same_executor_id_conflicts_across_processes(db_path: Path, tmp_pa
         assert (rival.returncode, out.decode().split()) == (3, ["conflict"])
 
 
+@pytest.mark.sqlite_only
 async def test_shutdown_during_blocked_recovery_scan(db_path: Path, tmp_path: Path) -> None:
     """Shutting down while a recovery scan waits for another process's write lock stops
     cleanly: the scan's transaction is undone and the shutdown's own release still works."""
@@ -358,7 +358,7 @@ async def test_shutdown_during_blocked_recovery_scan(db_path: Path, tmp_path: Pa
     held, release = threading.Event(), threading.Event()
 
     def hold_write_lock() -> None:
-        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn = sqldb.connect(db_path, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
             held.set()

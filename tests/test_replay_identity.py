@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 import litewf
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from litewf.testing import VirtualClock
+from tests import sqldb
 
 #: Generous bound for anything that should take milliseconds.
 WAIT = 10.0
@@ -29,7 +29,7 @@ WAIT = 10.0
 
 def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Read stored rows straight from the file, with a short-lived plain sqlite3 connection."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(sqldb.connect(db_path)) as conn:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
@@ -469,7 +469,7 @@ def make_v1_database(db_path: Path) -> None:
     """A schema-1 file (as the previous release wrote it) holding a workflow mid-flight: it
     started a child, read its result (not an operation then), set an event, and its
     process died before the step that comes next."""
-    conn = sqlite3.connect(db_path)
+    conn = sqldb.connect(db_path)
     try:
         conn.executescript(MIGRATIONS[0])
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -502,6 +502,7 @@ def make_v1_database(db_path: Path) -> None:
         conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_v1_database_is_migrated_and_its_inflight_workflow_finishes(db_path: Path) -> None:
     """Opening a schema-1 file migrates it (operations gain a target, workflows a history
     version); the workflow recorded under the old rules replays under them (its reads

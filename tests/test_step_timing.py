@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 import litewf
 from litewf._schema import MIGRATIONS
+from tests import sqldb
 
 
 async def test_a_step_records_its_start_and_its_end(db_path: Path) -> None:
@@ -85,7 +85,7 @@ async def test_a_client_sees_the_timing_and_rows_from_before_show_none(db_path: 
     async with rt:
         await (await rt.start_workflow(flow, workflow_id="w")).get_result()
     # A row recorded before the migration: no timing.
-    with sqlite3.connect(db_path) as con:
+    with sqldb.connect(db_path) as con:
         con.execute("UPDATE operations SET started_at = NULL, finished_at = NULL WHERE op_id = 0")
     async with litewf.Client(db_path) as client:
         old, new = await client.list_steps("w")
@@ -117,6 +117,7 @@ async def test_a_recorded_list_steps_replays_the_timing(db_path: Path) -> None:
     assert seen == [live] and live[0].started_at is not None and live[0].finished_at is not None
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's typed columns refuse the text in the first place
 @pytest.mark.parametrize("column", ["started_at", "finished_at"])
 async def test_a_tampered_time_is_a_corrupt_database_error(db_path: Path, column: str) -> None:
     rt = litewf.Runtime(db_path)
@@ -127,7 +128,7 @@ async def test_a_tampered_time_is_a_corrupt_database_error(db_path: Path, column
 
     async with rt:
         await (await rt.start_workflow(flow, workflow_id="w")).get_result()
-    with sqlite3.connect(db_path) as con:
+    with sqldb.connect(db_path) as con:
         con.execute(f"UPDATE operations SET {column} = 'soon'")
     async with litewf.Client(db_path) as client:
         with pytest.raises(litewf.CorruptDatabaseError) as info:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import sqlite3
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import anyio
 import pytest
 
 import litewf
+from tests import sqldb
 
 #: Generous bound for anything that should take milliseconds.
 WAIT = 10.0
@@ -30,7 +30,7 @@ WAIT = 10.0
 
 def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Read stored rows straight from the file, with a short-lived plain sqlite3 connection."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(sqldb.connect(db_path)) as conn:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 

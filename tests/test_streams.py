@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import litewf
 from litewf import testing
 from litewf.testing import VirtualClock, crash_now
-from tests import procs
+from tests import procs, sqldb
 from tests.children.streams import register
 
 WAIT = 30.0
@@ -374,6 +373,7 @@ async def test_bad_read_arguments_are_refused(
                 pass
 
 
+@pytest.mark.sqlite_only
 async def test_a_tampered_value_is_a_corrupt_database_error(db_path: Path) -> None:
     rt = litewf.Runtime(db_path)
 
@@ -385,7 +385,7 @@ async def test_a_tampered_value_is_a_corrupt_database_error(db_path: Path) -> No
 
     async with rt:
         await (await rt.start_workflow(writer, workflow_id="w")).get_result(timeout=WAIT)
-    con = sqlite3.connect(db_path)
+    con = sqldb.connect(db_path)
     with con:
         con.execute("UPDATE streams SET value = x'00ff' WHERE position = 1")
     con.close()

@@ -3,7 +3,6 @@ recorded operation; and the absolute forms of waits (deadline=, sleep_until)."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ import pytest
 import litewf
 from litewf import testing
 from litewf.testing import VirtualClock, crash_at
-from tests import procs
+from tests import procs, sqldb
 from tests.children import waitfirst
 from tests.children.comms import lines
 from tests.conditions import wait_until
@@ -33,12 +32,13 @@ def kill(child: subprocess.Popen[bytes]) -> None:
 
 def operations(db: Path, workflow_id: str) -> list[tuple[str, int, str | None, str | None]]:
     """(name, done, output, error) of the workflow's recorded operations, in order."""
-    con = sqlite3.connect(db)
+    con = sqldb.connect(db)
     try:
-        return con.execute(
+        found: list[tuple[str, int, str | None, str | None]] = con.execute(
             "SELECT name, done, output, error FROM operations WHERE workflow_id = ? ORDER BY op_id",
             (workflow_id,),
         ).fetchall()
+        return found
     finally:
         con.close()
 

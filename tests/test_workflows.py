@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import anyio
 import pytest
 
 import litewf
+from tests import sqldb
 
 #: Generous bound for anything that should take milliseconds.
 WAIT = 10.0
@@ -30,7 +30,7 @@ WAIT = 10.0
 
 def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Read stored rows straight from the file, with a short-lived plain sqlite3 connection."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+    with contextlib.closing(sqldb.connect(db_path)) as conn:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
@@ -674,6 +674,7 @@ async def test_list_workflows_newest_first_with_filters_and_paging(db_path: Path
             await rt.list_workflows(status="DONE")
 
 
+@pytest.mark.sqlite_only
 async def test_a_cancelled_call_leaves_the_runtime_usable(db_path: Path) -> None:
     """A call cancelled (by a user timeout) while waiting for the write lock stores nothing
     and leaves the runtime working: the next calls and the shutdown succeed."""
@@ -688,7 +689,7 @@ async def test_a_cancelled_call_leaves_the_runtime_usable(db_path: Path) -> None
     async with rt:
         h = await rt.start_workflow(inbox, workflow_id="inbox-1")
         # Another connection holds the write lock, so the send waits inside BEGIN IMMEDIATE.
-        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        with contextlib.closing(sqldb.connect(db_path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")
             with anyio.move_on_after(0.3) as scope:
                 await rt.send("inbox-1", "lost", topic="in")

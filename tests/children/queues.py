@@ -66,7 +66,7 @@ def enter(out: Path, workflow_id: str) -> Path:
     return mark
 
 
-def build(db: Path, out: Path) -> litewf.Runtime:
+def build(db: str, out: Path) -> litewf.Runtime:
     rt = litewf.Runtime(db, recovery_interval=0.1)
     rt.queue("shared", concurrency=CONCURRENCY)
 
@@ -85,7 +85,7 @@ def build(db: Path, out: Path) -> litewf.Runtime:
     return rt
 
 
-async def serve(db: Path, out: Path) -> None:
+async def serve(db: str, out: Path) -> None:
     rt = build(db, out)
     async with rt:
         procs.touch(out / f"ready-{os.getpid()}")
@@ -94,7 +94,7 @@ async def serve(db: Path, out: Path) -> None:
 
 
 def main() -> None:
-    mode, db, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    mode, db, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     assert mode == "serve"
     anyio.run(serve, db, out)
 

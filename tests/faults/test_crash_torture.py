@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import procs
+from tests.conftest import drop_schema, postgres_database
 from tests.faults.torture import Violation, check_generation, read_log, torture
 
 #: Crash points in the default run; the soak takes a count of its own.
@@ -74,3 +75,24 @@ def test_checker_passes_a_clean_run_and_catches_tampering(tmp_path: Path) -> Non
     replayed[-1]["v"] = {**replayed[-1]["v"], "w": -1}
     with pytest.raises(Violation, match="saw"):
         check_generation(db, replayed, 0, 3, 2, 1)
+
+
+#: Crash points of the PostgreSQL run (named points and timers: no COMMIT hook there).
+PG_CRASH_POINTS = 24
+
+
+@pytest.mark.slow
+def test_crash_torture_quick_on_postgres(tmp_path: Path) -> None:
+    """The torture on a shared PostgreSQL database: SIGKILLs at named points, at random
+    moments and in streaks inside recovery; zero lost, zero duplicated."""
+    url = str(next(postgres_database()))
+    try:
+        figures = torture(tmp_path, PG_CRASH_POINTS, seed=20261127, url=url)
+    finally:
+        drop_schema(url)
+    print(json.dumps(figures.summary(), indent=1))
+    assert figures.crash_points == PG_CRASH_POINTS and figures.recovery_kills >= 3
+    assert figures.lost == figures.duplicated == 0
+    assert figures.acknowledged > 0 and figures.delivered >= figures.acknowledged
+    assert figures.generations >= 2
+    assert any(kind.startswith("point:") for kind in figures.kills) and figures.kills["timer"]

@@ -1,0 +1,176 @@
+"""litewf's storage on PostgreSQL: the same surface as ``_backend.SqliteBackend``.
+
+- ``write``/``read``: ``_pgdb.PgDatabase`` (group commit, one write lock per schema);
+- the change feed: ``LISTEN`` on the schema's channel, one listening connection per
+  runtime or client; a NOTIFY (sent by the committing transaction) wakes ``follow``,
+  which reads the change rows past the last one seen; a slow re-check covers a lost
+  notification;
+- executor liveness: session-level advisory locks (``_pgliveness``);
+- ``maintain()``: takes the executor lock back if the server ended its session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import anyio
+
+from . import _store as store
+from ._change import Change
+from ._exceptions import DatabaseError
+from ._pgdb import (
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE_S,
+    KEEPALIVE_INTERVAL_S,
+    PgDatabase,
+    import_psycopg,
+)
+from ._pgliveness import PgExecutorLock, PgProbe
+from ._pgschema import identity
+from ._tx import Tx
+from ._types import Durability
+
+__all__ = ["PostgresBackend"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The change feed reads the change log at least this often, notified or not.
+FULL_CHECK_S = 1.0
+
+
+class PostgresBackend:
+    """One litewf schema in a PostgreSQL database, shared by runtimes on many hosts."""
+
+    def __init__(self, url: str, *, durability: Durability, create: bool) -> None:
+        self.db = PgDatabase(url, durability=durability, create=create)
+        self.path = self.db.path
+        self._probe = PgProbe(self.db.url, self.db.schema)
+        self._locks: list[PgExecutorLock] = []
+        self.lost: str | None = None
+
+    @property
+    def on_change(self) -> Callable[[Change], None] | None:
+        return self.db.on_change
+
+    @on_change.setter
+    def on_change(self, callback: Callable[[Change], None] | None) -> None:
+        self.db.on_change = callback
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        try:
+            await self.db.close()
+        finally:
+            await anyio.to_thread.run_sync(self._probe.close)
+
+    def abandon(self) -> None:
+        self.db.abandon()
+        self._probe.close()
+
+    def check_process(self) -> None:
+        self.db.check_process()
+
+    async def write(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return await self.db.write(fn, *args, **kwargs)
+
+    async def read(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return await self.db.read(fn, *args, **kwargs)
+
+    # -- the change feed -----------------------------------------------------------------
+
+    async def follow(self, interval: float) -> None:
+        """Forever: hand other processes' changes to ``on_change``, woken by NOTIFY."""
+        psycopg = import_psycopg()
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.db.url,
+                autocommit=True,
+                keepalives=1,
+                keepalives_idle=KEEPALIVE_IDLE_S,
+                keepalives_interval=KEEPALIVE_INTERVAL_S,
+                keepalives_count=KEEPALIVE_COUNT,
+                application_name=f"litewf:{self.db.schema}",
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
+        try:
+            await conn.execute(f'LISTEN "{self.db.channel}"')
+            seq = await self.db.read(store.last_change)
+            wait = max(FULL_CHECK_S, interval)
+            while True:
+                try:
+                    if not await self._notified(conn, wait):
+                        continue  # only our own commits: their changes were handed over
+                except psycopg.Error as exc:
+                    raise DatabaseError(self.path, f"lost its listening connection: {exc}") from exc
+                seq, changes = await self.db.read(store.changes_since, seq)
+                on_change = self.on_change
+                if on_change is not None:
+                    for change in changes:
+                        on_change(change)
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _notified(self, conn: Any, wait: float) -> bool:
+        """Wait up to ``wait`` for a NOTIFY; whether another connection's commit (or the
+        timeout: the safety re-check) calls for reading the change log."""
+        async for notify in conn.notifies(timeout=wait, stop_after=1):
+            if notify.payload == self.db.token:
+                return False
+        return True
+
+    # -- executor liveness ---------------------------------------------------------------
+
+    def lock(self, executor_id: str) -> PgExecutorLock:
+        """Take the lock that says ``executor_id`` is alive (``ExecutorConflictError`` if
+        a live runtime holds it); release it with the returned object."""
+        lock = PgExecutorLock(self.db.url, self.db.schema, executor_id)
+        lock.acquire()
+        self._locks = [*self._locks, lock]
+        return lock
+
+    def alive(self, executor_id: str) -> bool:
+        """Whether a live session holds ``executor_id``'s lock on this database."""
+        return self._probe.alive(executor_id)
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Take back an executor lock whose session the server ended."""
+        for lock in self._locks:
+            await anyio.to_thread.run_sync(lock.ensure)
+
+    def keep_files(self) -> None:
+        """Nothing to keep in place (SQLite's side files have no counterpart here)."""
+        return
+
+    def wal_bytes(self) -> int:
+        return 0
+
+    async def info(self) -> dict[str, Any]:
+        """Facts about the open database for ``litewf doctor``; reads only."""
+
+        def facts(tx: Any) -> dict[str, Any]:
+            _, tables, version = identity(tx.pg, self.db.schema)
+            size = tx.pg.execute("SELECT pg_database_size(current_database())").fetchone()
+            counts = dict(tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status"))
+            return {
+                "path": self.path,
+                "schema": self.db.schema,
+                "schema_version": version,
+                "tables": tables,
+                "database_bytes": int(size[0]),
+                "workflows": {str(k): int(v) for k, v in counts.items()},
+            }
+
+        return await self.db.read(facts)

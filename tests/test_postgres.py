@@ -1,0 +1,173 @@
+"""PostgreSQL-only guarantees: takeover across processes by advisory locks, surviving
+connections the server terminates, refusing schemas that are not litewf's.
+
+Every test here runs on the server ``LITEWF_TEST_POSTGRES`` names (skipped without it);
+the rest of the suite runs on both backends through ``conftest.db_path``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import litewf
+from litewf._pgdialect import split_url
+from tests import procs
+from tests.conditions import wait_until
+from tests.conftest import postgres_database
+
+
+@pytest.fixture
+def pg_url() -> Any:
+    yield from postgres_database()
+
+
+def admin(url: str) -> Any:
+    import psycopg
+
+    dsn, _ = split_url(url)
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def lines(out: Path) -> list[list[str]]:
+    path = out / "log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_three_processes_one_killed_mid_step_is_taken_over_within_a_second(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Three runtimes in three processes share one database; the one SIGKILLed in the
+    middle of a step has its workflows taken over by a peer within a second, and their
+    recorded first step is not run again."""
+    n = 4
+    dead = procs.spawn("pg", pg_url, tmp_path, "dead", str(n))
+    peers = [procs.spawn("pg", pg_url, tmp_path, name, "0") for name in ("two", "three")]
+    try:
+        for name, proc in (("dead", dead), ("two", peers[0]), ("three", peers[1])):
+            await procs.wait_for_file(tmp_path / f"{name}.running", proc)
+        t_kill = time.time()
+        procs.kill(dead)
+        await wait_until(lambda: len([x for x in lines(tmp_path) if x[0] == "slow"]) >= 2 * n)
+        retaken = [x for x in lines(tmp_path) if x[0] == "slow" and int(x[2]) != dead.pid]
+        assert {x[1] for x in retaken} == {f"dead-{i}" for i in range(n)}
+        lag = max(float(x[3]) for x in retaken) - t_kill
+        assert lag <= 1.0, f"takeover took {lag:.3f} s"
+        (tmp_path / "release").touch()
+        async with litewf.Client(pg_url) as client:
+            for i in range(n):
+                handle = await client.retrieve_workflow(f"dead-{i}")
+                assert await handle.get_result(timeout=30) == f"done dead-{i}"
+    finally:
+        (tmp_path / "stop").touch()
+        for proc in peers:
+            await procs.finish_async(proc)
+    records = [x[1] for x in lines(tmp_path) if x[0] == "record"]
+    assert sorted(records) == sorted(f"dead-{i}" for i in range(n))  # each once
+
+
+async def test_connections_terminated_by_the_server_are_replaced(pg_url: str) -> None:
+    """The server ends every connection of a runtime mid-run (``pg_terminate_backend``):
+    calls fail with ``DatabaseError`` or succeed, the runtime recovers by itself, nothing
+    acknowledged is lost, and no step runs twice."""
+    _, schema = split_url(pg_url)
+    rt = litewf.Runtime(pg_url, recovery_interval=0.1)
+    runs: list[str] = []
+
+    @rt.step(name="count")
+    async def count(wid: str, i: int) -> None:
+        runs.append(f"{wid}:{i}")
+
+    @rt.workflow(name="pg.echo")
+    async def echo() -> list[Any]:
+        got = []
+        for i in range(3):
+            got.append(await rt.recv(timeout=60))
+            await count(rt.current_workflow_id() or "", i)
+        return got
+
+    acknowledged: list[int] = []
+    async with rt:
+        handle = await rt.start_workflow(echo, workflow_id="e")
+        with admin(pg_url) as conn:
+            mine = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+
+            def connected() -> int:
+                row = conn.execute(mine, (f"litewf:{schema}",)).fetchone()
+                return 0 if row is None else int(row[0])
+
+            await wait_until(lambda: connected() >= 3)  # reads/writes, listener, lock
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (f"litewf:{schema}",),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 3
+        with anyio.fail_after(20):
+            for message in range(3):
+                while True:
+                    try:
+                        await rt.send("e", message)
+                    except litewf.DatabaseError:
+                        await anyio.sleep(0.05)
+                        continue
+                    acknowledged.append(message)
+                    break
+            while True:
+                try:
+                    assert await handle.get_result(timeout=10) == acknowledged
+                    break
+                except litewf.DatabaseError:
+                    await anyio.sleep(0.05)
+    assert runs == ["e:0", "e:1", "e:2"]
+
+
+async def test_a_schema_that_is_not_litewfs_is_refused_untouched(pg_url: str) -> None:
+    _, schema = split_url(pg_url)
+    with admin(pg_url) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".mine (x int)')
+    with pytest.raises(litewf.ForeignDatabaseError):
+        async with litewf.Runtime(pg_url):
+            pass
+    with admin(pg_url) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+        ).fetchall()
+    assert tables == [("mine",)]
+
+
+async def test_a_newer_schema_is_refused_untouched(pg_url: str) -> None:
+    async with litewf.Runtime(pg_url):
+        pass
+    _, schema = split_url(pg_url)
+    with admin(pg_url) as conn:
+        conn.execute(f'UPDATE "{schema}".litewf_version SET version = 999')
+    with pytest.raises(litewf.SchemaTooNewError):
+        async with litewf.Client(pg_url):
+            pass
+
+
+async def test_a_client_needs_an_existing_database(pg_url: str) -> None:
+    with pytest.raises(litewf.DatabaseError, match="launch a Runtime"):
+        async with litewf.Client(pg_url):
+            pass
+
+
+async def test_without_the_driver_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No server needed: psycopg missing is reported with the extra to install."""
+    monkeypatch.setitem(__import__("sys").modules, "psycopg", None)  # import fails
+    with pytest.raises(litewf.LitewfError, match=r"pip install 'litewf\[postgres\]'"):
+        async with litewf.Runtime("postgresql://nobody@127.0.0.1:1/none"):
+            pass
+
+
+def test_a_bad_schema_name_is_refused() -> None:
+    with pytest.raises(litewf.InvalidValueError, match="schema"):
+        split_url("postgresql://h/db?schema=Bad-Name")
