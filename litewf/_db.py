@@ -37,7 +37,7 @@ from ._dbfile import (
 )
 from ._exceptions import DatabaseError, LitewfError
 from ._schema import SCHEMA_VERSION, migrate
-from ._tx import Params, Tx
+from ._tx import Params, Tx, Unit
 from ._types import Durability
 
 __all__ = ["Database"]
@@ -58,25 +58,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Unit:
-    """One caller's queued write: its function, and in time its result or error.
-
-    ``state`` is "queued" (may be withdrawn), "running" (in a batch in the database
-    thread: wait for ``run_over``) or "done" (``result`` or ``error`` is final).
-    """
-
-    __slots__ = ("args", "callbacks", "error", "fn", "result", "run_over", "state")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.args = args
-        self.state = "queued"
-        self.run_over = anyio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.callbacks: list[Callable[[], None]] = []
-
-
 class Database:
     """One SQLite file, opened for litewf; ``create=False`` never creates or migrates."""
 
@@ -86,7 +67,7 @@ class Database:
         self._create = create
         self._conn: aiosqlite.Connection | None = None
         self._lock = anyio.Lock()
-        self._queue: list[_Unit] = []
+        self._queue: list[Unit] = []
         self._pid = os.getpid()
         self.side_files = SideFiles(self.path)
         #: Called in the event loop with each change a write of this connection committed.
@@ -235,7 +216,7 @@ class Database:
         batch holding it to finish: the write happened fully or not at all.
         """
         conn = self.conn
-        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
+        unit = Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
         self._queue.append(unit)
         try:
             async with self._lock:
@@ -286,7 +267,7 @@ class Database:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    async def _run_batch(self, conn: aiosqlite.Connection, batch: list[_Unit]) -> bool:
+    async def _run_batch(self, conn: aiosqlite.Connection, batch: list[Unit]) -> bool:
         """One hop: BEGIN, every unit in a savepoint, COMMIT; False if the file was busy."""
         try:
             began = await _in_thread(conn, _run_units, batch, self.on_change)
@@ -406,7 +387,7 @@ def _rollback_if_open(conn: sqlite3.Connection) -> None:
 
 
 def _run_units(
-    conn: sqlite3.Connection, batch: list[_Unit], on_change: Callable[[Change], None] | None
+    conn: sqlite3.Connection, batch: list[Unit], on_change: Callable[[Change], None] | None
 ) -> bool:
     """BEGIN IMMEDIATE, each unit in a savepoint, COMMIT; errors kept per unit.
 

@@ -32,6 +32,7 @@ from ._exceptions import DatabaseError, LitewfError
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
 from ._pgtx import PgTx, row_factory
+from ._tx import Unit
 from ._types import Durability
 
 __all__ = ["PgDatabase", "advisory_key", "connect", "import_psycopg"]
@@ -109,21 +110,6 @@ def _bool_dumper(psycopg: Any) -> type:
     return BoolAsInt
 
 
-class _Unit:
-    """One caller's queued write (see ``_db._Unit``)."""
-
-    __slots__ = ("args", "callbacks", "error", "fn", "result", "run_over", "state")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.args = args
-        self.state = "queued"
-        self.run_over = anyio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.callbacks: list[Callable[[], None]] = []
-
-
 class PgDatabase:
     """One litewf schema in one PostgreSQL database; ``create=False`` never creates or
     migrates it (a Client's)."""
@@ -136,7 +122,7 @@ class PgDatabase:
         self._conn: Any = None
         self._thread_lock = anyio.CapacityLimiter(1)
         self._lock = anyio.Lock()
-        self._queue: list[_Unit] = []
+        self._queue: list[Unit] = []
         self._pid = os.getpid()
         self.write_key = advisory_key(self.schema, "write")
         self.channel = f"litewf_{self.schema}"[:63]
@@ -195,7 +181,7 @@ class PgDatabase:
         """Run ``fn(tx, *args)`` in a write transaction; return once it has committed
         (group commit, with ``_db.Database.write``'s cancellation rules)."""
         self.check_process()
-        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
+        unit = Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
         self._queue.append(unit)
         try:
             async with self._lock:
@@ -240,7 +226,7 @@ class PgDatabase:
                 except Exception:
                     logger.exception("litewf: an after-commit callback failed")
 
-    def _run_units(self, conn: Any, batch: list[_Unit]) -> None:
+    def _run_units(self, conn: Any, batch: list[Unit]) -> None:
         """BEGIN, the write lock, each unit (in a savepoint if several), NOTIFY, COMMIT."""
         psycopg = import_psycopg()
         single = len(batch) == 1

@@ -12,9 +12,11 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import anyio
+
 from ._change import Change
 
-__all__ = ["Params", "Tx"]
+__all__ = ["Params", "Tx", "Unit"]
 
 Params = Iterable[Any]
 
@@ -54,3 +56,23 @@ class Tx:
         on_change = self._on_change
         if on_change is not None:
             self._after_commit.append(lambda: on_change(change))
+
+
+class Unit:
+    """One caller's queued write in a backend's group commit (``_db``, ``_pgdb``): its
+    function, and in time its result or error.
+
+    ``state`` is "queued" (may be withdrawn), "running" (in a batch in the database
+    thread: wait for ``run_over``) or "done" (``result`` or ``error`` is final).
+    """
+
+    __slots__ = ("args", "callbacks", "error", "fn", "result", "run_over", "state")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.state = "queued"
+        self.run_over = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.callbacks: list[Callable[[], None]] = []
