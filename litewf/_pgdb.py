@@ -31,7 +31,7 @@ from ._change import Change
 from ._exceptions import DatabaseError, LitewfError
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
-from ._pgtx import PgTx, row_factory
+from ._pgtx import Later, PgTx, row_factory
 from ._tx import Unit
 from ._types import Durability
 
@@ -110,19 +110,131 @@ def _bool_dumper(psycopg: Any) -> type:
     return BoolAsInt
 
 
+class _Link:
+    """One connection, used from one worker thread at a time, (re)connected on demand.
+
+    A call that finds the connection broken drops it (the next call connects anew) and
+    fails with ``DatabaseError``."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        self.conn: Any = None
+        #: The connection's one cursor (reused: a cursor costs setting up).
+        self.cursor: Any = None
+        self.limiter = anyio.CapacityLimiter(1)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in a worker thread."""
+        db = self._db
+        db.check_process()
+        psycopg = import_psycopg()
+
+        def run() -> T:
+            if self.conn is None or self.conn.closed:
+                self.conn = connect(db.url, db.schema, durability=db.durability)
+                self.cursor = self.conn.cursor()
+            conn = self.conn
+            try:
+                return fn(conn, *args)
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                raise DatabaseError(db.path, str(exc).strip() or type(exc).__name__) from exc
+
+        return await anyio.to_thread.run_sync(run, limiter=self.limiter)
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(conn.close, limiter=self.limiter)
+
+    def abandon(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class _Batches:
+    """Calls queued while a batch runs go together in the next one: one thread hop and
+    one transaction on ``link`` (``run(connection, batch)``), with ``_db.Database.write``'s
+    cancellation rules: a queued call may be withdrawn, a running one is waited out."""
+
+    def __init__(self, link: _Link, run: Callable[[Any, list[Unit]], None]) -> None:
+        self._link = link
+        self._run = run
+        self._queue: list[Unit] = []
+        self._lock = anyio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._lock.locked()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        unit = Unit(fn, args)
+        self._queue.append(unit)
+        try:
+            async with self._lock:
+                if unit.state == "queued":
+                    await self._flush()
+        except BaseException:
+            while unit.state == "running":
+                with anyio.CancelScope(shield=True):
+                    await unit.run_over.wait()
+            if unit.state == "queued":
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(unit)
+            raise
+        assert unit.state == "done"
+        if unit.error is not None:
+            raise unit.error
+        return unit.result
+
+    async def _flush(self) -> None:
+        await anyio.lowlevel.checkpoint()  # let woken tasks join this batch
+        batch, self._queue = self._queue, []
+        run_over = anyio.Event()
+        for unit in batch:
+            unit.state, unit.run_over = "running", run_over
+        try:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._link.call(self._run, batch)
+                except BaseException as exc:
+                    for unit in batch:
+                        unit.error, unit.callbacks = exc, []
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            for unit in batch:
+                unit.state = "done"
+            run_over.set()
+        for unit in batch:
+            for callback in unit.callbacks:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("litewf: an after-commit callback failed")
+
+
 class PgDatabase:
     """One litewf schema in one PostgreSQL database; ``create=False`` never creates or
-    migrates it (a Client's)."""
+    migrates it (a Client's).
+
+    Two connections: one for writes, one for reads, so that reads never wait behind a
+    batch of writes (each is still one thread hop per batch)."""
 
     def __init__(self, url: str, *, durability: Durability, create: bool) -> None:
         self.url, self.schema = split_url(url)
         self.path = redact(url)
-        self._durability = durability
+        self.durability = durability
         self._create = create
-        self._conn: Any = None
-        self._thread_lock = anyio.CapacityLimiter(1)
-        self._lock = anyio.Lock()
-        self._queue: list[Unit] = []
         self._pid = os.getpid()
         self.write_key = advisory_key(self.schema, "write")
         self.channel = f"litewf_{self.schema}"[:63]
@@ -130,11 +242,18 @@ class PgDatabase:
         #: (their changes reached ``on_change`` at commit already).
         self.token = os.urandom(8).hex()
         self.on_change: Callable[[Change], None] | None = None
+        self._writer = _Link(self)
+        self._reader = _Link(self)
+        self._writes = _Batches(self._writer, self._run_writes)
+        self._reads = _Batches(self._reader, self._run_reads)
+        # Sent as one simple query each (no parameters: the values are ours).
+        self._begin = f"BEGIN; SELECT pg_advisory_xact_lock({self.write_key})"
+        self._notify_commit = f"NOTIFY \"{self.channel}\", '{self.token}'; COMMIT"
 
     async def open(self) -> None:
         self._pid = os.getpid()
         try:
-            await self._in_thread(self._setup)
+            await self._writer.call(self._setup)
         except BaseException:
             self.abandon()
             raise
@@ -153,93 +272,92 @@ class PgDatabase:
                 f"cannot be used in another process (a fork() child); create a new one here"
             )
 
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` in a worker thread, one at a time; (re)connect
-        first if needed. A lost connection is dropped and reported as ``DatabaseError``."""
-        self.check_process()
-        psycopg = import_psycopg()
+    @property
+    def writing(self) -> bool:
+        """Whether a group commit is under way (for tests of the batching)."""
+        return self._writes.running
 
-        def run() -> T:
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(self.url, self.schema, durability=self._durability)
-            conn = self._conn
-            try:
-                return fn(conn, *args)
-            except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                raise DatabaseError(self.path, str(exc).strip() or type(exc).__name__) from exc
+    @property
+    def queued(self) -> int:
+        """How many writes wait for the next group commit (for tests of the batching)."""
+        return self._writes.queued
 
-        return await anyio.to_thread.run_sync(run, limiter=self._thread_lock)
+    @property
+    def reads_queued(self) -> int:
+        """How many reads wait for the next shared snapshot (for tests of the batching)."""
+        return self._reads.queued
 
-    # -- writes and reads --------------------------------------------------------------
+    # -- writes ------------------------------------------------------------------------
 
     async def write(
         self, fn: Callable[Concatenate[PgTx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run ``fn(tx, *args)`` in a write transaction; return once it has committed
-        (group commit, with ``_db.Database.write``'s cancellation rules)."""
+        (group commit, with ``_db.Database.write``'s cancellation rules).
+
+        ``fn`` may run twice: a batch first runs its units without savepoints and runs
+        them again, each in its own, if one fails; so ``fn`` changes nothing but the
+        database."""
         self.check_process()
-        unit = Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
-        self._queue.append(unit)
-        try:
-            async with self._lock:
-                if unit.state == "queued":
-                    await self._flush()
-        except BaseException:
-            while unit.state == "running":
-                with anyio.CancelScope(shield=True):
-                    await unit.run_over.wait()
-            if unit.state == "queued":
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(unit)
-            raise
-        assert unit.state == "done"
-        if unit.error is not None:
-            raise unit.error
-        return unit.result  # type: ignore[no-any-return]
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        return await self._writes.submit(call, args)  # type: ignore[no-any-return]
 
-    async def _flush(self) -> None:
-        await anyio.lowlevel.checkpoint()  # let woken tasks join this batch
-        batch, self._queue = self._queue, []
-        run_over = anyio.Event()
-        for unit in batch:
-            unit.state, unit.run_over = "running", run_over
+    def _run_writes(self, conn: Any, batch: list[Unit]) -> None:
+        """The batch in one transaction, under the schema's write lock, with one NOTIFY
+        if a unit logged a change; optimistic first (no savepoint: a batch of units costs
+        their statements alone), unit by unit in savepoints if one of them fails."""
+        if len(batch) > 1 and self._try_together(conn, batch):
+            return
+        self._run_apart(conn, batch)
+
+    def _try_together(self, conn: Any, batch: list[Unit]) -> bool:
+        """Run every unit in one transaction; False (all rolled back) if one raised."""
+        psycopg = import_psycopg()
+        conn.execute(self._begin)
         try:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._in_thread(self._run_units, batch)
-                except BaseException as exc:
-                    for unit in batch:
-                        unit.error, unit.callbacks = exc, []
-                    if not isinstance(exc, Exception):
-                        raise
-        finally:
+            notify = False
+            done: list[tuple[Unit, Any, PgTx]] = []
+            later = Later()
             for unit in batch:
-                unit.state = "done"
-            run_over.set()
-        for unit in batch:
-            for callback in unit.callbacks:
+                tx = PgTx(conn, self.path, self.on_change, later, self._writer.cursor)
                 try:
-                    callback()
+                    result = unit.fn(tx, *unit.args)
                 except Exception:
-                    logger.exception("litewf: an after-commit callback failed")
+                    if conn.closed or conn.broken:
+                        raise
+                    conn.execute("ROLLBACK")
+                    return False
+                done.append((unit, result, tx))
+                notify = notify or tx.logged
+            try:
+                later.send(tx.cursor)
+            except psycopg.Error:
+                if conn.closed or conn.broken:
+                    raise
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute(self._notify_commit if notify else "COMMIT")
+        except BaseException:
+            _rollback_if_open(conn, psycopg)
+            raise
+        for unit, result, tx in done:
+            unit.result, unit.callbacks = result, tx._after_commit
+        return True
 
-    def _run_units(self, conn: Any, batch: list[Unit]) -> None:
-        """BEGIN, the write lock, each unit (in a savepoint if several), NOTIFY, COMMIT."""
+    def _run_apart(self, conn: Any, batch: list[Unit]) -> None:
+        """Each unit in a savepoint (none for a lone unit): one failing unit fails alone."""
         psycopg = import_psycopg()
         single = len(batch) == 1
-        conn.execute("BEGIN")
+        conn.execute(self._begin)
         try:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_key,))
             notify = False
             for unit in batch:
                 if not single:
                     conn.execute("SAVEPOINT unit")
-                tx = PgTx(conn, self.path, self.on_change)
+                tx = PgTx(conn, self.path, self.on_change, cursor=self._writer.cursor)
                 try:
                     unit.result = unit.fn(tx, *unit.args)
+                    tx.later.send(tx.cursor)
                 except BaseException as exc:
                     if isinstance(exc, psycopg.Error):
                         if conn.closed or conn.broken:
@@ -249,47 +367,69 @@ class PgDatabase:
                     if single:
                         conn.execute("ROLLBACK")
                         return
-                    conn.execute("ROLLBACK TO SAVEPOINT unit")
-                    conn.execute("RELEASE SAVEPOINT unit")
+                    conn.execute("ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit")
                 else:
                     if not single:
                         conn.execute("RELEASE SAVEPOINT unit")
                     unit.callbacks = tx._after_commit
                     notify = notify or tx.logged
-            if notify:
-                conn.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
-            conn.execute("COMMIT")
+            conn.execute(self._notify_commit if notify else "COMMIT")
         except BaseException:
-            if not conn.closed and not conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
+            _rollback_if_open(conn, psycopg)
             raise
+
+    # -- reads -------------------------------------------------------------------------
 
     async def read(
         self, fn: Callable[Concatenate[PgTx, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``fn(tx, *args)`` in one read-only snapshot."""
+        """Run ``fn(tx, *args)`` in a read-only snapshot. Reads asked for meanwhile share
+        one: it is taken after each of them was asked for, so each sees every write that
+        committed before it was asked."""
+        self.check_process()
         call = functools.partial(fn, **kwargs) if kwargs else fn
+        return await self._reads.submit(call, args)  # type: ignore[no-any-return]
 
-        def run(conn: Any) -> T:
+    def _run_reads(self, conn: Any, batch: list[Unit]) -> None:
+        """One REPEATABLE READ snapshot for the batch; a database error ends it, and the
+        units after the failed one get a fresh snapshot."""
+        psycopg = import_psycopg()
+        pending = batch
+        while pending:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            failed = False
             try:
-                return call(PgTx(conn, self.path), *args)  # type: ignore[call-arg]
+                for i, unit in enumerate(pending):
+                    try:
+                        tx = PgTx(conn, self.path, cursor=self._reader.cursor)
+                        unit.result = unit.fn(tx, *unit.args)
+                    except psycopg.Error as exc:
+                        if conn.closed or conn.broken:
+                            raise
+                        unit.error = DatabaseError(self.path, str(exc).strip())
+                        failed = True
+                    except Exception as exc:  # noqa: BLE001 - the caller's to raise
+                        unit.error = exc
+                    if failed:
+                        pending = pending[i + 1 :]
+                        break
+                else:
+                    pending = []
             finally:
                 if not conn.closed and not conn.broken:
-                    conn.execute("COMMIT")
-
-        return await self._in_thread(run)
+                    conn.execute("ROLLBACK" if failed else "COMMIT")
 
     async def close(self) -> None:
         self.check_process()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(conn.close, limiter=self._thread_lock)
+        await self._writer.close()
+        await self._reader.close()
 
     def abandon(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self._writer.abandon()
+        self._reader.abandon()
+
+
+def _rollback_if_open(conn: Any, psycopg: Any) -> None:
+    if not conn.closed and not conn.broken:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("ROLLBACK")

@@ -7,6 +7,7 @@ integers, as SQLite stores them.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -15,12 +16,13 @@ from ._change import Change
 from ._pgdialect import translate
 from ._tx import Params, Tx
 
-__all__ = ["PgRow", "PgTx", "row_factory"]
+__all__ = ["Later", "PgRow", "PgTx", "row_factory"]
 
 
 class PgRow(tuple[Any, ...]):
     """A row by position or by column name (``row["status"]``)."""
 
+    __slots__ = ()
     _index: dict[str, int]
 
     def __getitem__(self, key: Any) -> Any:
@@ -33,44 +35,108 @@ class PgRow(tuple[Any, ...]):
 
 
 def row_factory(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
-    """psycopg's row factory for ``PgRow``."""
-    description = cursor.description or ()
-    index = {column.name: i for i, column in enumerate(description)}
+    """psycopg's row factory for ``PgRow`` (one row class per set of column names)."""
+    result = cursor.pgresult
+    fields = result.nfields if result is not None else 0
+    return _row_class(tuple(result.fname(i) for i in range(fields)) if fields else ())
 
-    def make(values: Sequence[Any]) -> PgRow:
-        row = PgRow(values)
-        row._index = index
-        return row
 
-    return make
+@functools.lru_cache(maxsize=256)
+def _row_class(names: tuple[bytes, ...]) -> type[PgRow]:
+    """A ``PgRow`` subclass that knows these column names; calling it makes a row."""
+    index = {name.decode(): i for i, name in enumerate(names)}
+    return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
+
+
+class Later:
+    """The ``execute_later`` statements of one batch, and the tables they write."""
+
+    __slots__ = ("statements", "tables")
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.tables: set[str] = set()
+
+    def add(self, sql: str, params: tuple[Any, ...]) -> None:
+        self.statements.append((sql, params))
+        self.tables.add(_table(sql))
+
+    def touched_by(self, sql: str) -> bool:
+        """Whether ``sql`` names a table that a waiting statement writes."""
+        return any(table in sql for table in self.tables)
+
+    def send(self, cursor: Any) -> None:
+        """Run the waiting statements in order: one pipelined ``executemany`` per run of
+        equal statements."""
+        statements = self.statements
+        start = 0
+        while start < len(statements):
+            sql = statements[start][0]
+            end = start + 1
+            while end < len(statements) and statements[end][0] == sql:
+                end += 1
+            cursor.executemany(translate(sql), [params for _, params in statements[start:end]])
+            start = end
+        self.discard()
+
+    def discard(self) -> None:
+        self.statements.clear()
+        self.tables.clear()
 
 
 class PgTx(Tx):
-    """A ``Tx`` over one psycopg (sync) connection, run in the database's thread."""
+    """A ``Tx`` over one psycopg (sync) connection, run in the database's thread.
 
-    __slots__ = ("database", "logged", "pg")
+    ``execute_later`` statements wait in ``later`` (the units of a batch share one)
+    until the batch sends them before its commit, or until a statement names a table
+    they write."""
+
+    __slots__ = ("cursor", "database", "later", "logged", "pg")
 
     def __init__(
-        self, pg: Any, where: str, on_change: Callable[[Change], None] | None = None
+        self,
+        pg: Any,
+        where: str,
+        on_change: Callable[[Change], None] | None = None,
+        later: Later | None = None,
+        cursor: Any = None,
     ) -> None:
         super().__init__(cast(sqlite3.Connection, None), on_change)
         self.pg = pg
+        self.cursor = pg.cursor() if cursor is None else cursor
         self.database = where
+        self.later = Later() if later is None else later
         #: Whether a change was logged (the commit then sends a NOTIFY).
         self.logged = False
 
+    def _run(self, sql: str, params: Params) -> Any:
+        later = self.later
+        if later.statements and later.touched_by(sql):
+            later.send(self.cursor)
+        cursor = self.cursor
+        cursor.execute(translate(sql), tuple(params))
+        return cursor
+
     def execute(self, sql: str, params: Params = ()) -> int:
-        cursor = self.pg.execute(translate(sql), tuple(params))
-        return int(cursor.rowcount)
+        return int(self._run(sql, params).rowcount)
+
+    def execute_later(self, sql: str, params: Params = ()) -> None:
+        self.later.add(sql, tuple(params))
 
     def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        row = self.pg.execute(translate(sql), tuple(params)).fetchone()
-        return cast(sqlite3.Row | None, row)
+        return cast(sqlite3.Row | None, self._run(sql, params).fetchone())
 
     def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        rows = self.pg.execute(translate(sql), tuple(params)).fetchall()
-        return cast(list[sqlite3.Row], rows)
+        return cast(list[sqlite3.Row], self._run(sql, params).fetchall())
 
     def changed(self, change: Change) -> None:
         self.logged = True
         super().changed(change)
+
+
+@functools.lru_cache(maxsize=64)
+def _table(sql: str) -> str:
+    """The table an ``INSERT INTO t ...`` statement writes (else the whole text, which
+    no other statement contains)."""
+    words = sql.split()
+    return words[2] if len(words) > 2 and words[0].upper() == "INSERT" else sql

@@ -94,7 +94,7 @@ def _status_or_corrupt(db: Tx, row: sqlite3.Row) -> WorkflowStatus | CorruptData
 def log_change(tx: Tx, change: Change) -> None:
     """Record ``change`` for other processes' pollers, and for this process's waiters once
     the transaction commits: every wake-up litewf makes comes from here."""
-    tx.execute(
+    tx.execute_later(
         "INSERT INTO changes (kind, workflow_id, key, created_at) VALUES (?, ?, ?, ?)",
         (change.kind.value, change.workflow_id, change.key, now()),
     )

@@ -40,6 +40,12 @@ class Tx:
         """Run a statement; return the number of rows it changed."""
         return self.conn.execute(sql, tuple(params)).rowcount
 
+    def execute_later(self, sql: str, params: Params = ()) -> None:
+        """Run a statement whose result nobody reads, at the latest before the transaction
+        commits (PostgreSQL sends such statements of a whole batch together; SQLite runs
+        it now). A later statement of the transaction on the same table sees it."""
+        self.conn.execute(sql, tuple(params))
+
     def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(sql, tuple(params)).fetchone()
         return row

@@ -1,0 +1,149 @@
+"""PostgreSQL's batches: writes queued together share one transaction yet fail alone,
+statements whose result nobody reads wait for the batch's end yet are seen by later
+statements, and reads queued together share one snapshot yet fail alone.
+
+Runs on the server ``LITEWF_TEST_POSTGRES`` names (skipped without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from litewf import _store as store
+from litewf._change import Change
+from litewf._exceptions import DatabaseError
+from litewf._pgdb import PgDatabase
+from litewf._tx import Tx
+from tests.conditions import wait_until
+from tests.conftest import postgres_database
+from tests.test_postgres import admin
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[PgDatabase]:
+    for url in postgres_database():
+        database = PgDatabase(str(url), durability="full", create=True)
+        await database.open()
+        try:
+            yield database
+        finally:
+            await database.close()
+
+
+async def _queued_behind_the_write_lock(
+    db: PgDatabase, calls: list[Callable[[], Any]], first: Callable[[], Any]
+) -> None:
+    """Run ``first`` while another session holds the schema's write lock, then queue
+    ``calls`` behind it (so they form one batch) and let the lock go."""
+    with admin(db.url) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (db.write_key,))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await wait_until(lambda: db.writing)
+            for call in calls:
+                tg.start_soon(call)
+            await wait_until(lambda: db.queued == len(calls))
+            other.execute("SELECT pg_advisory_unlock(%s)", (db.write_key,))
+
+
+async def test_a_failing_write_rolls_back_alone_in_a_shared_commit(db: PgDatabase) -> None:
+    runs: dict[str, int] = {}
+    outcomes: dict[str, object] = {}
+
+    def insert(tx: Tx, workflow_id: str, fail: bool) -> str:
+        runs[workflow_id] = runs.get(workflow_id, 0) + 1
+        store.insert_workflow(tx, workflow_id, "db.double", "{}", "ex", None)
+        store.log_change(tx, Change.status(workflow_id))
+        if fail:
+            raise RuntimeError("after the insert")
+        return workflow_id
+
+    def write(workflow_id: str, fail: bool = False) -> Callable[[], Any]:
+        async def call() -> None:
+            try:
+                outcomes[workflow_id] = await db.write(insert, workflow_id, fail)
+            except RuntimeError as exc:
+                outcomes[workflow_id] = exc
+
+        return call
+
+    await _queued_behind_the_write_lock(
+        db, [write("w1"), write("w2", fail=True), write("w3")], write("w0")
+    )
+    assert [outcomes[f"w{i}"] for i in (0, 1, 3)] == ["w0", "w1", "w3"]
+    assert isinstance(outcomes["w2"], RuntimeError)
+    rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
+    assert [r[0] for r in rows] == ["w0", "w1", "w3"]
+    changes = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM changes ORDER BY seq"))
+    assert [r[0] for r in changes] == ["w0", "w1", "w3"]
+    # The batch ran together first up to w2, then each unit apart.
+    assert runs == {"w0": 1, "w1": 2, "w2": 2, "w3": 1}
+
+
+async def test_a_batch_without_failures_runs_each_unit_once(db: PgDatabase) -> None:
+    runs: list[str] = []
+
+    def insert(tx: Tx, workflow_id: str) -> None:
+        runs.append(workflow_id)
+        store.insert_workflow(tx, workflow_id, "db.double", "{}", "ex", None)
+        store.log_change(tx, Change.status(workflow_id))
+
+    def write(workflow_id: str) -> Callable[[], Any]:
+        return lambda: db.write(insert, workflow_id)
+
+    await _queued_behind_the_write_lock(db, [write(f"w{i}") for i in range(1, 6)], write("w0"))
+    assert sorted(runs) == [f"w{i}" for i in range(6)]
+    changes = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM changes ORDER BY seq"))
+    assert sorted(r[0] for r in changes) == [f"w{i}" for i in range(6)]
+
+
+async def test_a_statement_on_the_changes_table_sees_the_changes_logged_before_it(
+    db: PgDatabase,
+) -> None:
+    def log_then_count(tx: Tx) -> list[int]:
+        counts = []
+        for i in range(3):
+            store.log_change(tx, Change.status(f"w{i}"))
+            counts.append(tx.fetchone("SELECT count(*) FROM changes")[0])  # type: ignore[index]
+        return counts
+
+    assert await db.write(log_then_count) == [1, 2, 3]
+    assert await db.read(store.last_change) == 3
+
+
+async def test_reads_queued_together_share_a_snapshot_yet_fail_alone(db: PgDatabase) -> None:
+    await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
+    outcomes: dict[str, object] = {}
+    release = anyio.Event()
+
+    def blocking(tx: Tx) -> None:
+        anyio.from_thread.run(release.wait)
+
+    def read(name: str, sql: str) -> Callable[[], Any]:
+        async def call() -> None:
+            try:
+                outcomes[name] = await db.read(lambda tx: tx.fetchall(sql))
+            except DatabaseError as exc:
+                outcomes[name] = exc
+
+        return call
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(db.read, blocking)
+        await wait_until(lambda: db._reads.running)
+        calls = [
+            read("before", "SELECT workflow_id FROM workflows"),
+            read("bad", "SELECT no_such_column FROM workflows"),
+            read("after", "SELECT count(*) FROM workflows"),
+        ]
+        for call in calls:
+            tg.start_soon(call)
+        await wait_until(lambda: db.reads_queued == 3)
+        release.set()
+    assert [tuple(r) for r in outcomes["before"]] == [("w0",)]  # type: ignore[attr-defined]
+    assert isinstance(outcomes["bad"], DatabaseError)
+    assert [tuple(r) for r in outcomes["after"]] == [(1,)]  # type: ignore[attr-defined]
