@@ -246,7 +246,7 @@ class PgDatabase:
         self._reader = _Link(self)
         self._writes = _Batches(self._writer, self._run_writes)
         self._reads = _Batches(self._reader, self._run_reads)
-        # Sent as one simple query each (no parameters: the values are ours).
+        #: The rare unit-by-unit path: one simple query each (the values are ours).
         self._begin = f"BEGIN; SELECT pg_advisory_xact_lock({self.write_key})"
         self._notify_commit = f"NOTIFY \"{self.channel}\", '{self.token}'; COMMIT"
 
@@ -304,39 +304,39 @@ class PgDatabase:
 
     def _run_writes(self, conn: Any, batch: list[Unit]) -> None:
         """The batch in one transaction, under the schema's write lock, with one NOTIFY
-        if a unit logged a change; optimistic first (no savepoint: a batch of units costs
-        their statements alone), unit by unit in savepoints if one of them fails."""
-        if len(batch) > 1 and self._try_together(conn, batch):
-            return
-        self._run_apart(conn, batch)
+        if a unit logged a change: together first, unit by unit if one of them fails."""
+        if not self._try_together(conn, batch):
+            self._run_apart(conn, batch)
 
     def _try_together(self, conn: Any, batch: list[Unit]) -> bool:
-        """Run every unit in one transaction; False (all rolled back) if one raised."""
+        """Run every unit in one pipelined transaction, no savepoints; False (all rolled
+        back) if one raised.
+
+        Pipelined: a round trip only where a unit needs a result, and one for BEGIN, the
+        write lock and the first of them; one for the deferred statements, the NOTIFY
+        and the COMMIT."""
         psycopg = import_psycopg()
-        conn.execute(self._begin)
+        cursor = self._writer.cursor
+        done: list[tuple[Unit, Any, PgTx]] = []
         try:
-            notify = False
-            done: list[tuple[Unit, Any, PgTx]] = []
-            later = Later()
-            for unit in batch:
-                tx = PgTx(conn, self.path, self.on_change, later, self._writer.cursor)
-                try:
-                    result = unit.fn(tx, *unit.args)
-                except Exception:
-                    if conn.closed or conn.broken:
-                        raise
-                    conn.execute("ROLLBACK")
-                    return False
-                done.append((unit, result, tx))
-                notify = notify or tx.logged
-            try:
-                later.send(tx.cursor)
-            except psycopg.Error:
-                if conn.closed or conn.broken:
-                    raise
-                conn.execute("ROLLBACK")
-                return False
-            conn.execute(self._notify_commit if notify else "COMMIT")
+            with conn.pipeline() as pipe:
+                cursor.execute("BEGIN")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_key,))
+                notify = False
+                later = Later()
+                for unit in batch:
+                    tx = PgTx(conn, self.path, self.on_change, later, cursor, pipe)
+                    done.append((unit, unit.fn(tx, *unit.args), tx))
+                    notify = notify or tx.logged
+                later.send(cursor)
+                if notify:
+                    cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
+                cursor.execute("COMMIT")
+        except Exception:
+            if conn.closed or conn.broken:
+                raise
+            _rollback_if_open(conn, psycopg)
+            return False
         except BaseException:
             _rollback_if_open(conn, psycopg)
             raise
@@ -391,33 +391,36 @@ class PgDatabase:
         return await self._reads.submit(call, args)  # type: ignore[no-any-return]
 
     def _run_reads(self, conn: Any, batch: list[Unit]) -> None:
-        """One REPEATABLE READ snapshot for the batch; a database error ends it, and the
-        units after the failed one get a fresh snapshot."""
+        """One pipelined REPEATABLE READ snapshot for the batch (BEGIN travels with the
+        first query); a database error ends it, the units after the failed one get a
+        fresh snapshot."""
         psycopg = import_psycopg()
+        cursor = self._reader.cursor
         pending = batch
         while pending:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            failed = False
+            failed = 0
             try:
-                for i, unit in enumerate(pending):
-                    try:
-                        tx = PgTx(conn, self.path, cursor=self._reader.cursor)
-                        unit.result = unit.fn(tx, *unit.args)
-                    except psycopg.Error as exc:
-                        if conn.closed or conn.broken:
+                with conn.pipeline() as pipe:
+                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    for failed, unit in enumerate(pending):  # noqa: B007 - kept on error
+                        tx = PgTx(conn, self.path, cursor=cursor, pipe=pipe)
+                        try:
+                            unit.result = unit.fn(tx, *unit.args)
+                        except psycopg.Error:
                             raise
-                        unit.error = DatabaseError(self.path, str(exc).strip())
-                        failed = True
-                    except Exception as exc:  # noqa: BLE001 - the caller's to raise
-                        unit.error = exc
-                    if failed:
-                        pending = pending[i + 1 :]
-                        break
-                else:
-                    pending = []
-            finally:
-                if not conn.closed and not conn.broken:
-                    conn.execute("ROLLBACK" if failed else "COMMIT")
+                        except Exception as exc:  # noqa: BLE001 - the caller's to raise
+                            unit.error = exc
+                    failed = len(pending)  # past the units: their reads stand
+                    cursor.execute("COMMIT")
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    raise
+                _rollback_if_open(conn, psycopg)
+                if failed < len(pending):
+                    pending[failed].error = DatabaseError(self.path, str(exc).strip())
+                pending = pending[failed + 1 :]
+            else:
+                pending = []
 
     async def close(self) -> None:
         self.check_process()

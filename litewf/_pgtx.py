@@ -91,7 +91,7 @@ class PgTx(Tx):
     until the batch sends them before its commit, or until a statement names a table
     they write."""
 
-    __slots__ = ("cursor", "database", "later", "logged", "pg")
+    __slots__ = ("cursor", "database", "later", "logged", "pg", "pipe")
 
     def __init__(
         self,
@@ -100,12 +100,15 @@ class PgTx(Tx):
         on_change: Callable[[Change], None] | None = None,
         later: Later | None = None,
         cursor: Any = None,
+        pipe: Any = None,
     ) -> None:
         super().__init__(cast(sqlite3.Connection, None), on_change)
         self.pg = pg
         self.cursor = pg.cursor() if cursor is None else cursor
         self.database = where
         self.later = Later() if later is None else later
+        #: The connection's pipeline, if one is open: a row count needs a sync.
+        self.pipe = pipe
         #: Whether a change was logged (the commit then sends a NOTIFY).
         self.logged = False
 
@@ -118,7 +121,10 @@ class PgTx(Tx):
         return cursor
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        return int(self._run(sql, params).rowcount)
+        cursor = self._run(sql, params)
+        if self.pipe is not None:
+            self.pipe.sync()
+        return int(cursor.rowcount)
 
     def execute_later(self, sql: str, params: Params = ()) -> None:
         self.later.add(sql, tuple(params))
