@@ -224,6 +224,7 @@ class Database:
                     await self._flush(conn)
         except BaseException:
             while unit.state == "running":  # its batch is in the thread: learn how it ended
+                assert unit.run_over is not None  # set with "running"
                 with anyio.CancelScope(shield=True):
                     await unit.run_over.wait()
             if unit.state == "queued":  # never ran: withdraw it, nothing was written

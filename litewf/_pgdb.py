@@ -185,6 +185,7 @@ class _Batches:
                     await self._flush()
         except BaseException:
             while unit.state == "running":
+                assert unit.run_over is not None  # set with "running"
                 with anyio.CancelScope(shield=True):
                     await unit.run_over.wait()
             if unit.state == "queued":

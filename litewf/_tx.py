@@ -78,7 +78,8 @@ class Unit:
         self.fn = fn
         self.args = args
         self.state = "queued"
-        self.run_over = anyio.Event()
+        #: Set by the batch that runs the unit (shared by the batch's units).
+        self.run_over: anyio.Event | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.callbacks: list[Callable[[], None]] = []
