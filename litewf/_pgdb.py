@@ -31,7 +31,7 @@ from ._change import Change
 from ._exceptions import DatabaseError, LitewfError
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
-from ._pgtx import Later, PgTx, row_factory
+from ._pgtx import Later, NeedsSnapshot, PgTx, row_factory
 from ._tx import Unit
 from ._types import Durability
 
@@ -397,6 +397,8 @@ class PgDatabase:
         fresh snapshot."""
         psycopg = import_psycopg()
         cursor = self._reader.cursor
+        if len(batch) == 1 and self._read_alone(conn, cursor, batch[0]):
+            return
         pending = batch
         while pending:
             failed = 0
@@ -422,6 +424,26 @@ class PgDatabase:
                 pending = pending[failed + 1 :]
             else:
                 pending = []
+
+    def _read_alone(self, conn: Any, cursor: Any, unit: Unit) -> bool:
+        """Run a lone read as one statement outside a transaction (a statement is its
+        own snapshot: one round trip instead of BEGIN, query, COMMIT); False, with
+        nothing kept, if it needs more than one statement."""
+        psycopg = import_psycopg()
+        tx = PgTx(conn, self.path, cursor=cursor)
+        tx.lone = False
+        try:
+            unit.result = unit.fn(tx, *unit.args)
+        except NeedsSnapshot:
+            unit.result = None
+            return False
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise
+            unit.error = DatabaseError(self.path, str(exc).strip())
+        except Exception as exc:  # noqa: BLE001 - the caller's to raise
+            unit.error = exc
+        return True
 
     async def close(self) -> None:
         self.check_process()

@@ -16,7 +16,7 @@ from ._change import Change
 from ._pgdialect import translate
 from ._tx import Params, Tx
 
-__all__ = ["Later", "PgRow", "PgTx", "row_factory"]
+__all__ = ["Later", "NeedsSnapshot", "PgRow", "PgTx", "row_factory"]
 
 
 class PgRow(tuple[Any, ...]):
@@ -46,6 +46,12 @@ def _row_class(names: tuple[bytes, ...]) -> type[PgRow]:
     """A ``PgRow`` subclass that knows these column names; calling it makes a row."""
     index = {name.decode(): i for i, name in enumerate(names)}
     return type("PgRow", (PgRow,), {"__slots__": (), "_index": index})
+
+
+class NeedsSnapshot(BaseException):
+    """A read run as one statement outside a transaction asked for a second: run it
+    again in a snapshot (a BaseException: the read's own ``except Exception`` lets it
+    through)."""
 
 
 class Later:
@@ -91,7 +97,7 @@ class PgTx(Tx):
     until the batch sends them before its commit, or until a statement names a table
     they write."""
 
-    __slots__ = ("cursor", "database", "later", "logged", "pg", "pipe")
+    __slots__ = ("_pg", "cursor", "database", "later", "logged", "lone", "pipe")
 
     def __init__(
         self,
@@ -103,16 +109,31 @@ class PgTx(Tx):
         pipe: Any = None,
     ) -> None:
         super().__init__(cast(sqlite3.Connection, None), on_change)
-        self.pg = pg
+        self._pg = pg
         self.cursor = pg.cursor() if cursor is None else cursor
         self.database = where
         self.later = Later() if later is None else later
         #: The connection's pipeline, if one is open: a row count needs a sync.
         self.pipe = pipe
+        #: For a read outside a transaction: None (in one), else whether its one
+        #: statement ran (a second raises ``NeedsSnapshot``).
+        self.lone: bool | None = None
         #: Whether a change was logged (the commit then sends a NOTIFY).
         self.logged = False
 
+    @property
+    def pg(self) -> Any:
+        """The psycopg connection, for what the ``Tx`` surface lacks (a read using it
+        runs in a snapshot)."""
+        if self.lone is not None:
+            raise NeedsSnapshot
+        return self._pg
+
     def _run(self, sql: str, params: Params) -> Any:
+        if self.lone is not None:
+            if self.lone:
+                raise NeedsSnapshot
+            self.lone = True
         later = self.later
         if later.statements and later.touched_by(sql):
             later.send(self.cursor)

@@ -147,3 +147,26 @@ async def test_reads_queued_together_share_a_snapshot_yet_fail_alone(db: PgDatab
     assert [tuple(r) for r in outcomes["before"]] == [("w0",)]  # type: ignore[attr-defined]
     assert isinstance(outcomes["bad"], DatabaseError)
     assert [tuple(r) for r in outcomes["after"]] == [(1,)]  # type: ignore[attr-defined]
+
+
+async def test_a_lone_read_of_several_statements_still_sees_one_snapshot(
+    db: PgDatabase,
+) -> None:
+    """A lone read runs as one statement outside a transaction; one that needs a second
+    statement runs again in a snapshot: a commit between its statements is not seen."""
+    with admin(db.url) as other:
+        other.execute(f'SET search_path TO "{db.schema}"')
+
+        def count_twice(tx: Tx) -> tuple[int, int]:
+            first = tx.fetchone("SELECT count(*) FROM changes")
+            other.execute(
+                "INSERT INTO changes (kind, workflow_id, key, created_at) "
+                "VALUES ('status', 'w', NULL, 0)"
+            )
+            second = tx.fetchone("SELECT count(*) FROM changes")
+            assert first is not None and second is not None
+            return first[0], second[0]
+
+        first, second = await db.read(count_twice)
+        assert first == second
+        assert await db.read(lambda tx: tx.fetchone("SELECT count(*) FROM changes")[0]) == 2  # type: ignore[index]
