@@ -333,14 +333,13 @@ class PgDatabase:
                 if notify:
                     cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
                 cursor.execute("COMMIT")
-        except Exception:
+        except BaseException:
+            # A unit's error (even an unwinding one: it is that unit's alone) or the
+            # server's: roll back, and run the units apart, where each keeps its own.
             if conn.closed or conn.broken:
                 raise
             _rollback_if_open(conn, psycopg)
             return False
-        except BaseException:
-            _rollback_if_open(conn, psycopg)
-            raise
         for unit, result, tx in done:
             unit.result, unit.callbacks = result, tx._after_commit
         return True
@@ -411,7 +410,7 @@ class PgDatabase:
                             unit.result = unit.fn(tx, *unit.args)
                         except psycopg.Error:
                             raise
-                        except Exception as exc:  # noqa: BLE001 - the caller's to raise
+                        except BaseException as exc:  # noqa: BLE001 - the caller's to raise
                             unit.error = exc
                     failed = len(pending)  # past the units: their reads stand
                     cursor.execute("COMMIT")
@@ -441,7 +440,7 @@ class PgDatabase:
             if conn.closed or conn.broken:
                 raise
             unit.error = DatabaseError(self.path, str(exc).strip())
-        except Exception as exc:  # noqa: BLE001 - the caller's to raise
+        except BaseException as exc:  # noqa: BLE001 - the caller's to raise
             unit.error = exc
         return True
 

@@ -50,7 +50,14 @@ async def _queued_behind_the_write_lock(
             other.execute("SELECT pg_advisory_unlock(%s)", (db.write_key,))
 
 
-async def test_a_failing_write_rolls_back_alone_in_a_shared_commit(db: PgDatabase) -> None:
+class Unwind(BaseException):
+    """Like litewf's own unwinding signals (a superseded run): not an ``Exception``."""
+
+
+@pytest.mark.parametrize("error", [RuntimeError, Unwind])
+async def test_a_failing_write_rolls_back_alone_in_a_shared_commit(
+    db: PgDatabase, error: type[BaseException]
+) -> None:
     runs: dict[str, int] = {}
     outcomes: dict[str, object] = {}
 
@@ -59,14 +66,14 @@ async def test_a_failing_write_rolls_back_alone_in_a_shared_commit(db: PgDatabas
         store.insert_workflow(tx, workflow_id, "db.double", "{}", "ex", None)
         store.log_change(tx, Change.status(workflow_id))
         if fail:
-            raise RuntimeError("after the insert")
+            raise error("after the insert")
         return workflow_id
 
     def write(workflow_id: str, fail: bool = False) -> Callable[[], Any]:
         async def call() -> None:
             try:
                 outcomes[workflow_id] = await db.write(insert, workflow_id, fail)
-            except RuntimeError as exc:
+            except error as exc:
                 outcomes[workflow_id] = exc
 
         return call
@@ -75,7 +82,7 @@ async def test_a_failing_write_rolls_back_alone_in_a_shared_commit(db: PgDatabas
         db, [write("w1"), write("w2", fail=True), write("w3")], write("w0")
     )
     assert [outcomes[f"w{i}"] for i in (0, 1, 3)] == ["w0", "w1", "w3"]
-    assert isinstance(outcomes["w2"], RuntimeError)
+    assert isinstance(outcomes["w2"], error)
     rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
     assert [r[0] for r in rows] == ["w0", "w1", "w3"]
     changes = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM changes ORDER BY seq"))

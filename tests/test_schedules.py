@@ -501,6 +501,11 @@ async def test_schedule_calls_inside_a_workflow_are_operations(db_path: Path) ->
     async with rt:
         await rt.resume_schedule("s")  # (only to show a replay does not pause it again)
         handle = await rt.retrieve_workflow("a")
+        # Advance only once the recovered run waits in its sleep: a run still replaying
+        # would compute its wake-up time from the advanced clock.
+        while not [s for s in await rt.list_steps("a") if s.kind == "sleep"]:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        await clock.wait_idle()
         clock.advance(60)
         result = await handle.get_result()
         steps = await rt.list_steps("a")
