@@ -163,7 +163,7 @@ async def test_a_peer_launching_during_the_check_is_no_deleted_wal(
     db_path = tmp_path / "peers.db"
     async with litewf.Runtime(db_path):
         pass
-    assert not os.path.exists(f"{db_path}-wal")
+    assert wal_size(db_path) == 0  # closed: SQLite removed the -wal file
     peers: list[Peer] = []
 
     def peer_launches_first(path: str) -> bool:
