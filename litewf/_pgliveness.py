@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import select
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -68,7 +68,8 @@ class PgExecutorLock:
         self._conn: Any = None
         self._mutex = threading.Lock()
         self._watcher: threading.Thread | None = None
-        self._wake: tuple[int, int] | None = None  # a pipe that stops the watcher
+        #: A socket pair: a byte sent on it stops the watcher.
+        self._wake: tuple[socket.socket, socket.socket] | None = None
         self._on_lost: Callable[[str], None] | None = None
         #: Why the lock was lost (None while held, or before ``acquire``).
         self.lost: str | None = None
@@ -94,7 +95,7 @@ class PgExecutorLock:
         if not row[0]:
             conn.close()
             raise ExecutorConflictError(self._executor_id)
-        wake = os.pipe()
+        wake = socket.socketpair()  # (selectable everywhere, unlike a pipe on Windows)
         with self._mutex:
             self._conn, self._wake, self.lost = conn, wake, None
         self._watcher = threading.Thread(
@@ -131,27 +132,28 @@ class PgExecutorLock:
             conn, wake, watcher = self._conn, self._wake, self._watcher
             self._conn = self._wake = self._watcher = None
         if wake is not None:
-            os.write(wake[1], b"x")
+            wake[1].send(b"x")
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join()
         if wake is not None:
-            for fd in wake:
-                os.close(fd)
+            for end in wake:
+                end.close()
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _watch(self, conn: Any, stop: int) -> None:
+    def _watch(self, conn: Any, stop: socket.socket) -> None:
         """Until stopped: wait for the server or the next heartbeat, then ask."""
         psycopg = import_psycopg()
         pgconn = conn.pgconn
         try:
-            sock = pgconn.socket
-            while True:
-                ready, _, _ = select.select([sock, stop], [], [], HEARTBEAT_S)
-                if stop in ready or not _answers(psycopg, pgconn, sock, stop):
-                    return
-        except (_Lost, psycopg.Error, OSError) as exc:
+            with selectors.DefaultSelector() as waiter:
+                waiter.register(stop, selectors.EVENT_READ, "stop")
+                waiter.register(pgconn.socket, selectors.EVENT_READ, "server")
+                while True:
+                    if _stopped(waiter, HEARTBEAT_S) or not _answers(psycopg, pgconn, waiter):
+                        return
+        except (_Lost, psycopg.Error, OSError, ValueError) as exc:
             self._lose(conn, str(exc).strip() or type(exc).__name__)
 
     def _lose(self, conn: Any, reason: str) -> None:
@@ -165,7 +167,17 @@ class PgExecutorLock:
             on_lost(reason)
 
 
-def _answers(psycopg: Any, pgconn: Any, sock: int, stop: int) -> bool:
+def _stopped(waiter: selectors.BaseSelector, timeout: float, writing: bool = False) -> bool:
+    """Wait until the server sends (or can be sent to), the watcher is stopped, or
+    ``timeout``; whether it was stopped."""
+    server = next(key for key in waiter.get_map().values() if key.data == "server")
+    events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+    if server.events != events:
+        waiter.modify(server.fileobj, events, "server")
+    return any(key.data == "stop" for key, _ in waiter.select(timeout))
+
+
+def _answers(psycopg: Any, pgconn: Any, waiter: selectors.BaseSelector) -> bool:
     """Ask ``SELECT 1`` and wait for the answer (raises ``_Lost`` without one within
     ``ANSWER_S``); False if told to stop meanwhile. Runs libpq's asynchronous calls
     itself, so that no wait can outlast ``ANSWER_S``."""
@@ -182,8 +194,7 @@ def _answers(psycopg: Any, pgconn: Any, sock: int, stop: int) -> bool:
         left = give_up - time.monotonic()
         if left <= 0:
             raise _Lost(f"the server did not answer within {ANSWER_S:g} s")
-        ready, _, _ = select.select([sock, stop], [sock] if writing else [], [], left)
-        if stop in ready:
+        if _stopped(waiter, left, writing):
             return False
     while (result := pgconn.get_result()) is not None:
         if result.status != pq.ExecStatus.TUPLES_OK:

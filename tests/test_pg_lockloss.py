@@ -8,6 +8,8 @@ that ended runs twice. Every test runs on the server ``LITEWF_TEST_POSTGRES`` na
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import litewf
 from litewf._pgdb import advisory_key
 from litewf._pgdialect import split_url
+from litewf._pgliveness import ANSWER_S, HEARTBEAT_S
 from tests import procs
 from tests.conditions import wait_until
 from tests.conftest import postgres_database
@@ -151,3 +154,52 @@ async def test_alone_it_takes_its_lock_back_and_runs_its_workflows_again(
         holder = await anyio.to_thread.run_sync(lock_holder, pg_url, "alone")
         assert holder is not None and holder != old
     assert runs == ["first", "wait", "wait"]
+
+
+async def test_a_silent_lock_session_counts_as_lost_before_the_server_frees_it(
+    pg_url: str,
+) -> None:
+    """The lock's server process is frozen (SIGSTOP: to the runtime, a network cut looks
+    the same: no answer, no error). Within the heartbeat's bound the runtime stops its
+    workflow, while the server still holds the lock for it (no peer could take over
+    yet); once the session ends (SIGCONT: the server process finds its client gone), the
+    runtime takes its lock back and runs the workflow again."""
+    rt = litewf.Runtime(pg_url, executor_id="frozen", recovery_interval=0.1)
+    stopped = anyio.Event()
+    waiting = anyio.Event()
+
+    @rt.step(name="wait")
+    async def wait() -> str:
+        waiting.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            stopped.set()
+            raise
+        return "never"
+
+    @rt.workflow(name="pg.frozen")
+    async def flow() -> str:
+        return await wait()
+
+    async with rt:
+        await rt.start_workflow(flow, workflow_id="f")
+        await waiting.wait()
+        pid = await anyio.to_thread.run_sync(lock_holder, pg_url, "frozen")
+        assert pid is not None
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except PermissionError:
+            pytest.skip("cannot signal the server's processes (not their user)")
+        try:
+            with anyio.fail_after(HEARTBEAT_S + ANSWER_S + 5):
+                await stopped.wait()
+            # The run was stopped while the server's session still holds the lock.
+            assert await anyio.to_thread.run_sync(lock_holder, pg_url, "frozen") == pid
+            waiting = anyio.Event()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with anyio.fail_after(20):
+            await waiting.wait()  # the lock back, the workflow runs again
+        holder = await anyio.to_thread.run_sync(lock_holder, pg_url, "frozen")
+        assert holder is not None and holder != pid
