@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,49 @@ async def test_a_silent_lock_session_counts_as_lost_before_the_server_frees_it(
             await waiting.wait()  # the lock back, the workflow runs again
         holder = await anyio.to_thread.run_sync(lock_holder, pg_url, "frozen")
         assert holder is not None and holder != pid
+
+
+def probe_session(url: str) -> int | None:
+    """The server process of the session that asks whether executors are alive."""
+    _, schema = split_url(url)
+    with admin(url) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE %s",
+            (f"litewf:{schema}", "%pg_try_advisory_lock%pg_advisory_unlock%"),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def test_the_liveness_check_of_recovery_does_not_block_the_event_loop(
+    pg_url: str,
+) -> None:
+    """Recovery asks the server whether another executor is alive. While that answer
+    hangs (the probe's server process frozen), the event loop goes on serving."""
+    other = litewf.Runtime(pg_url, executor_id="other", recovery_interval=600)
+
+    @other.workflow(name="pg.idle")
+    async def idle() -> None:
+        await other.recv(timeout=600)
+
+    rt = litewf.Runtime(pg_url, executor_id="me", recovery_interval=0.05)
+    async with other:
+        await other.start_workflow(idle, workflow_id="i")  # an owner alive elsewhere
+        async with rt:
+            await wait_until(lambda: probe_session(pg_url) is not None)
+            pid = probe_session(pg_url)
+            assert pid is not None
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except PermissionError:
+                pytest.skip("cannot signal the server's processes (not their user)")
+            # A blocked loop cannot fire its own timeout: a thread resumes the process.
+            watchdog = threading.Timer(8.0, os.kill, (pid, signal.SIGCONT))
+            watchdog.start()
+            try:
+                with anyio.fail_after(4):
+                    for _ in range(10):  # recovery scans (every 0.05 s) hang meanwhile
+                        await anyio.sleep(0.05)
+                    assert await rt.list_workflows() != []  # and a call still works
+            finally:
+                watchdog.cancel()
+                os.kill(pid, signal.SIGCONT)
