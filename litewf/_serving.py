@@ -219,7 +219,10 @@ async def _keep_lock(serving: Serving, executor: Executor, settings: Settings) -
         )
         await _lock_again(lock, session, settings.name)
         executor.suspended = None
-        await recover(executor, session, settings.max_recovery_attempts, first=True)
+        try:
+            await recover(executor, session, settings.max_recovery_attempts, first=True)
+        except LitewfError:  # the recovery loop runs them again (``_readopt``)
+            logger.exception("%s: recovery after taking its lock again failed", settings.name)
 
 
 async def _lock_again(lock: PgExecutorLock, session: Session, name: str) -> None:
