@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,6 +45,10 @@ _HEADER = b"SQLite format 3\x00"
 SIDE_SUFFIXES = ("-wal", "-shm")
 #: How long litewf keeps retrying a busy database before giving up with DatabaseBusyError.
 BUSY_GIVE_UP_S = 120.0
+#: ``SideFiles.check_present`` refuses a file only if a live lock and missing side files
+#: are seen this many times in a row, this far apart (a deletion stays; a close passes).
+_CONFIRM = 3
+_CONFIRM_PAUSE_S = 0.02
 
 
 def absolute_path(path: str | os.PathLike[str]) -> str:
@@ -191,19 +196,39 @@ class SideFiles:
         return (st.st_dev, st.st_ino)
 
     def check_present(self) -> None:
-        """Refuse a file whose -wal or -shm file was deleted under a live runtime."""
-        missing = [s for s in SIDE_SUFFIXES if not os.path.exists(self.path_of(s))]
-        if missing and any_executor_alive(self.path):
-            # A live runtime keeps its -wal and -shm files open; SQLite removes them only
-            # when the last connection closes, so someone deleted them by hand.
-            raise DatabaseError(
-                self.path,
-                f"its {' and '.join(missing)} {'files were' if len(missing) > 1 else 'file was'} "
-                f"deleted while a runtime was using "
-                f"it (a live runtime still holds this file); opening it now would run on "
-                f"the wrong data. Stop every process that uses this database, then launch "
-                f"again (commits since the deletion may be lost)",
-            )
+        """Refuse a file whose -wal or -shm file was deleted under a live runtime.
+
+        A live runtime opens the database (creating the -wal and -shm files) before it
+        takes its executor lock, and drops the lock before it closes the database (the
+        last close removes them): so a lock seen *first* and the files missing *after*
+        means they were deleted. Checked in the other order, a peer that opened and
+        locked the file in between would pass for a deletion. One peer closing in
+        between still would, so the verdict must hold a few times over.
+        """
+        missing = self._missing()
+        for attempt in range(_CONFIRM):
+            if not missing:
+                return  # (the usual case: no lock is looked at)
+            if attempt:
+                time.sleep(_CONFIRM_PAUSE_S)
+            if not any_executor_alive(self.path):
+                return
+            missing = self._missing()
+        if not missing:
+            return
+        # A live runtime keeps its -wal and -shm files open; SQLite removes them only
+        # when the last connection closes, so someone deleted them by hand.
+        raise DatabaseError(
+            self.path,
+            f"its {' and '.join(missing)} {'files were' if len(missing) > 1 else 'file was'} "
+            f"deleted while a runtime was using "
+            f"it (a live runtime still holds this file); opening it now would run on "
+            f"the wrong data. Stop every process that uses this database, then launch "
+            f"again (commits since the deletion may be lost)",
+        )
+
+    def _missing(self) -> list[str]:
+        return [s for s in SIDE_SUFFIXES if not os.path.exists(self.path_of(s))]
 
     def remember(self) -> None:
         """Note the files as opened, for ``check``."""

@@ -68,6 +68,8 @@ class Executor:
         self._finishing: set[str] = set()
         #: PENDING workflows whose function is not registered here, warned about once.
         self.warned: set[str] = set()
+        #: Why no run may start here now (the executor lock was lost); None: they may.
+        self.suspended: str | None = None
 
     def running_ids(self) -> Collection[str]:
         """The IDs of the workflows whose task runs here now."""
@@ -76,7 +78,7 @@ class Executor:
     # -- attaching to a launch -------------------------------------------------------------
 
     def attach(self, session: Session, tg: TaskGroup) -> None:
-        self.session, self._tg, self.dead = session, tg, None
+        self.session, self._tg, self.dead, self.suspended = session, tg, None, None
         session.notifier.add_listener(self._on_change)
 
     def detach(self) -> None:
@@ -88,6 +90,13 @@ class Executor:
     def halt(self, reason: str) -> None:
         """Stop every run at once, writing nothing more (a crash or a lost database)."""
         self.dead = reason
+        for scope in self.running.values():
+            scope.cancel()
+
+    def suspend(self, reason: str) -> None:
+        """Stop every run at once and start none until ``suspended`` is None again (the
+        executor lock was lost: a peer may take these workflows over)."""
+        self.suspended = reason
         for scope in self.running.values():
             scope.cancel()
 
@@ -192,8 +201,9 @@ class Executor:
         deadline: float | EllipsisType | None = ...,
     ) -> None:
         """Run the workflow in a task of its own; ``deadline``: its deadline if known
-        (``...``: read from its row)."""
-        if self._tg is None:
+        (``...``: read from its row). None starts while suspended: the row stays PENDING
+        and ours, run again once the lock is back (see ``_serving``)."""
+        if self._tg is None or self.suspended is not None:
             return
         if workflow_id in self.running:
             # Its previous run still unwinds (say, cancelled and resumed at once, while a

@@ -5,8 +5,10 @@
   runtime or client; a NOTIFY (sent by the committing transaction) wakes ``follow``,
   which reads the change rows past the last one seen; a slow re-check covers a lost
   notification;
-- executor liveness: session-level advisory locks (``_pgliveness``);
-- ``maintain()``: takes the executor lock back if the server ended its session.
+- executor liveness: session-level advisory locks (``_pgliveness``), each watched by a
+  thread that reports a lost session (the runtime then stops its workflows, see
+  ``_serving``);
+- ``maintain()``: nothing to do.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ class PostgresBackend:
         self.db = PgDatabase(url, durability=durability, create=create)
         self.path = self.db.path
         self._probe = PgProbe(self.db.url, self.db.schema)
-        self._locks: list[PgExecutorLock] = []
         self.lost: str | None = None
 
     @property
@@ -133,22 +134,23 @@ class PostgresBackend:
 
     def lock(self, executor_id: str) -> PgExecutorLock:
         """Take the lock that says ``executor_id`` is alive (``ExecutorConflictError`` if
-        a live runtime holds it); release it with the returned object."""
+        a live runtime holds it); release it with the returned object, which reports
+        a lost session to the callback given to its ``watch``. Blocks: call it in a
+        worker thread."""
         lock = PgExecutorLock(self.db.url, self.db.schema, executor_id)
         lock.acquire()
-        self._locks = [*self._locks, lock]
         return lock
 
     def alive(self, executor_id: str) -> bool:
-        """Whether a live session holds ``executor_id``'s lock on this database."""
+        """Whether a live session holds ``executor_id``'s lock on this database. Blocks
+        (a round trip): call it in a worker thread."""
         return self._probe.alive(executor_id)
 
     # -- maintenance ---------------------------------------------------------------------
 
     async def maintain(self) -> None:
-        """Take back an executor lock whose session the server ended."""
-        for lock in self._locks:
-            await anyio.to_thread.run_sync(lock.ensure)
+        """Nothing to keep small; a lost executor lock is its watcher's business."""
+        return
 
     def keep_files(self) -> None:
         """Nothing to keep in place (SQLite's side files have no counterpart here)."""

@@ -37,6 +37,8 @@ async def keep_recovering(
     """Forever: every ``interval`` seconds, recover and keep the WAL small."""
     while True:
         await anyio.sleep(interval)
+        if executor.suspended is not None:
+            continue  # the executor lock is being taken again (see _serving._keep_lock)
         try:
             await recover(executor, session, max_attempts, first=False)
             await session.backend.maintain()
@@ -71,8 +73,8 @@ async def recover(executor: Executor, session: Session, max_attempts: int, *, fi
         if owner == me and not first:
             await _readopt(executor, session)
             continue
-        if owner not in (None, me) and backend.alive(owner):
-            continue  # cheap pre-check; repeated under the write lock in take_over
+        if owner not in (None, me) and await anyio.to_thread.run_sync(backend.alive, owner):
+            continue  # a pre-check (off the event loop: a round trip on PostgreSQL)
         claimed, skipped = await backend.write(take_over, owner)
         for wf in claimed:
             logger.info("recovering workflow %s (%s)", wf.workflow_id, wf.name)

@@ -11,12 +11,14 @@ returned) is noticed by the next call on the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import secrets
 import socket
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,7 +158,7 @@ async def serve(
         async with anyio.create_task_group() as tg:
             serving.tg = tg
             await session.open(tg)
-            serving.lock = session.backend.lock(me)
+            serving.lock = await anyio.to_thread.run_sync(session.backend.lock, me)
             serving.opened = True
             executor.attach(session, tg)
             if reclaim:
@@ -187,11 +189,69 @@ async def _recovery_loop(
     interval = settings.recovery_interval
     with serving.background:
         async with anyio.create_task_group() as tg:
+            tg.start_soon(_keep_lock, serving, executor, settings)
             tg.start_soon(keep_dequeuing, executor, serving.session, queues, interval)
             tg.start_soon(keep_scheduling, executor, serving.session, interval)
             await keep_recovering(
                 executor, serving.session, settings.max_recovery_attempts, interval
             )
+
+
+async def _keep_lock(serving: Serving, executor: Executor, settings: Settings) -> None:
+    """On PostgreSQL: once the executor lock's session has ended while this runtime lives
+    on (a server restart, ``pg_terminate_backend``, a network cut), a peer may take its
+    workflows over. So stop every run here at once and start none, take the lock again
+    on a new session, then run again, as at launch, the workflows still ours."""
+    lock = serving.lock
+    if not isinstance(lock, PgExecutorLock):
+        return  # an OS lock on the file lasts as long as the process
+    session = serving.session
+    while True:
+        lost = anyio.Event()
+        lock.watch(functools.partial(_call_soon, serving.loop, lost.set))
+        await lost.wait()
+        executor.suspend(lock.lost or "lost")
+        logger.warning(
+            "%s lost its executor lock (%s): its workflows were stopped here; taking the "
+            "lock again, then running again those no peer took over",
+            settings.name,
+            lock.lost,
+        )
+        await _lock_again(lock, session, settings.name)
+        executor.suspended = None
+        try:
+            await recover(executor, session, settings.max_recovery_attempts, first=True)
+        except LitewfError:  # the recovery loop runs them again (``_readopt``)
+            logger.exception("%s: recovery after taking its lock again failed", settings.name)
+
+
+async def _lock_again(lock: PgExecutorLock, session: Session, name: str) -> None:
+    """Take the executor lock again (retried until the server is back)."""
+    delay, said = 0.05, 0.0
+    while True:
+        try:
+            await anyio.to_thread.run_sync(lock.acquire)
+            # Every write takes the schema's write lock: this one commits after the claim
+            # of any peer that found the lock free before it was taken again, so the
+            # recovery that follows sees that claim (its reads could miss it).
+            await session.backend.write(_nothing)
+            return
+        except LitewfError as exc:  # the server is down; a peer probes it (a conflict)
+            if time.monotonic() - said > 10.0:
+                said = time.monotonic()
+                logger.warning("%s cannot take its executor lock again yet: %s", name, exc)
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _nothing(tx: object) -> None:
+    return None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None], reason: str) -> None:
+    """Call ``fn`` in ``loop`` (from another thread); nothing if that loop has closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn)
 
 
 async def _close(

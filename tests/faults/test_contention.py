@@ -21,6 +21,8 @@ import anyio.to_thread
 import pytest
 
 import litewf
+from litewf import _dbfile as dbfile
+from litewf._liveness import ExecutorLock, any_executor_alive
 from tests import procs
 
 #: SQLite's automatic checkpoint runs at 1,000 pages (4 MiB at litewf's 4 KiB pages); a
@@ -136,3 +138,70 @@ async def test_wal_shrinks_back_after_the_long_reader_ends(db_path: Path) -> Non
                 await rt.send("sink", "small", topic="t")  # the runtime keeps working
                 await anyio.sleep(0.1)  # polling a file size: nothing to await
         assert wal_size(db_path) <= WAL_BACK_TO, f"WAL {wal_size(db_path)} B, peak {peak} B"
+
+
+class Peer:
+    """A runtime elsewhere, reduced to what ``check_present`` looks at: a connection (the
+    -wal and -shm files exist while it is open) and an executor lock."""
+
+    def __init__(self, db: Path) -> None:
+        self.conn = sqlite3.connect(db, isolation_level=None)
+        self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL
+        self.lock = ExecutorLock(str(db), "peer")
+        self.lock.acquire()
+
+    def close(self) -> None:
+        self.lock.release()  # before the connection, as a runtime does
+        self.conn.close()  # the last one: SQLite removes the -wal and -shm files
+
+
+async def test_a_peer_launching_during_the_check_is_no_deleted_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is closed (no -wal file) when a launch looks; a peer opens and locks it
+    before the launch looks at the locks. That is a launch, not a deleted -wal file."""
+    db_path = tmp_path / "peers.db"
+    async with litewf.Runtime(db_path):
+        pass
+    assert wal_size(db_path) == 0  # closed: SQLite removed the -wal file
+    peers: list[Peer] = []
+
+    def peer_launches_first(path: str) -> bool:
+        if not peers:
+            peers.append(Peer(db_path))
+        return any_executor_alive(path)
+
+    monkeypatch.setattr(dbfile, "any_executor_alive", peer_launches_first)
+    try:
+        async with litewf.Runtime(db_path):
+            pass
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+async def test_a_peer_closing_during_the_check_is_no_deleted_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's lock is seen, then the peer shuts down (the last connection removes the
+    -wal and -shm files) before the launch looks at the files: no deletion either."""
+    db_path = tmp_path / "peers.db"
+    async with litewf.Runtime(db_path):
+        pass
+    calls: list[bool] = []
+
+    def peer_closes_after_the_look(path: str) -> bool:
+        if calls:
+            calls.append(any_executor_alive(path))
+            return calls[-1]
+        peer = Peer(db_path)
+        try:
+            calls.append(any_executor_alive(path))
+        finally:
+            peer.close()
+        return calls[-1]
+
+    monkeypatch.setattr(dbfile, "any_executor_alive", peer_closes_after_the_look)
+    async with litewf.Runtime(db_path):
+        pass
+    assert calls[:2] == [True, False]  # the lock was seen, then gone
