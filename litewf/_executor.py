@@ -93,6 +93,11 @@ class Executor:
         for scope in self.running.values():
             scope.cancel()
 
+    @property
+    def may_start(self) -> bool:
+        """Whether runs may start here now (not dead, not waiting for its lock back)."""
+        return self.dead is None and self.suspended is None
+
     def suspend(self, reason: str) -> None:
         """Stop every run at once and start none until ``suspended`` is None again (the
         executor lock was lost: a peer may take these workflows over)."""

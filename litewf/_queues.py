@@ -317,7 +317,7 @@ async def dequeue_now(
     become startable (None: none is held back by time)."""
     soonest: float | None = None
     for queue in list(queues.values()):
-        if executor.dead is not None:
+        if not executor.may_start:
             return None
         names = list(executor.workflows)
         at = session.clock.time()
@@ -340,7 +340,7 @@ async def start_delayed(executor: Executor, session: Session) -> float | None:
     when the next one is due (None: none waits)."""
     names, at = list(executor.workflows), session.clock.time()
     wake = await session.backend.read(next_delayed, names)
-    if wake is not None and wake <= at and executor.dead is None:
+    if wake is not None and wake <= at and executor.may_start:
         due, wake = await session.backend.write(start_due, executor.executor_id, names, at)
         for wf, deadline in due:
             workflow = executor.workflows[wf.name]

@@ -54,7 +54,7 @@ async def fire_now(
     A schedule this runtime cannot read (a damaged row, a cron schedule without the
     ``litewf[cron]`` extra here) is left out, and logged once per problem in ``warned``.
     """
-    if executor.dead is not None or not executor.workflows:
+    if not executor.may_start or not executor.workflows:
         return None
     names = list(executor.workflows)
     due, wake, unusable = await session.backend.read(sql.pending, names, session.clock.time())
