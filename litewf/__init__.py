@@ -29,7 +29,8 @@ Module map, from the ground up; each imports only modules listed before it
   schedules, firing their ticks), ``_copysql`` (SQL: copying a whole database).
 - ``_backend`` (``SqliteBackend``: the storage seam), ``_pgbackend`` (``PostgresBackend``:
   the same seam on PostgreSQL), ``_notifier`` (keyed wake-ups).
-- ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc).
+- ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc),
+  ``_copy`` (a whole database into an empty one, across backends).
 - ``_replay`` (record-or-replay), ``_deadlines`` (workflow deadlines, step timeouts: checks,
   timers), ``_operations (sleep, events, messages, child
   starts, patch markers), ``_step``, ``_reads`` (recorded reads), ``_streams``,

@@ -9,8 +9,8 @@ workflow there (``EndOfHistory``), successfully. No step body runs, nothing is s
 written, and a recorded sleep does not wait.
 
 It works on a copy (``_dbfile.copy_read_only``: SQLite's backup API from a read-only
-connection), so the user's file is never opened for writing, and a live application may
-keep running on it.
+connection; a PostgreSQL database is read in chunks into a SQLite copy, ``_copy``), so
+the user's database is never written, and a live application may keep running on it.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from . import _journal as journal
 from . import _replay as replay
 from . import _store as store
 from ._clock import Clock
+from ._copy import copy_database
 from ._dbfile import absolute_path, copy_read_only
 from ._exceptions import CorruptDatabaseError, InvalidValueError, LitewfError
 from ._history import describe
+from ._pgdialect import is_postgres_url, redact
 from ._runtime import Runtime
 from ._serialization import loads_checked
 from ._session import Session, check_list_filters
@@ -131,9 +133,10 @@ async def check_replay(
     limit: int | None = None,
     timeout: float = 30.0,
 ) -> ReplayReport:
-    """Replay every workflow stored in the database at ``path`` against the workflows
-    ``rt`` registered, without running a step body or writing anything (on a copy), and
-    report each divergence (workflow, operation number, recorded vs called).
+    """Replay every workflow stored in the database at ``path`` (a SQLite path or a
+    PostgreSQL URL) against the workflows ``rt`` registered, without running a step body
+    or writing anything (on a copy), and report each divergence (workflow, operation
+    number, recorded vs called).
 
     ``status`` checks only workflows of that status (``"PENDING"``: the ones a deploy
     replays); ``limit`` at most that many, newest first; ``timeout`` bounds each
@@ -150,10 +153,14 @@ async def check_replay(
     wanted, _ = check_list_filters(status, None, 0 if limit is None else limit, 0)
     if check_timeout(timeout, "timeout") == 0:
         raise InvalidValueError("timeout must be more than 0 seconds")
-    source = absolute_path(path)
+    postgres = is_postgres_url(path)
+    source = redact(str(path)) if postgres else absolute_path(path)
     with tempfile.TemporaryDirectory(prefix="litewf-check-") as folder:
-        copy = os.path.join(folder, os.path.basename(source) or "copy.db")
-        await anyio.to_thread.run_sync(copy_read_only, source, copy)
+        copy = os.path.join(folder, "copy.db" if postgres else os.path.basename(source))
+        if postgres:  # read in chunks into a SQLite copy (the server's rows untouched)
+            await copy_database(str(path), copy, durability="normal")
+        else:
+            await anyio.to_thread.run_sync(copy_read_only, source, copy)
         session = Session(
             copy,
             serializer=rt.serializer,

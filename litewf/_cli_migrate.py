@@ -13,16 +13,11 @@ from typing import Any
 
 import anyio
 
-from . import _copysql as copysql
 from ._cli_output import one_line
+from ._copy import copy_database
 from ._exceptions import LitewfError
-from ._serialization import JsonSerializer
-from ._session import Session
 
-__all__ = ["add_command", "copy_database"]
-
-#: Rows per read and per write transaction.
-CHUNK = 2_000
+__all__ = ["add_command"]
 
 
 def add_command(sub: Any) -> None:
@@ -44,38 +39,3 @@ def _run(args: argparse.Namespace) -> int:
     detail = ", ".join(f"{table} {n}" for table, n in counts.items())
     print(f"copied {total} rows ({detail})")
     return 0
-
-
-async def copy_database(source: str, target: str) -> dict[str, int]:
-    """Copy every row of ``source`` into the empty ``target``; rows copied per table."""
-    counts: dict[str, int] = {}
-    async with Session.connect(source, serializer=JsonSerializer(), poll_interval=1.0) as src:
-        dst = Session(
-            target,
-            serializer=JsonSerializer(),
-            durability="full",
-            poll_interval=1.0,
-            create=True,
-        )
-        await dst.backend.open()
-        try:
-            if await dst.backend.read(copysql.count_rows):
-                raise LitewfError(
-                    f"{dst.path}: already holds litewf rows; migrate copies only into an "
-                    f"empty database (choose a new file or schema)"
-                )
-            for table, key in copysql.TABLES:
-                offset = 0
-                while True:
-                    columns, rows = await src.backend.read(
-                        copysql.read_chunk, table, key, offset, CHUNK
-                    )
-                    if not rows:
-                        break
-                    await dst.backend.write(copysql.insert_rows, table, columns, rows)
-                    offset += len(rows)
-                counts[table] = offset
-            await dst.backend.write(copysql.reset_counters)
-        finally:
-            await dst.backend.close()
-    return counts
