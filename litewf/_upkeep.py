@@ -120,7 +120,7 @@ def count_collectable(
     counts = dict.fromkeys(GC_TABLES, 0)
     started = time.monotonic()
     cursor: Cursor | None = after
-    while cursor is not None and time.monotonic() - started < budget_s:
+    while cursor is not None:
         chosen, cursor = _collectable(db, cutoff, keep_pending, cursor)
         for chunk in chunks([workflow_id for workflow_id, _ in chosen]):
             for table, column in _GC_COLUMNS:
@@ -128,6 +128,8 @@ def count_collectable(
                     f"SELECT count(*) FROM {table} WHERE {column} IN ({placeholders(chunk)})", chunk
                 )
                 counts[table] += 0 if row is None else int(row[0])
+        if time.monotonic() - started >= budget_s:
+            break
     return counts, cursor
 
 
@@ -152,13 +154,15 @@ def delete_finished(
     ids: list[str] = []
     started = time.monotonic()
     cursor: Cursor | None = after
-    while cursor is not None and len(ids) < limit and time.monotonic() - started < budget_s:
-        scan = min(SCAN_STEP, limit - len(ids))
+    while cursor is not None:  # at least one step, however small the budget
+        scan = max(1, min(SCAN_STEP, limit - len(ids)))
         chosen, cursor = _collectable(tx, cutoff, keep_pending, cursor, scan)
         step = [workflow_id for workflow_id, _ in chosen]
         for table, count in delete_workflows(tx, step, announce_all=False).items():
             counts[table] += count
         ids.extend(step)
+        if len(ids) >= limit or time.monotonic() - started >= budget_s:
+            break
     return counts, ids, cursor
 
 
@@ -225,8 +229,8 @@ def prune_changes_batch(tx: Tx, older_than: float, limit: int, budget_s: float) 
     Returns how many, and whether older rows may remain."""
     pruned = 0
     started = time.monotonic()
-    while pruned < limit and time.monotonic() - started < budget_s:
-        step = min(SCAN_STEP * 10, limit - pruned)
+    while True:  # at least one step, however small the budget
+        step = max(1, min(SCAN_STEP * 10, limit - pruned))
         done = tx.execute(
             "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
             "ORDER BY seq LIMIT ?)",
@@ -235,7 +239,8 @@ def prune_changes_batch(tx: Tx, older_than: float, limit: int, budget_s: float) 
         pruned += done
         if done < step:
             return pruned, False
-    return pruned, True
+        if pruned >= limit or time.monotonic() - started >= budget_s:
+            return pruned, True
 
 
 def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:
