@@ -281,7 +281,9 @@ class Executor:
                         session.backend.read, journal.load_history, workflow_id
                     )
                     ctx.history, ctx.recorded = await replay.retry_storage(workflow_id, load)
-                result = await wf.fn(*decoded["args"], **call_kwargs(decoded))
+                running = wf.fn(*decoded["args"], **call_kwargs(decoded))
+                del decoded  # (the function holds its arguments: not a second copy here)
+                result = await running
                 output = dumps_checked(
                     session.serializer, result, f"the result of workflow {wf.name!r}"
                 )

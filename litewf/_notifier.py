@@ -12,7 +12,6 @@ even a lost notification delays a waiter but never hangs it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio
@@ -42,32 +41,51 @@ class _Waiter:
 
 
 class Notifier:
-    """Wake-ups by change: ``notify(change)`` wakes every waiter watching that change."""
+    """Wake-ups by change: ``notify(change)`` wakes every waiter watching that change.
+
+    A change watched by one waiter (the usual case: a workflow's own messages) maps to that
+    waiter itself, by several to a set of them: each of many waiting workflows then holds
+    no set of its own.
+    """
 
     def __init__(self, clock: Clock = REAL_CLOCK) -> None:
         self.clock = clock
-        self._waiters: dict[Change, set[_Waiter]] = {}
+        self._waiters: dict[Change, _Waiter | set[_Waiter]] = {}
         self._listeners: list[Callable[[Change], None]] = []
         self._closed: str | None = None
 
-    @contextmanager
-    def _watch(self, changes: tuple[Change, ...]) -> Iterator[_Waiter]:
-        waiter = _Waiter()
-        for change in changes:
-            self._waiters.setdefault(change, set()).add(waiter)
-        try:
-            yield waiter
-        finally:
-            for change in changes:
-                waiters = self._waiters.get(change)
-                if waiters is not None:
-                    waiters.discard(waiter)
-                    if not waiters:
-                        del self._waiters[change]
+    def _add(self, change: Change, waiter: _Waiter) -> None:
+        present = self._waiters.get(change)
+        if present is None:
+            self._waiters[change] = waiter
+        elif isinstance(present, set):
+            present.add(waiter)
+        else:
+            self._waiters[change] = {present, waiter}
+
+    def _remove(self, change: Change, waiter: _Waiter) -> None:
+        present = self._waiters.get(change)
+        if present is waiter:
+            del self._waiters[change]
+        elif isinstance(present, set):
+            present.discard(waiter)
+            if len(present) == 1:
+                self._waiters[change] = next(iter(present))
+
+    def _each(self, change: Change) -> Iterator[_Waiter]:
+        present = self._waiters.get(change)
+        if isinstance(present, set):
+            yield from list(present)
+        elif present is not None:
+            yield present
 
     def notify(self, change: Change) -> None:
-        for waiter in self._waiters.get(change, ()):
-            waiter.event.set()
+        present = self._waiters.get(change)
+        if isinstance(present, set):
+            for waiter in present:
+                waiter.event.set()
+        elif present is not None:
+            present.event.set()
         for listener in self._listeners:
             listener(change)
 
@@ -78,14 +96,20 @@ class Notifier:
     def close(self, reason: str) -> None:
         """Wake every waiter and make it (and any later one) raise ``LitewfError(reason)``."""
         self._closed = reason
-        for waiters in self._waiters.values():
-            for waiter in waiters:
+        for change in list(self._waiters):
+            for waiter in self._each(change):
                 waiter.event.set()
 
     @property
     def waiting(self) -> int:
         """How many waits are registered (one waiting on several changes counts once)."""
-        return len(set().union(*self._waiters.values()))
+        found: set[_Waiter] = set()
+        for present in self._waiters.values():
+            if isinstance(present, set):
+                found |= present
+            else:
+                found.add(present)
+        return len(found)
 
     async def wait_for(
         self,
@@ -106,7 +130,10 @@ class Notifier:
         clock = self.clock
         notified = False
         watched = (change,) if isinstance(change, Change) else change
-        with self._watch(watched) as waiter:
+        waiter = _Waiter()  # registered, then read: no notification can slip between
+        for one in watched:
+            self._add(one, waiter)
+        try:
             while True:
                 waiter.arm()
                 if self._closed is not None:
@@ -118,3 +145,6 @@ class Notifier:
                     return None
                 await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
                 notified = waiter.event.is_set()
+        finally:
+            for one in watched:
+                self._remove(one, waiter)
