@@ -2,7 +2,7 @@
 
 The waiting rule that makes wake-ups impossible to lose: register the waiter, *then*
 read the database, then wait; after every wake, re-arm before reading again. A commit
-that lands between the read and the wait has already set the armed event.
+that lands between the read and the wait has already rung the armed alarm.
 
 The backend hands every change to ``notify``: this process's own right after commit,
 other processes' once its feed finds them. A slow safety timer re-checks regardless, so
@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import anyio
-
 from ._change import Change
-from ._clock import REAL_CLOCK, Clock
+from ._clock import REAL_CLOCK, Alarm, Clock
 from ._exceptions import LitewfError
 
 __all__ = ["Notifier"]
@@ -27,17 +25,6 @@ T = TypeVar("T")
 #: A waiter re-reads the database at least this often, notification or not. Slow on
 #: purpose: it only covers a lost notification, and 1,000 idle waiters must stay cheap.
 SAFETY_RECHECK_S = 30.0
-
-
-class _Waiter:
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-
-    def arm(self) -> None:
-        if self.event.is_set():
-            self.event = anyio.Event()
 
 
 class Notifier:
@@ -50,11 +37,11 @@ class Notifier:
 
     def __init__(self, clock: Clock = REAL_CLOCK) -> None:
         self.clock = clock
-        self._waiters: dict[Change, _Waiter | set[_Waiter]] = {}
+        self._waiters: dict[Change, Alarm | set[Alarm]] = {}
         self._listeners: list[Callable[[Change], None]] = []
         self._closed: str | None = None
 
-    def _add(self, change: Change, waiter: _Waiter) -> None:
+    def _add(self, change: Change, waiter: Alarm) -> None:
         present = self._waiters.get(change)
         if present is None:
             self._waiters[change] = waiter
@@ -63,7 +50,7 @@ class Notifier:
         else:
             self._waiters[change] = {present, waiter}
 
-    def _remove(self, change: Change, waiter: _Waiter) -> None:
+    def _remove(self, change: Change, waiter: Alarm) -> None:
         present = self._waiters.get(change)
         if present is waiter:
             del self._waiters[change]
@@ -72,7 +59,7 @@ class Notifier:
             if len(present) == 1:
                 self._waiters[change] = next(iter(present))
 
-    def _each(self, change: Change) -> Iterator[_Waiter]:
+    def _each(self, change: Change) -> Iterator[Alarm]:
         present = self._waiters.get(change)
         if isinstance(present, set):
             yield from list(present)
@@ -83,9 +70,9 @@ class Notifier:
         present = self._waiters.get(change)
         if isinstance(present, set):
             for waiter in present:
-                waiter.event.set()
+                waiter.ring()
         elif present is not None:
-            present.event.set()
+            present.ring()
         for listener in self._listeners:
             listener(change)
 
@@ -98,12 +85,12 @@ class Notifier:
         self._closed = reason
         for change in list(self._waiters):
             for waiter in self._each(change):
-                waiter.event.set()
+                waiter.ring()
 
     @property
     def waiting(self) -> int:
         """How many waits are registered (one waiting on several changes counts once)."""
-        found: set[_Waiter] = set()
+        found: set[Alarm] = set()
         for present in self._waiters.values():
             if isinstance(present, set):
                 found |= present
@@ -130,12 +117,12 @@ class Notifier:
         clock = self.clock
         notified = False
         watched = (change,) if isinstance(change, Change) else change
-        waiter = _Waiter()  # registered, then read: no notification can slip between
+        waiter = Alarm()  # registered, then read: no notification can slip between
         for one in watched:
             self._add(one, waiter)
         try:
             while True:
-                waiter.arm()
+                waiter.reset()
                 if self._closed is not None:
                     raise LitewfError(self._closed)
                 result = await (on_notify if notified and on_notify else check)()
@@ -143,8 +130,8 @@ class Notifier:
                     return result
                 if deadline is not None and deadline <= clock.time():
                     return None
-                await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
-                notified = waiter.event.is_set()
+                await clock.pause(waiter, deadline, SAFETY_RECHECK_S)
+                notified = waiter.rung
         finally:
             for one in watched:
                 self._remove(one, waiter)
