@@ -149,8 +149,9 @@ async def garbage_collect(
     Each chunk is its own short write (at most ``GC_CHUNK_ROWS`` workflows and about
     ``GC_CHUNK_S`` seconds), and collection pauses between chunks, so workflows running
     meanwhile (here or in other processes) wait for the write lock at most one chunk. A
-    crash between chunks leaves whole trees deleted; a later call finishes the job. The change log is pruned
-    too, down to the last ``CHANGE_RETENTION_S`` seconds that pollers may still need.
+    crash between chunks leaves whole trees deleted; a later call finishes the job. The
+    change log is pruned too, down to the last ``CHANGE_RETENTION_S`` seconds that
+    pollers may still need.
     ``dry_run`` counts what would be deleted (the same selection) and deletes nothing.
     """
     cutoff = time.time() - _seconds(older_than)

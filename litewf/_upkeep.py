@@ -1,7 +1,8 @@
 """Garbage collection and health checks: the SQL of ``garbage_collect`` and ``doctor``.
 
-Like ``_store``, plain functions over a ``Tx``. Collection works in batches, each its own
-short transaction, choosing whole workflow trees by their root (``_collectable``).
+Like ``_store``, plain functions over a ``Tx``. Collection works in chunks, each its own
+short write bounded by rows and time, choosing whole workflow trees by their root
+(``_collectable``) in steps along the creation-time index.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ _PENDING = Status.PENDING.value
 _UNFINISHED = (_PENDING, Status.ENQUEUED.value)
 
 
-#: What one garbage-collection batch deleted, by table.
+#: What one garbage-collection chunk deleted, by table.
 GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys", "streams")
 
 
