@@ -47,7 +47,7 @@ class Notifier:
             self._waiters[change] = waiter
         elif isinstance(present, set):
             present.add(waiter)
-        else:
+        elif present is not waiter:  # (a change listed twice in one wait: once is enough)
             self._waiters[change] = {present, waiter}
 
     def _remove(self, change: Change, waiter: Alarm) -> None:

@@ -77,3 +77,19 @@ async def test_a_notification_during_the_read_ends_the_next_pause_at_once() -> N
     with anyio.fail_after(5):  # far below the 30 s safety re-check
         assert await notifier.wait_for(A, look, None) == "got it"
     assert looks == 2
+
+
+async def test_a_change_listed_twice_in_one_wait_leaves_nothing_behind() -> None:
+    notifier = Notifier()
+    looks = 0
+
+    async def look() -> str | None:
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            notifier.notify(A)
+            return None
+        return "done"
+
+    assert await notifier.wait_for((A, A), look, None) == "done"
+    assert notifier._waiters == {}
