@@ -8,12 +8,45 @@ through it. ``Clock`` is real time, the default; ``litewf.testing.VirtualClock``
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Collection
 
 import anyio
+import anyio.lowlevel
 
-__all__ = ["REAL_CLOCK", "Clock"]
+__all__ = ["REAL_CLOCK", "Alarm", "Clock"]
+
+
+class Alarm:
+    """What wakes one waiting task (a notifier's waiter): ``ring()``; ``rung`` says it
+    rang since the last ``reset()``. Lighter than an ``anyio.Event`` (an asyncio.Event and
+    its deque) and the cancel scope of a timed wait on it: a waiting workflow holds one
+    future and one timer handle while ``Clock.pause`` waits on its alarm."""
+
+    __slots__ = ("rung", "wake")
+
+    def __init__(self) -> None:
+        self.rung = False
+        #: Set by the clock while a ``pause`` waits on this alarm: what ``ring`` wakes.
+        self.wake: asyncio.Future[None] | anyio.Event | None = None
+
+    def reset(self) -> None:
+        self.rung = False
+
+    def ring(self) -> None:
+        self.rung = True
+        wake = self.wake
+        if isinstance(wake, anyio.Event):
+            wake.set()
+        elif wake is not None and not wake.done():
+            wake.set_result(None)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Clock:
@@ -41,6 +74,25 @@ class Clock:
         limit = max_wait if deadline is None else min(max_wait, deadline - time.time())
         with anyio.move_on_after(limit):
             await event.wait()
+
+    async def pause(self, alarm: Alarm, deadline: float | None, max_wait: float) -> None:
+        """Return when ``alarm`` rings (at once if it has rung), ``deadline`` passes, or
+        ``max_wait`` real seconds do: ``wait`` on an ``Alarm``, for the many waiting
+        workflows (on asyncio, as litewf runs: a future and a timer, no cancel scope)."""
+        limit = max_wait if deadline is None else min(max_wait, deadline - time.time())
+        if alarm.rung or limit <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        alarm.wake = future
+        timer = None if math.isinf(limit) else loop.call_later(limit, _settle, future)
+        try:
+            await future  # a cancelled task (anyio cancels by Task.cancel) raises here
+        finally:
+            if timer is not None:
+                timer.cancel()
+            alarm.wake = None
 
     def attach(self, running: Callable[[], Collection[str]]) -> None:
         """Note a runtime that uses this clock, by the IDs of the workflows it runs (only

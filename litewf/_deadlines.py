@@ -132,18 +132,32 @@ async def expire_overdue(session: Session) -> None:
             return
 
 
-@contextlib.contextmanager
+#: ``armed`` of a workflow without a deadline: nothing to arm (shared, so that each of
+#: many waiting workflows holds no context manager of its own).
+_NO_DEADLINE = contextlib.nullcontext()
+
+
 def armed(
     tg: TaskGroup,
     session: Session,
     workflow_id: str,
     deadline: float | None,
     run: anyio.CancelScope,
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[None]:
     """While the block runs the workflow: at ``deadline``, cancel ``run`` and end it."""
     if deadline is None:
-        yield
-        return
+        return _NO_DEADLINE
+    return _armed(tg, session, workflow_id, deadline, run)
+
+
+@contextlib.contextmanager
+def _armed(
+    tg: TaskGroup,
+    session: Session,
+    workflow_id: str,
+    deadline: float,
+    run: anyio.CancelScope,
+) -> Iterator[None]:
     timer = anyio.CancelScope()
     fired: list[bool] = []
     tg.start_soon(_fire_at, session, workflow_id, deadline, run, timer, fired)

@@ -229,10 +229,25 @@ class Executor:
         recheck: bool = False,
         deadline: float | EllipsisType | None = ...,
     ) -> None:
+        """Run the workflow until its deadline: one already past ends it without running.
+        (One coroutine from the task to ``_execute``: each waiting workflow holds its
+        frames for as long as it waits.)"""
         try:
             with scope:
-                if not recheck or await self._still_ours(workflow_id):
-                    await self._run_in_time(workflow_id, wf, inputs, fresh, scope, deadline)
+                if recheck and not await self._still_ours(workflow_id):
+                    return
+                session, tg = self.session, self._tg
+                assert session is not None and tg is not None
+                if deadline is ...:
+                    load = functools.partial(
+                        session.backend.read, deadlinesql.deadline_of, workflow_id
+                    )
+                    deadline = await replay.retry_storage(workflow_id, load)
+                if deadline is not None and deadline <= session.clock.time():
+                    await deadlines.expire_now(session, workflow_id)
+                    return
+                with deadlines.armed(tg, session, workflow_id, deadline, scope):
+                    await self._execute(workflow_id, wf, inputs, fresh)
         except (replay.Crashed, Exception):
             if self.dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
@@ -243,27 +258,6 @@ class Executor:
             again = self._respawn.pop(workflow_id, None)
             if again is not None and self.dead is None:
                 self.spawn(workflow_id, *again, fresh=False, recheck=True)
-
-    async def _run_in_time(
-        self,
-        workflow_id: str,
-        wf: Workflow[Any, Any],
-        inputs: str,
-        fresh: bool,
-        scope: anyio.CancelScope,
-        deadline: float | EllipsisType | None,
-    ) -> None:
-        """Run the workflow until its deadline: one already past ends it without running."""
-        session, tg = self.session, self._tg
-        assert session is not None and tg is not None
-        if deadline is ...:
-            load = functools.partial(session.backend.read, deadlinesql.deadline_of, workflow_id)
-            deadline = await replay.retry_storage(workflow_id, load)
-        if deadline is not None and deadline <= session.clock.time():
-            await deadlines.expire_now(session, workflow_id)
-            return
-        with deadlines.armed(tg, session, workflow_id, deadline, scope):
-            await self._execute(workflow_id, wf, inputs, fresh)
 
     async def _still_ours(self, workflow_id: str) -> bool:
         """Whether a workflow about to run again is still PENDING and ours (a resume
@@ -296,7 +290,9 @@ class Executor:
                         session.backend.read, journal.load_history, workflow_id
                     )
                     ctx.history, ctx.recorded = await replay.retry_storage(workflow_id, load)
-                result = await wf.fn(*decoded["args"], **call_kwargs(decoded))
+                running = wf.fn(*decoded["args"], **call_kwargs(decoded))
+                del decoded  # (the function holds its arguments: not a second copy here)
+                result = await running
                 output = dumps_checked(
                     session.serializer, result, f"the result of workflow {wf.name!r}"
                 )

@@ -1,8 +1,9 @@
 """Looking inside a database and cleaning it up: operations, queues, garbage collection.
 
 These work from a Runtime or a Client, in any process, while workflows run. Garbage
-collection deletes in short batches (one transaction each) so that it never keeps the
-write lock from running workflows for long.
+collection deletes in small chunks, each its own group-committed write bounded by rows
+and by time, and pauses between chunks, so that it never keeps the write lock from
+running workflows for long.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from datetime import timedelta
 from types import EllipsisType
 from typing import TYPE_CHECKING
+
+import anyio
 
 from . import _journal as journal
 from . import _upkeep as upkeep
@@ -26,10 +29,17 @@ if TYPE_CHECKING:
 
 __all__ = ["garbage_collect", "list_messages", "list_steps"]
 
-#: Workflows deleted per garbage-collection transaction (each holds the write lock briefly).
-GC_BATCH = 500
-#: Change-log rows deleted per transaction.
-CHANGES_BATCH = 5_000
+#: Workflows deleted per garbage-collection chunk (one write), at most (a tree is never
+#: split, so one larger tree may pass it).
+GC_CHUNK_ROWS = 500
+#: Change-log rows deleted per chunk, at most.
+CHANGES_CHUNK_ROWS = 5_000
+#: Seconds of deleting per chunk: a chunk stops after the step that passes it (so the write
+#: lock is held about this long plus one step and the commit).
+GC_CHUNK_S = 0.02
+#: Between chunks collection pauses as long as the last chunk took (so that it gets at most
+#: about half the writing time), up to this many seconds.
+GC_PAUSE_MAX_S = 0.05
 #: Longest output shown in a ``StepRecord.summary``.
 SUMMARY_LENGTH = 80
 
@@ -125,43 +135,58 @@ def _seconds(older_than: float | timedelta) -> float:
     return float(older_than)
 
 
+async def _pause(began: float) -> None:
+    """Between two chunks of collection: let other writers have the write lock."""
+    await anyio.sleep(min(time.monotonic() - began, GC_PAUSE_MAX_S))
+
+
 async def garbage_collect(
     session: Session, older_than: float | timedelta, keep_pending: bool, dry_run: bool = False
 ) -> CollectedCounts:
     """Delete workflow trees whose root was last updated more than ``older_than`` ago,
     with everything of theirs (a child goes only with its root: its parent may replay it).
 
-    Each batch is its own short transaction, so workflows running meanwhile (here or in
-    other processes) wait for the write lock at most one batch. The change log is pruned
-    too, down to the last ``CHANGE_RETENTION_S`` seconds that pollers may still need.
+    Each chunk is its own short write (at most ``GC_CHUNK_ROWS`` workflows and about
+    ``GC_CHUNK_S`` seconds), and collection pauses between chunks, so workflows running
+    meanwhile (here or in other processes) wait for the write lock at most one chunk. A
+    crash between chunks leaves whole trees deleted; a later call finishes the job. The
+    change log is pruned too, down to the last ``CHANGE_RETENTION_S`` seconds that
+    pollers may still need.
     ``dry_run`` counts what would be deleted (the same selection) and deletes nothing.
     """
     cutoff = time.time() - _seconds(older_than)
     for flag, what in ((keep_pending, "keep_pending"), (dry_run, "dry_run")):
         if not isinstance(flag, bool):
             raise InvalidValueError(f"{what} must be True or False, got {flag!r}")
+    totals = dict.fromkeys(upkeep.GC_TABLES, 0)
+    cursor: upkeep.Cursor | None = upkeep.START
+    while cursor is not None:
+        if dry_run:
+            counts, cursor = await session.backend.read(
+                upkeep.count_collectable, cutoff, keep_pending, cursor, GC_CHUNK_S
+            )
+        else:
+            began = time.monotonic()
+            counts, _, cursor = await session.backend.write(
+                upkeep.delete_finished, cutoff, keep_pending, cursor, GC_CHUNK_ROWS, GC_CHUNK_S
+            )
+            await _pause(began)
+        for table, count in counts.items():
+            totals[table] += count
     if dry_run:
-        counts = await session.backend.read(
-            upkeep.count_collectable, cutoff, keep_pending, GC_BATCH
-        )
         changes = await session.backend.read(
             upkeep.count_prunable_changes, time.time() - CHANGE_RETENTION_S
         )
-        return CollectedCounts(**counts, changes=changes)
-    totals = dict.fromkeys(upkeep.GC_TABLES, 0)
-    after: int | None = 0
-    while after is not None:
-        counts, _, after = await session.backend.write(
-            upkeep.delete_finished, cutoff, keep_pending, GC_BATCH, after
-        )
-        for table, count in counts.items():
-            totals[table] += count
-    changes = 0
-    while True:
-        pruned = await session.backend.write(
-            upkeep.prune_changes_batch, time.time() - CHANGE_RETENTION_S, CHANGES_BATCH
+        return CollectedCounts(**totals, changes=changes)
+    changes, more = 0, True
+    while more:
+        began = time.monotonic()
+        pruned, more = await session.backend.write(
+            upkeep.prune_changes_batch,
+            time.time() - CHANGE_RETENTION_S,
+            CHANGES_CHUNK_ROWS,
+            GC_CHUNK_S,
         )
         changes += pruned
-        if pruned < CHANGES_BATCH:
-            break
+        await _pause(began)
     return CollectedCounts(**totals, changes=changes)

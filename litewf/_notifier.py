@@ -2,7 +2,7 @@
 
 The waiting rule that makes wake-ups impossible to lose: register the waiter, *then*
 read the database, then wait; after every wake, re-arm before reading again. A commit
-that lands between the read and the wait has already set the armed event.
+that lands between the read and the wait has already rung the armed alarm.
 
 The backend hands every change to ``notify``: this process's own right after commit,
 other processes' once its feed finds them. A slow safety timer re-checks regardless, so
@@ -12,13 +12,10 @@ even a lost notification delays a waiter but never hangs it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from typing import TypeVar
 
-import anyio
-
 from ._change import Change
-from ._clock import REAL_CLOCK, Clock
+from ._clock import REAL_CLOCK, Alarm, Clock
 from ._exceptions import LitewfError
 
 __all__ = ["Notifier"]
@@ -30,44 +27,52 @@ T = TypeVar("T")
 SAFETY_RECHECK_S = 30.0
 
 
-class _Waiter:
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-
-    def arm(self) -> None:
-        if self.event.is_set():
-            self.event = anyio.Event()
-
-
 class Notifier:
-    """Wake-ups by change: ``notify(change)`` wakes every waiter watching that change."""
+    """Wake-ups by change: ``notify(change)`` wakes every waiter watching that change.
+
+    A change watched by one waiter (the usual case: a workflow's own messages) maps to that
+    waiter itself, by several to a set of them: each of many waiting workflows then holds
+    no set of its own.
+    """
 
     def __init__(self, clock: Clock = REAL_CLOCK) -> None:
         self.clock = clock
-        self._waiters: dict[Change, set[_Waiter]] = {}
+        self._waiters: dict[Change, Alarm | set[Alarm]] = {}
         self._listeners: list[Callable[[Change], None]] = []
         self._closed: str | None = None
 
-    @contextmanager
-    def _watch(self, changes: tuple[Change, ...]) -> Iterator[_Waiter]:
-        waiter = _Waiter()
-        for change in changes:
-            self._waiters.setdefault(change, set()).add(waiter)
-        try:
-            yield waiter
-        finally:
-            for change in changes:
-                waiters = self._waiters.get(change)
-                if waiters is not None:
-                    waiters.discard(waiter)
-                    if not waiters:
-                        del self._waiters[change]
+    def _add(self, change: Change, waiter: Alarm) -> None:
+        present = self._waiters.get(change)
+        if present is None:
+            self._waiters[change] = waiter
+        elif isinstance(present, set):
+            present.add(waiter)
+        elif present is not waiter:  # (a change listed twice in one wait: once is enough)
+            self._waiters[change] = {present, waiter}
+
+    def _remove(self, change: Change, waiter: Alarm) -> None:
+        present = self._waiters.get(change)
+        if present is waiter:
+            del self._waiters[change]
+        elif isinstance(present, set):
+            present.discard(waiter)
+            if len(present) == 1:
+                self._waiters[change] = next(iter(present))
+
+    def _each(self, change: Change) -> Iterator[Alarm]:
+        present = self._waiters.get(change)
+        if isinstance(present, set):
+            yield from list(present)
+        elif present is not None:
+            yield present
 
     def notify(self, change: Change) -> None:
-        for waiter in self._waiters.get(change, ()):
-            waiter.event.set()
+        present = self._waiters.get(change)
+        if isinstance(present, set):
+            for waiter in present:
+                waiter.ring()
+        elif present is not None:
+            present.ring()
         for listener in self._listeners:
             listener(change)
 
@@ -78,14 +83,20 @@ class Notifier:
     def close(self, reason: str) -> None:
         """Wake every waiter and make it (and any later one) raise ``LitewfError(reason)``."""
         self._closed = reason
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                waiter.event.set()
+        for change in list(self._waiters):
+            for waiter in self._each(change):
+                waiter.ring()
 
     @property
     def waiting(self) -> int:
         """How many waits are registered (one waiting on several changes counts once)."""
-        return len(set().union(*self._waiters.values()))
+        found: set[Alarm] = set()
+        for present in self._waiters.values():
+            if isinstance(present, set):
+                found |= present
+            else:
+                found.add(present)
+        return len(found)
 
     async def wait_for(
         self,
@@ -106,9 +117,12 @@ class Notifier:
         clock = self.clock
         notified = False
         watched = (change,) if isinstance(change, Change) else change
-        with self._watch(watched) as waiter:
+        waiter = Alarm()  # registered, then read: no notification can slip between
+        for one in watched:
+            self._add(one, waiter)
+        try:
             while True:
-                waiter.arm()
+                waiter.reset()
                 if self._closed is not None:
                     raise LitewfError(self._closed)
                 result = await (on_notify if notified and on_notify else check)()
@@ -116,5 +130,8 @@ class Notifier:
                     return result
                 if deadline is not None and deadline <= clock.time():
                     return None
-                await clock.wait(waiter.event, deadline, SAFETY_RECHECK_S)
-                notified = waiter.event.is_set()
+                await clock.pause(waiter, deadline, SAFETY_RECHECK_S)
+                notified = waiter.rung
+        finally:
+            for one in watched:
+                self._remove(one, waiter)

@@ -173,6 +173,36 @@ async def send(
     return result
 
 
+class _Receive:
+    """The database side of one ``recv``: methods instead of closures, so that each of
+    many waiting workflows holds one small object."""
+
+    __slots__ = ("ctx", "op_id", "topic")
+
+    def __init__(self, ctx: WorkflowContext, op_id: int, topic: str | None) -> None:
+        self.ctx, self.op_id, self.topic = ctx, op_id, topic
+
+    def take_or_start_waiting(self, tx: Tx, deadline: float | None) -> str | None:
+        data = journal.take_message(tx, self.ctx.workflow_id, self.topic)
+        self.ctx.record(tx, self.op_id, "recv", data, deadline=deadline, done=data is not None)
+        return data
+
+    def take(self, tx: Tx) -> str | None:
+        data = journal.take_message(tx, self.ctx.workflow_id, self.topic)
+        if data is not None:
+            self.ctx.finish_wait(tx, self.op_id, "recv", data)
+        return data
+
+    async def take_now(self) -> tuple[str] | None:
+        data = await self.ctx.write(self.take)
+        return None if data is None else (data,)
+
+    async def take_if_any(self) -> tuple[str] | None:
+        if not await self.ctx.read(journal.peek_message, self.ctx.workflow_id, self.topic):
+            return None  # a read, so idle re-checks never take the write lock
+        return await self.take_now()
+
+
 async def recv(
     ctx: WorkflowContext, topic: str | None, timeout: float, deadline_at: datetime | None = None
 ) -> Any:
@@ -186,47 +216,27 @@ async def recv(
     session = ctx.session
     op_id = ctx.reserve()
     recorded = ctx.replayed(op_id, "recv", identity(topic=topic))
-    what = "message"
     if recorded is not None and recorded.done:
-        return ctx.outcome(recorded, what)
-    workflow_id = ctx.workflow_id
+        return ctx.outcome(recorded, "message")
+    receive = _Receive(ctx, op_id, topic)
     if recorded is None:
         deadline = limit.deadline(session.clock.time())
-
-        def take_or_start_waiting(tx: Tx) -> str | None:
-            data = journal.take_message(tx, workflow_id, topic)
-            ctx.record(tx, op_id, "recv", data, deadline=deadline, done=data is not None)
-            return data
-
-        data = await ctx.write(take_or_start_waiting)
+        data = await ctx.write(receive.take_or_start_waiting, deadline)
         if data is not None:
-            return loads_checked(session.serializer, data, what)
+            return loads_checked(session.serializer, data, "message")
     else:
         assert recorded.deadline is not None
         deadline = recorded.deadline
-
-    def take(tx: Tx) -> str | None:
-        data = journal.take_message(tx, workflow_id, topic)
-        if data is not None:
-            ctx.finish_wait(tx, op_id, "recv", data)
-        return data
-
-    async def take_now() -> tuple[str] | None:
-        data = await ctx.write(take)
-        return None if data is None else (data,)
-
-    async def take_if_any() -> tuple[str] | None:
-        if not await ctx.read(journal.peek_message, workflow_id, topic):
-            return None  # a read, so idle re-checks never take the write lock
-        return await take_now()
-
     got = await session.notifier.wait_for(
-        Change.message(workflow_id, topic), take_if_any, deadline, on_notify=take_now
+        Change.message(ctx.workflow_id, topic),
+        receive.take_if_any,
+        deadline,
+        on_notify=receive.take_now,
     )
     if got is None:
         await ctx.write(ctx.finish_wait, op_id, "recv", None)
         return None
-    return loads_checked(session.serializer, got[0], what)
+    return loads_checked(session.serializer, got[0], "message")
 
 
 def reserve_child(

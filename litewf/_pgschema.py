@@ -157,6 +157,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE operations ADD COLUMN started_at DOUBLE PRECISION;
     ALTER TABLE operations ADD COLUMN finished_at DOUBLE PRECISION;
     """,
+    # 8
+    """
+    CREATE INDEX workflows_by_status_seq ON workflows (status, seq);
+    """,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

@@ -176,6 +176,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE operations ADD COLUMN started_at REAL;
     ALTER TABLE operations ADD COLUMN finished_at REAL;
     """,
+    # 8: listing by status. ``list_workflows(status=...)`` reads newest first (by seq):
+    # on this index it reads the first rows of its status in order, instead of sorting
+    # every workflow of that status (a million finished ones took ~1 s).
+    """
+    CREATE INDEX workflows_by_status_seq ON workflows (status, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

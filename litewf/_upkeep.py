@@ -1,12 +1,14 @@
 """Garbage collection and health checks: the SQL of ``garbage_collect`` and ``doctor``.
 
-Like ``_store``, plain functions over a ``Tx``. Collection works in batches, each its own
-short transaction, choosing whole workflow trees by their root (``_collectable``).
+Like ``_store``, plain functions over a ``Tx``. Collection works in chunks, each its own
+short write bounded by rows and time, choosing whole workflow trees by their root
+(``_collectable``) in steps along the creation-time index.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from ._change import Change
 from ._exceptions import CorruptDatabaseError, InvalidValueError, WorkflowNotFoundError
@@ -35,48 +37,68 @@ __all__ = [
 ]
 
 _PENDING = Status.PENDING.value
+_UNFINISHED = (_PENDING, Status.ENQUEUED.value)
 
 
-#: What one garbage-collection batch deleted, by table.
+#: What one garbage-collection chunk deleted, by table.
 GC_TABLES = ("workflows", "operations", "events", "messages", "message_keys", "streams")
 
 
+#: Where a garbage collection has got to: the (created_at, seq) of the last root it looked
+#: at (roots are visited in ``workflows_by_created`` order).
+Cursor = tuple[float, int]
+#: The cursor before the first root.
+START: Cursor = (float("-inf"), 0)
+#: Roots one step of collection looks at, at most (bounds each statement's scan).
+SCAN_STEP = 100
+
+
 def _collectable(
-    db: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
-) -> tuple[list[tuple[str, str]], int | None]:
-    """The workflows garbage collection deletes next: one definition for the real
-    deletion and for its dry run.
+    db: Tx, cutoff: float, keep_pending: bool, after: Cursor, scan: int = SCAN_STEP
+) -> tuple[list[tuple[str, str]], Cursor | None]:
+    """The next workflows garbage collection deletes, among the ``scan`` workflows created
+    next after ``after``: one definition for the real deletion and for its dry run.
 
     A root is a workflow without a parent (or whose parent is gone); its tree is every
     descendant, at any depth. Trees are judged by their root alone, so a finished child
     stays as long as its parent (which may be resumed and replay it) stays. A tree with a
-    PENDING member is kept unless ``keep_pending`` is False. Looks at roots past seq
-    ``after`` and stops once about ``limit`` workflows are chosen. Returns (ID, status)
-    of each, and the seq to continue after (None: no roots left).
-    ``created_at <= updated_at`` lets the created_at index bound the scan.
+    PENDING member is kept unless ``keep_pending`` is False; a tree is never split.
+    ``created_at <= updated_at`` lets the created_at index bound the scan, so a file of
+    recent workflows costs nothing. Returns (ID, status) of each chosen workflow and the
+    cursor to continue after (None: no roots left). A root without children (the parent
+    index says so at once) needs no tree query.
     """
+    looked = db.fetchall(
+        "SELECT created_at, seq FROM workflows WHERE created_at >= ? AND created_at < ? "
+        "AND (created_at > ? OR seq > ?) ORDER BY created_at, seq LIMIT ?",
+        (after[0], cutoff, after[0], after[1], scan),
+    )
+    if not looked:
+        return [], None
+    last: Cursor = (looked[-1][0], looked[-1][1])
+    seqs = [row[1] for row in looked]
     roots = db.fetchall(
-        "SELECT w.seq, w.workflow_id FROM workflows w WHERE w.seq > ? AND w.created_at < ? "
-        "AND w.updated_at < ? AND (? OR w.status NOT IN (?, ?)) AND (w.parent_id IS NULL OR NOT EXISTS "
-        "(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq LIMIT ?",
-        (after, cutoff, cutoff, not keep_pending, _PENDING, Status.ENQUEUED.value, limit),
+        f"SELECT w.workflow_id, w.status, EXISTS (SELECT 1 FROM workflows c "
+        f"WHERE c.parent_id = w.workflow_id) FROM workflows w "
+        f"WHERE w.seq IN ({','.join('?' * len(seqs))}) AND w.updated_at < ? "
+        f"AND (? OR w.status NOT IN (?, ?)) AND (w.parent_id IS NULL OR NOT EXISTS "
+        f"(SELECT 1 FROM workflows p WHERE p.workflow_id = w.parent_id)) ORDER BY w.seq",
+        (*seqs, cutoff, not keep_pending, *_UNFINISHED),
     )
     chosen: list[tuple[str, str]] = []
-    resume_after: int | None = roots[-1][0] if len(roots) == limit else None
-    for seq, root_id in roots:
+    for root_id, root_status, has_children in roots:
+        if not has_children:
+            chosen.append((root_id, root_status))
+            continue
         tree = db.fetchall(
-            "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT w.workflow_id FROM workflows w "
-            "JOIN tree ON w.parent_id = tree.id) "
-            "SELECT w.workflow_id, w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT w.workflow_id "
+            "FROM workflows w JOIN tree ON w.parent_id = tree.id) SELECT w.workflow_id, "
+            "w.status FROM workflows w JOIN tree ON w.workflow_id = tree.id",
             (root_id,),
         )
-        if keep_pending and any(row[1] in (_PENDING, Status.ENQUEUED.value) for row in tree):
-            continue
-        chosen.extend((row[0], row[1]) for row in tree)
-        if len(chosen) >= limit:
-            resume_after = seq
-            break
-    return chosen, resume_after
+        if not (keep_pending and any(row[1] in _UNFINISHED for row in tree)):
+            chosen.extend((row[0], row[1]) for row in tree)
+    return chosen, (last if len(looked) == scan else None)
 
 
 #: Each table garbage collection deletes from, and the column naming the workflow.
@@ -90,19 +112,26 @@ _GC_COLUMNS = (
 )
 
 
-def count_collectable(db: Tx, cutoff: float, keep_pending: bool, batch: int) -> dict[str, int]:
-    """What ``delete_finished`` would delete, by table, without deleting (a dry run)."""
+def count_collectable(
+    db: Tx, cutoff: float, keep_pending: bool, after: Cursor, budget_s: float
+) -> tuple[dict[str, int], Cursor | None]:
+    """What ``delete_finished`` would delete, by table, without deleting (a dry run):
+    from ``after`` on, for about ``budget_s`` seconds. Returns the counts and the cursor
+    to continue after (None: done)."""
     counts = dict.fromkeys(GC_TABLES, 0)
-    after: int | None = 0
-    while after is not None:
-        chosen, after = _collectable(db, cutoff, keep_pending, batch, after)
+    started = time.monotonic()
+    cursor: Cursor | None = after
+    while cursor is not None:
+        chosen, cursor = _collectable(db, cutoff, keep_pending, cursor)
         for chunk in chunks([workflow_id for workflow_id, _ in chosen]):
             for table, column in _GC_COLUMNS:
                 row = db.fetchone(
                     f"SELECT count(*) FROM {table} WHERE {column} IN ({placeholders(chunk)})", chunk
                 )
                 counts[table] += 0 if row is None else int(row[0])
-    return counts
+        if time.monotonic() - started >= budget_s:
+            break
+    return counts, cursor
 
 
 def count_prunable_changes(db: Tx, older_than: float) -> int:
@@ -112,16 +141,30 @@ def count_prunable_changes(db: Tx, older_than: float) -> int:
 
 
 def delete_finished(
-    tx: Tx, cutoff: float, keep_pending: bool, limit: int, after: int
-) -> tuple[dict[str, int], list[str], int | None]:
-    """Delete the next batch of whole workflow trees that ``_collectable`` chooses.
+    tx: Tx, cutoff: float, keep_pending: bool, after: Cursor, limit: int, budget_s: float
+) -> tuple[dict[str, int], list[str], Cursor | None]:
+    """Delete whole workflow trees that ``_collectable`` chooses, from ``after`` on: one
+    chunk of garbage collection, bounded by rows and time. It stops once about ``limit``
+    workflows are deleted or ``budget_s`` seconds have passed (checked after each step of
+    ``SCAN_STEP`` roots), so it holds the write lock briefly.
 
-    Returns the counts by table, the deleted IDs, and the seq to continue after (None:
-    no roots left).
+    Returns the counts by table, the deleted IDs, and the cursor to continue after
+    (None: no roots left).
     """
-    deleted, resume_after = _collectable(tx, cutoff, keep_pending, limit, after)
-    ids = [workflow_id for workflow_id, _ in deleted]
-    return delete_workflows(tx, ids, announce_all=False), ids, resume_after
+    counts = dict.fromkeys(GC_TABLES, 0)
+    ids: list[str] = []
+    started = time.monotonic()
+    cursor: Cursor | None = after
+    while cursor is not None:  # at least one step, however small the budget
+        scan = max(1, min(SCAN_STEP, limit - len(ids)))
+        chosen, cursor = _collectable(tx, cutoff, keep_pending, cursor, scan)
+        step = [workflow_id for workflow_id, _ in chosen]
+        for table, count in delete_workflows(tx, step, announce_all=False).items():
+            counts[table] += count
+        ids.extend(step)
+        if len(ids) >= limit or time.monotonic() - started >= budget_s:
+            break
+    return counts, ids, cursor
 
 
 def delete_workflows(tx: Tx, ids: list[str], *, announce_all: bool) -> dict[str, int]:
@@ -133,7 +176,6 @@ def delete_workflows(tx: Tx, ids: list[str], *, announce_all: bool) -> dict[str,
     ``announce_all`` (so that waiters on any of them end with ``WorkflowNotFoundError``).
     """
     counts = dict.fromkeys(GC_TABLES, 0)
-    unfinished = (_PENDING, Status.ENQUEUED.value)
     for chunk in chunks(ids):
         marks = placeholders(chunk)
         gone = tx.fetchall(
@@ -145,9 +187,9 @@ def delete_workflows(tx: Tx, ids: list[str], *, announce_all: bool) -> dict[str,
         for table, column in _GC_COLUMNS[1:]:
             counts[table] += tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
         for workflow_id, status, queue_name in gone:
-            if announce_all or status in unfinished:
+            if announce_all or status in _UNFINISHED:
                 log_change(tx, Change.status(workflow_id))
-            if status in unfinished:
+            if status in _UNFINISHED:
                 slot_freed(tx, queue_name)
     return counts
 
@@ -182,13 +224,24 @@ def delete_tree(
     return delete_workflows(tx, ids, announce_all=True)
 
 
-def prune_changes_batch(tx: Tx, older_than: float, limit: int) -> int:
-    """Delete up to ``limit`` of the oldest change rows created before ``older_than``."""
-    return tx.execute(
-        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
-        "ORDER BY seq LIMIT ?)",
-        (older_than, limit),
-    )
+def prune_changes_batch(tx: Tx, older_than: float, limit: int, budget_s: float) -> tuple[int, bool]:
+    """Delete up to ``limit`` of the oldest change rows created before ``older_than``, in
+    steps of at most ``SCAN_STEP * 10`` rows, stopping after ``budget_s`` seconds.
+    Returns how many, and whether older rows may remain."""
+    pruned = 0
+    started = time.monotonic()
+    while True:  # at least one step, however small the budget
+        step = max(1, min(SCAN_STEP * 10, limit - pruned))
+        done = tx.execute(
+            "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE created_at < ? "
+            "ORDER BY seq LIMIT ?)",
+            (older_than, step),
+        )
+        pruned += done
+        if done < step:
+            return pruned, False
+        if pruned >= limit or time.monotonic() - started >= budget_s:
+            return pruned, True
 
 
 def find_corrupt_rows(db: Tx, limit: int) -> tuple[int, list[str]]:

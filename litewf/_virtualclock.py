@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 import anyio
 import anyio.lowlevel
 
-from ._clock import Clock
+from ._clock import Alarm, Clock
 from ._exceptions import InvalidValueError
 from ._replay import current_workflow_id
 from ._validate import check_timeout
@@ -126,6 +126,16 @@ class VirtualClock(Clock):
         finally:
             self._timers.discard(timer)
             self._touch()
+
+    async def pause(self, alarm: Alarm, deadline: float | None, max_wait: float) -> None:
+        if alarm.rung:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = alarm.wake = anyio.Event()
+        try:
+            await self.wait(event, deadline, max_wait)
+        finally:
+            alarm.wake = None
 
     def attach(self, running: Callable[[], Collection[str]]) -> None:
         self._running = [ref for ref in self._running if ref() is not None]

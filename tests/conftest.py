@@ -36,6 +36,7 @@ BOTH_BACKENDS = frozenset(
         "test_wait_first",
         "test_patching",
         "test_management",
+        "test_gc_chunks",
         "test_replay_identity",
         "test_step_timing",
         "test_list_filters",

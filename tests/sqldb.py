@@ -28,6 +28,10 @@ class PgConnection:
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         return self.conn.execute(translate(sql), tuple(params))
 
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(translate(sql), rows)
+
     def executescript(self, script: str) -> None:
         self.conn.execute(script.encode())
 

@@ -322,7 +322,7 @@ async def test_gc_in_batches_deletes_whole_trees_and_passes_over_kept_ones(
 ) -> None:
     """With batches smaller than a tree, each tree still goes whole, and a tree that is
     kept (its root waits) does not stop the collection of the trees after it."""
-    monkeypatch.setattr(management, "GC_BATCH", 2)
+    monkeypatch.setattr(management, "GC_CHUNK_ROWS", 2)
     rt = litewf.Runtime(db_path)
 
     @rt.workflow()

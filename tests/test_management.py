@@ -259,7 +259,7 @@ async def test_gc_without_keep_pending_stops_a_running_workflow(db_path: Path) -
 
 async def test_gc_deletes_in_batches(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """More finished workflows than one batch holds are all deleted, batch after batch."""
-    monkeypatch.setattr(management, "GC_BATCH", 2)
+    monkeypatch.setattr(management, "GC_CHUNK_ROWS", 2)
     rt = litewf.Runtime(db_path)
     async with rt:
         quick = register(rt)["ops.quick"]
@@ -282,7 +282,7 @@ async def test_gc_prunes_the_change_log(db_path: Path, monkeypatch: pytest.Monke
         assert logged >= 4
         assert (await rt.garbage_collect(older_than=3600)).changes == 0
         monkeypatch.setattr(management, "CHANGE_RETENTION_S", 0.0)
-        monkeypatch.setattr(management, "CHANGES_BATCH", 3)
+        monkeypatch.setattr(management, "CHANGES_CHUNK_ROWS", 3)
         assert (await rt.garbage_collect(older_than=3600)).changes == logged
         with sqldb.connect(db_path) as conn:
             assert conn.execute("SELECT count(*) FROM changes").fetchone()[0] == 0

@@ -137,4 +137,5 @@ async def test_a_tampered_time_is_a_corrupt_database_error(db_path: Path, column
 
 
 def test_the_timing_is_one_appended_migration() -> None:
-    assert "started_at" in MIGRATIONS[-1] and "finished_at" in MIGRATIONS[-1]
+    timing = [n for n, script in enumerate(MIGRATIONS, 1) if "finished_at" in script]
+    assert timing == [7] and "started_at" in MIGRATIONS[6]
