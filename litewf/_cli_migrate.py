@@ -11,13 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-import anyio
-
-from . import _copysql as copysql
 from ._cli_output import one_line
 from ._exceptions import LitewfError
 from ._serialization import JsonSerializer
-from ._session import Session
 
 __all__ = ["add_command", "copy_database"]
 
@@ -35,6 +31,8 @@ def add_command(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import anyio  # imported when run, as every command's machinery: quick ``--help``
+
     try:
         counts = anyio.run(copy_database, args.source, args.target, backend="asyncio")
     except LitewfError as exc:
@@ -48,6 +46,9 @@ def _run(args: argparse.Namespace) -> int:
 
 async def copy_database(source: str, target: str) -> dict[str, int]:
     """Copy every row of ``source`` into the empty ``target``; rows copied per table."""
+    from . import _copysql as copysql
+    from ._session import Session
+
     counts: dict[str, int] = {}
     async with Session.connect(source, serializer=JsonSerializer(), poll_interval=1.0) as src:
         dst = Session(
