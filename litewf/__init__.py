@@ -45,8 +45,11 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_runtime``, ``_client``: the facades; ``_sync``, ``_sync_client``: their synchronous
   views (``SyncRuntime``, ``SyncClient``).
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
-  ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
-  ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
+  ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_figures`` (the bench's
+  figures, sizes, and each figure's ratio to its bound), ``_bench_streams``,
+  ``_bench_wake``, ``_bench_queue``, ``_bench_limits`` (the machine's bounds: raw SQL,
+  commit latency), ``_bench_scale`` (costs under load: 10,000 at once, a million
+  rows), ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
   ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_migrate``
   (``litewf migrate``), ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
   ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
@@ -56,7 +59,7 @@ Module map, from the ground up; each imports only modules listed before it
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._exceptions import (
     CorruptDatabaseError,
@@ -95,7 +98,7 @@ from ._types import (
     WorkflowStatus,
 )
 
-if TYPE_CHECKING:  # imported on first use (``__getattr__``): ``litewf --help`` stays quick
+if _typing.TYPE_CHECKING:  # imported on first use (``__getattr__``): ``litewf --help`` stays quick
     from ._client import Client
     from ._queues import Queue
     from ._runtime import Runtime
@@ -164,7 +167,7 @@ __all__ = (
 
 # Public names show as litewf.X in tracebacks and reprs, and stored error types read
 # "litewf.WorkflowNotFoundError", so they can be rebuilt wherever litewf is imported.
-def _public(names: list[str], where: dict[str, Any]) -> None:
+def _public(names: list[str], where: dict[str, _typing.Any]) -> None:
     for name in names:
         obj = where[name]
         if getattr(obj, "__module__", "").startswith("litewf."):
@@ -189,12 +192,12 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Load every lazily imported public name at the first use of one (so that they all
     show as ``litewf.X`` from then on)."""
     if not any(name in names for names in _LAZY.values()):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    loaded: dict[str, Any] = {}
+    loaded: dict[str, _typing.Any] = {}
     for module, names in _LAZY.items():
         imported = importlib.import_module(f"{__name__}.{module}")
         loaded.update((n, getattr(imported, n)) for n in names)
