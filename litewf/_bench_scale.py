@@ -156,19 +156,23 @@ async def _memory(rt: Runtime, n: int) -> Figure:
         await rt.recv(timeout=3600)
 
     async def start(count: int) -> None:
-        target = testing.waiting(rt) + count
         async with anyio.create_task_group() as tg:
             for _ in range(count):
                 tg.start_soon(rt.start_workflow, waiting)
+
+    async def settle(target: int) -> None:
+        # Counting the waits costs O(waits): poll seldom, not to measure the polling.
         while testing.waiting(rt) < target:  # noqa: ASYNC110 - polling a counter
-            await anyio.sleep(0.01)
+            await anyio.sleep(0.25)
 
     async with rt:
         await start(100)  # code paths warmed, caches filled: not counted
+        await settle(100)
         gc.collect()
         before = _rss_kib()
         for done in range(0, n, 1000):
             await start(min(1000, n - done))
+        await settle(100 + n)
         gc.collect()
         grown = _rss_kib() - before
         _progress(f"{n} waiting: shutting down")
