@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import resource
+import statistics
 import sys
 import time
 import uuid
@@ -112,7 +113,7 @@ async def scale(fresh_path: Callable[[], Path], runtime: Runtimes, sizes: Sizes)
     _progress(f"one workflow of {sizes.steps} steps")
     figures.append(await _steps(runtime(fresh_path()), sizes.steps))
     _progress(f"{sizes.waiting} workflows waiting in recv")
-    figures.append(await _memory(runtime(fresh_path()), sizes.waiting))
+    figures += await _memory(runtime(fresh_path()), sizes.waiting)
     figures += await _full_file(fresh_path, runtime, sizes)
     return figures
 
@@ -150,7 +151,7 @@ def _rss_kib() -> float:
         return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-async def _memory(rt: Runtime, n: int) -> Figure:
+async def _memory(rt: Runtime, n: int) -> list[Figure]:
     @rt.workflow(name="bench.waiting")
     async def waiting() -> None:
         await rt.recv(timeout=3600)
@@ -170,13 +171,29 @@ async def _memory(rt: Runtime, n: int) -> Figure:
         await settle(100)
         gc.collect()
         before = _rss_kib()
+        rates = []
         for done in range(0, n, 1000):
+            t = time.perf_counter()
             await start(min(1000, n - done))
+            rates.append(min(1000, n - done) / (time.perf_counter() - t))
         await settle(100 + n)
         gc.collect()
         grown = _rss_kib() - before
         _progress(f"{n} waiting: shutting down")
-    return Figure("scale", f"{n} workflows waiting in recv", grown / n, "KiB each (RSS)")
+    last = f"start_workflow, the last 1,000 of {n} (the others waiting)"
+    return [
+        Figure("scale", f"{n} workflows waiting in recv", grown / n, "KiB each (RSS)"),
+        Figure(
+            "scale",
+            last,
+            rates[-1],
+            "workflows/s",
+            None,
+            None,
+            "the first 1,000",
+            rates[-1] / rates[0] * 100,
+        ),
+    ]
 
 
 def _fill(path: Path, n: int) -> None:
@@ -190,12 +207,25 @@ def _fill(path: Path, n: int) -> None:
     tx.conn.close()
 
 
-async def _file_figures(path: Path, runtime: Runtimes, sizes: Sizes) -> tuple[float, list[float]]:
-    """Sequential one-step workflows/s, and send -> recv times, on the file at ``path``."""
-    rate, _, _ = await one_step_rate(runtime(path), sizes.workflows, concurrent=False)
-    async with runtime(path) as rt:
-        times = await wake_times(rt, "recv", sizes.round_trips)
-    return rate, times
+#: Alternating rounds on the empty and the full file (the machine's load drifts).
+_ROUNDS = 3
+
+
+async def _compare(
+    paths: tuple[Path, Path], runtime: Runtimes, sizes: Sizes
+) -> list[tuple[float, list[float]]]:
+    """For each of ``paths``: the median rate of sequential one-step workflows, and the
+    times of send -> woken in recv, measured in alternating rounds."""
+    rates: list[list[float]] = [[], []]
+    times: list[list[float]] = [[], []]
+    n, trips = max(1, sizes.workflows // _ROUNDS), max(1, sizes.round_trips // _ROUNDS)
+    for _ in range(_ROUNDS):
+        for i, path in enumerate(paths):
+            rate, _, _ = await one_step_rate(runtime(path), n, concurrent=False)
+            rates[i].append(rate)
+            async with runtime(path) as rt:
+                times[i] += await wake_times(rt, "recv", trips)
+    return [(statistics.median(rates[i]), times[i]) for i in range(2)]
 
 
 async def _full_file(
@@ -203,17 +233,16 @@ async def _full_file(
 ) -> list[Figure]:
     """The figures of a file with ``sizes.finished`` finished workflows, against an empty
     file; then garbage collection of those workflows."""
-    empty_rate, empty_times = await _file_figures(fresh_path(), runtime, sizes)
-    n, path = sizes.finished, fresh_path()
+    n, path, empty = sizes.finished, fresh_path(), fresh_path()
     _progress(f"writing {n} finished workflows")
     t = time.perf_counter()
     await anyio.to_thread.run_sync(_fill, path, n)
     filled = time.time()
-    _progress(f"written in {time.perf_counter() - t:.1f} s; measuring on that file")
-    rate, times = await _file_figures(path, runtime, sizes)
+    _progress(f"written in {time.perf_counter() - t:.1f} s; measuring it and an empty file")
+    (empty_rate, empty_times), (rate, times) = await _compare((empty, path), runtime, sizes)
     p50, p99 = ms(times)
     empty_p50, _ = ms(empty_times)
-    sequential = f"{sizes.workflows} one-step one after the other, {n} finished in the file"
+    sequential = f"one-step, one after the other, {n} finished in the file"
     figures = [
         Figure(
             "scale",
