@@ -180,7 +180,7 @@ async def _memory(rt: Runtime, n: int) -> list[Figure]:
         gc.collect()
         grown = _rss_kib() - before
         _progress(f"{n} waiting: shutting down")
-    last = f"start_workflow, the last 1,000 of {n} (the others waiting)"
+    last = f"start_workflow, the last {min(n, 1000)} of {n} started (the rest waiting)"
     return [
         Figure("scale", f"{n} workflows waiting in recv", grown / n, "KiB each (RSS)"),
         Figure(
@@ -190,7 +190,7 @@ async def _memory(rt: Runtime, n: int) -> list[Figure]:
             "workflows/s",
             None,
             None,
-            "the first 1,000",
+            "the first ones",
             rates[-1] / rates[0] * 100,
         ),
     ]
