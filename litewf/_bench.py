@@ -227,8 +227,12 @@ class Bench:
         n = self.sizes.round_trips
         async with self.runtime(self.fresh_path()) as rt:
             times = {how: await wake_times(rt, how, n) for how in HOW}
+            idle = await wake_times(rt, "recv", n, gap=(0.005, 0.015))
         measure = "send -> woken in {}, same process"
-        return [latency("wait-first", measure.format(how), times[how]) for how in HOW]
+        return [
+            *(latency("wait-first", measure.format(how), times[how]) for how in HOW),
+            latency("wait-first", "the same into recv, each after a 5-15 ms idle gap", idle),
+        ]
 
     async def queue(self) -> list[Figure]:
         path, marks = self.fresh_path(), self.sizes.round_trips
