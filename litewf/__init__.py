@@ -204,3 +204,7 @@ def __getattr__(name: str) -> _typing.Any:
     _public(list(loaded), loaded)
     globals().update(loaded)
     return loaded[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
