@@ -46,8 +46,11 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_runtime``, ``_client``: the facades; ``_sync``, ``_sync_client``: their synchronous
   views (``SyncRuntime``, ``SyncClient``).
 - ``_virtualclock``, ``_check`` (replaying stored histories against today's code),
-  ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_streams``, ``_bench_wake``,
-  ``_bench_queue``, ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
+  ``testing``, ``pytest_plugin``, ``_cli_output``, ``_bench_figures`` (the bench's
+  figures, sizes, and each figure's ratio to its bound), ``_bench_streams``,
+  ``_bench_wake``, ``_bench_queue``, ``_bench_limits`` (the machine's bounds: raw SQL,
+  commit latency), ``_bench_scale`` (costs under load: 10,000 at once, a million
+  rows), ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
   ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_migrate``
   (``litewf migrate``), ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
   ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
@@ -56,7 +59,9 @@ Module map, from the ground up; each imports only modules listed before it
 
 from __future__ import annotations
 
-from ._client import Client
+import importlib
+import typing as _typing
+
 from ._exceptions import (
     CorruptDatabaseError,
     DatabaseBusyError,
@@ -84,14 +89,7 @@ from ._exceptions import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
-from ._queues import Queue
-from ._runtime import Runtime
 from ._serialization import JsonSerializer, PickleSerializer, Serializer
-from ._step import Step
-from ._sync import SyncRuntime
-from ._sync_api import SyncWorkflowHandle
-from ._sync_client import SyncClient
-from ._sync_parts import SyncQueue, SyncStep, SyncWorkflow
 from ._types import (
     CollectedCounts,
     QueuedMessage,
@@ -100,8 +98,18 @@ from ._types import (
     StepRecord,
     WorkflowStatus,
 )
-from ._waiting import EventWait, FirstOf, MessageWait
-from ._workflow import Workflow, WorkflowHandle
+
+if _typing.TYPE_CHECKING:  # imported on first use (``__getattr__``): ``litewf --help`` stays quick
+    from ._client import Client
+    from ._queues import Queue
+    from ._runtime import Runtime
+    from ._step import Step
+    from ._sync import SyncRuntime
+    from ._sync_api import SyncWorkflowHandle
+    from ._sync_client import SyncClient
+    from ._sync_parts import SyncQueue, SyncStep, SyncWorkflow
+    from ._waiting import EventWait, FirstOf, MessageWait
+    from ._workflow import Workflow, WorkflowHandle
 
 __version__ = "0.1.0"
 
@@ -157,10 +165,47 @@ __all__ = (
     "WorkflowTimeoutError",
 )
 
+
 # Public names show as litewf.X in tracebacks and reprs, and stored error types read
 # "litewf.WorkflowNotFoundError", so they can be rebuilt wherever litewf is imported.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("litewf."):
-        _obj.__module__ = __name__
-del _name, _obj
+def _public(names: list[str], where: dict[str, _typing.Any]) -> None:
+    for name in names:
+        obj = where[name]
+        if getattr(obj, "__module__", "").startswith("litewf."):
+            obj.__module__ = __name__
+
+
+_public([name for name in __all__ if name in globals()], globals())
+
+#: The modules of the public names imported on first use: the runtime and what it needs
+#: (asyncio, aiosqlite...) load only when a program touches one of them.
+_LAZY = {
+    "_client": ("Client",),
+    "_queues": ("Queue",),
+    "_runtime": ("Runtime",),
+    "_step": ("Step",),
+    "_sync": ("SyncRuntime",),
+    "_sync_api": ("SyncWorkflowHandle",),
+    "_sync_client": ("SyncClient",),
+    "_sync_parts": ("SyncQueue", "SyncStep", "SyncWorkflow"),
+    "_waiting": ("EventWait", "FirstOf", "MessageWait"),
+    "_workflow": ("Workflow", "WorkflowHandle"),
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Load every lazily imported public name at the first use of one (so that they all
+    show as ``litewf.X`` from then on)."""
+    if not any(name in names for names in _LAZY.values()):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    loaded: dict[str, _typing.Any] = {}
+    for module, names in _LAZY.items():
+        imported = importlib.import_module(f"{__name__}.{module}")
+        loaded.update((n, getattr(imported, n)) for n in names)
+    _public(list(loaded), loaded)
+    globals().update(loaded)
+    return loaded[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,29 +7,29 @@ machine, and prefer medians of several runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import anyio.to_thread
 
-from . import _bench_streams, testing
+from . import _bench_limits, _bench_scale, _bench_streams, testing
 from ._api import SessionCalls
+from ._bench_figures import FULL, QUICK, Figure, Sizes, latency, ms, render, with_ratios
 from ._bench_queue import child_enqueue_marks, queue_times
+from ._bench_scale import one_step_rate
 from ._bench_wake import HOW, wake_times
-from ._cli_output import WIDE, table
 from ._client import Client
 from ._pgschema import bench_schema, drop_bench_schemas
 from ._runtime import Runtime
@@ -39,52 +39,7 @@ from ._workflow import Workflow
 __all__ = ["main"]
 
 SCENARIOS: tuple[str, ...] = ("workflows", "send-recv", "send-recv-xproc", "events", "messages")
-SCENARIOS += ("wait-first", "queue", "recovery", "idle", "streams")
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    scenario: str
-    measure: str
-    value: float
-    unit: str
-    p50: float | None = None
-    p99: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    workflows: int
-    round_trips: int
-    messages: int
-    recovery: int
-    idle_waiters: int
-    idle_seconds: float
-
-
-FULL = Sizes(
-    workflows=1000,
-    round_trips=200,
-    messages=10_000,
-    recovery=10_000,
-    idle_waiters=1000,
-    idle_seconds=5.0,
-)
-QUICK = Sizes(
-    workflows=100, round_trips=20, messages=300, recovery=200, idle_waiters=50, idle_seconds=0.5
-)
-
-
-def _ms(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1000, p99 * 1000
-
-
-def _latency(scenario: str, measure: str, seconds: list[float]) -> Figure:
-    """A round-trip figure: its median in ms, with p50 and p99."""
-    p50, p99 = _ms(seconds)
-    return Figure(scenario, measure, p50, "ms (p50)", p50, p99)
+SCENARIOS += ("wait-first", "queue", "recovery", "idle", "streams", "limits", "scale")
 
 
 async def _until_waiting(rt: Runtime, n: int, interval: float) -> None:
@@ -132,46 +87,35 @@ class Bench:
 
     async def workflows(self) -> list[Figure]:
         n = self.sizes.workflows
-        return [await self._workflows(n, concurrent=True), await self._workflows(n, False)]
+        rate, latencies, cpu = await one_step_rate(self.runtime(self.fresh_path()), n, True)
+        p50, p99 = ms(latencies)
+        concurrent = f"{n} one-step, concurrency {n}"
+        figures = [
+            Figure("workflows", concurrent, rate, "workflows/s", p50, p99, "raw-sql"),
+            Figure("workflows", concurrent, cpu, "µs CPU each", bound="raw-sql-cpu"),
+        ]
+        rate, latencies, _ = await one_step_rate(self.runtime(self.fresh_path()), n, False)
+        p50, p99 = ms(latencies)
+        measure = f"{n} one-step, concurrency 1"
+        return [
+            *figures,
+            Figure("workflows", measure, rate, "workflows/s", p50, p99, "hot-commits"),
+        ]
 
-    async def _workflows(self, n: int, concurrent: bool) -> Figure:
-        rt = self.runtime(self.fresh_path())
+    async def limits(self) -> list[Figure]:  # in _bench_limits
+        if self.db is not None:
+            _progress("limits: measured on SQLite files only; skipped with --db")
+            return []
+        s = self.sizes
+        sync = "FULL" if self.durability == "full" else "NORMAL"
+        sizes = (s.raw_workflows, s.hot_commits, s.idle_commits)
+        return _bench_limits.limits(self.fresh_path, *sizes, sync)
 
-        @rt.step(name="bench.one")
-        async def one(i: int) -> int:
-            return i
-
-        @rt.workflow(name="bench.workflow")
-        async def workflow(i: int) -> int:
-            return await one(i)
-
-        latencies: list[float] = []
-
-        async def run(i: int) -> None:
-            t = time.perf_counter()
-            handle = await rt.start_workflow(workflow, i)
-            await handle.get_result()
-            latencies.append(time.perf_counter() - t)
-
-        async with rt:
-            started = time.perf_counter()
-            if concurrent:
-                async with anyio.create_task_group() as tg:
-                    for i in range(n):
-                        tg.start_soon(run, i)
-            else:
-                for i in range(n):
-                    await run(i)
-            elapsed = time.perf_counter() - started
-        p50, p99 = _ms(latencies)
-        return Figure(
-            "workflows",
-            f"{n} one-step, concurrency {n if concurrent else 1}",
-            n / elapsed,
-            "workflows/s",
-            p50,
-            p99,
-        )
+    async def scale(self) -> list[Figure]:  # in _bench_scale
+        if self.db is not None:
+            _progress("scale: fills SQLite files only; skipped with --db")
+            return []
+        return await _bench_scale.scale(self.fresh_path, self.runtime, self.sizes)
 
     def _echo(self, rt: Runtime) -> Workflow[[int, str], None]:
         @rt.workflow(name="bench.echo")
@@ -203,7 +147,7 @@ class Bench:
         async with rt:
             target = await rt.start_workflow(echo, n, "send")
             times = await caller(target.workflow_id, n)
-        return [_latency("send-recv", "workflow -> workflow -> workflow, same process", times)]
+        return [latency("send-recv", "workflow -> workflow -> workflow, same process", times)]
 
     async def send_recv_xproc(self) -> list[Figure]:
         path = self.fresh_path()
@@ -215,7 +159,7 @@ class Bench:
             out = await _run_child("round-trips", path, target.workflow_id, str(n), "r")
         times = [float(x) for x in out.split()]
         measure = "Client send -> recv -> set_event -> Client get_event"
-        return [_latency("send-recv-xproc", measure, times)]
+        return [latency("send-recv-xproc", measure, times)]
 
     async def events(self) -> list[Figure]:
         path = self.fresh_path()
@@ -232,20 +176,18 @@ class Bench:
         async with rt:
             handle = await rt.start_workflow(publisher, n)
             times = await _round_trips(rt, handle.workflow_id, n, "e")
-            figures.append(
-                _latency("events", "send -> set_event -> get_event, same process", times)
-            )
+            figures.append(latency("events", "send -> set_event -> get_event, same process", times))
             second = await rt.start_workflow(publisher, n)
             out = await _run_child("round-trips", path, second.workflow_id, str(n), "e")
         times = [float(x) for x in out.split()]
         measure = "set_event here -> get_event in another process"
-        return [*figures, _latency("events", measure, times)]
+        return [*figures, latency("events", measure, times)]
 
     async def streams(self) -> list[Figure]:  # in _bench_streams; sizes: messages, round_trips
         n, samples = self.sizes.messages, self.sizes.round_trips
-        rates, latency = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
-        figures = [Figure("streams", m, rate, "values/s") for m, rate in rates]
-        return [*figures, _latency("streams", *latency)]
+        rates, paced = await _bench_streams.run(self.fresh_path, self.durability, n, samples)
+        figures = [Figure("streams", m, rate, "values/s", bound="hot-commits") for m, rate in rates]
+        return [*figures, latency("streams", *paced)]
 
     async def messages(self) -> list[Figure]:
         rt = self.runtime(self.fresh_path())
@@ -273,7 +215,11 @@ class Bench:
             elapsed = time.perf_counter() - started
         return [
             Figure(
-                "messages", f"{n} messages into one workflow, end to end", n / elapsed, "messages/s"
+                "messages",
+                f"{n} messages into one workflow, end to end",
+                n / elapsed,
+                "messages/s",
+                bound="hot-commits",
             )
         ]
 
@@ -281,8 +227,12 @@ class Bench:
         n = self.sizes.round_trips
         async with self.runtime(self.fresh_path()) as rt:
             times = {how: await wake_times(rt, how, n) for how in HOW}
+            idle = await wake_times(rt, "recv", n, gap=(0.005, 0.015))
         measure = "send -> woken in {}, same process"
-        return [_latency("wait-first", measure.format(how), times[how]) for how in HOW]
+        return [
+            *(latency("wait-first", measure.format(how), times[how]) for how in HOW),
+            latency("wait-first", "the same into recv, each after a 5-15 ms idle gap", idle),
+        ]
 
     async def queue(self) -> list[Figure]:
         path, marks = self.fresh_path(), self.sizes.round_trips
@@ -291,8 +241,8 @@ class Bench:
                 rt, str(path), self.sizes.messages, marks, _run_child
             )
         return [
-            Figure("queue", through, rate, "workflows/s"),
-            *(_latency("queue", how, times) for how, times in waits),
+            Figure("queue", through, rate, "workflows/s", bound="raw-sql"),
+            *(latency("queue", how, times) for how, times in waits),
         ]
 
     async def recovery(self) -> list[Figure]:
@@ -407,22 +357,15 @@ def _machine() -> dict[str, str]:
     }
 
 
-def _table(figures: list[Figure]) -> str:
-    """The figures as the CLI's table, with a rule under the headers."""
-    headers = ["scenario", "measure", "figure", "unit", "p50 ms", "p99 ms"]
-    rows = [
-        [f.scenario, f.measure, f"{f.value:,.2f}", f.unit, _two(f.p50), _two(f.p99)]
-        for f in figures
-    ]
-    return table(headers, rows, width=WIDE, rule=True)
-
-
-def _two(ms: float | None) -> str:
-    return "" if ms is None else f"{ms:.2f}"
-
-
 #: The sizes that options (``--round-trips N``) can set.
-_SIZE_OPTIONS = ("workflows", "round_trips", "messages", "recovery", "idle_waiters")
+_SIZE_OPTIONS: tuple[str, ...] = (
+    "workflows",
+    "round_trips",
+    "messages",
+    "recovery",
+    "idle_waiters",
+)
+_SIZE_OPTIONS += ("raw_workflows", "concurrent", "steps", "waiting", "finished")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,10 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{field.replace('_', '-')}", type=int, metavar="N")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
-    sizes = Sizes(
-        **{field: getattr(args, field, None) or getattr(base, field) for field in _SIZE_OPTIONS},
-        idle_seconds=base.idle_seconds,
-    )
+    given = {field: getattr(args, field) for field in _SIZE_OPTIONS if getattr(args, field)}
+    sizes = dataclasses.replace(base, **given)
     chosen = args.scenario or list(SCENARIOS)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="litewf-bench-") as folder:
@@ -456,12 +397,15 @@ def main(argv: list[str] | None = None) -> int:
                 figures += anyio.run(scenario)
             finally:
                 drop_bench_schemas(args.db, bench._count)
+    bounds = _bench_limits.bounds(figures)
+    figures = with_ratios(figures, bounds)
     machine = _machine()
     report = {
         "machine": machine,
         "durability": args.durability,
         "quick": args.quick,
-        "figures": [asdict(f) for f in figures],
+        "bounds": None if bounds is None else bounds.as_dict(),
+        "figures": [dataclasses.asdict(f) for f in figures],
     }
     if args.json == "-":
         print(json.dumps(report, indent=2))
@@ -471,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'quick' if args.quick else 'full'} sizes; "
         + ", ".join(f"{k} {v}" for k, v in machine.items())
     )
-    print(_table(figures))
+    print(render(figures))
+    if bounds is None:
+        print("(no bounds: add --scenario limits to compare each figure with its bound)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

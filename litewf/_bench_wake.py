@@ -4,6 +4,7 @@ event, the message sent named last), measured the same way in the same process."
 
 from __future__ import annotations
 
+import random
 import time
 
 import anyio
@@ -17,13 +18,16 @@ __all__ = ["HOW", "wake_times"]
 HOW = ("recv", "wait_first")
 
 
-async def wake_times(rt: Runtime, how: str, n: int) -> list[float]:
+async def wake_times(
+    rt: Runtime, how: str, n: int, gap: tuple[float, float] | None = None
+) -> list[float]:
     """On a launched ``rt``: ``n`` times, seconds from just before a ``send`` until the
-    workflow waiting in ``how`` (one of ``HOW``) has the message in hand."""
+    workflow waiting in ``how`` (one of ``HOW``) has the message in hand; with ``gap``,
+    each send comes after an idle pause drawn from it (seconds), as a webhook would."""
     woke: list[float] = []
     arrived = [anyio.Event()]
 
-    @rt.workflow(name=f"bench.wake.{how}")
+    @rt.workflow(name=f"bench.wake.{how}{'.idle' if gap else ''}")
     async def waiter(count: int) -> None:
         me = rt.current_workflow_id()
         assert me is not None
@@ -45,6 +49,8 @@ async def wake_times(rt: Runtime, how: str, n: int) -> list[float]:
     for i in range(n):
         while testing.waiting(rt) < 1:  # noqa: ASYNC110 - polling a counter, outside the timing
             await anyio.sleep(0.001)
+        if gap is not None:
+            await anyio.sleep(random.uniform(*gap))
         arrived[0] = anyio.Event()
         sent = time.perf_counter()
         await rt.send(handle.workflow_id, i, topic="paid")

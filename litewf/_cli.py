@@ -3,7 +3,9 @@
 A tool over a ``Session``, as the ``Client`` is: it opens an existing database (never
 creating one), so it works while an application process runs the workflows. Printing
 is ``_cli_output``'s. Exit status: 0 on success, 1 on a user error (one line on stderr,
-no traceback), 2 on a usage error.
+no traceback), 2 on a usage error. The parser loads no more than argparse and the
+commands' tables: each command imports the machinery it runs (sessions, anyio...) when
+run, so that ``litewf --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_change as cli_change
 from . import _cli_check as cli_check
@@ -28,13 +28,14 @@ from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _cli_schedule as cli_schedule
 from . import _cli_ui as cli_ui
-from . import _management as management
-from . import _streams as streams
-from ._dbfile import absolute_path
 from ._exceptions import LitewfError
 from ._serialization import JsonSerializer
-from ._session import Session
 from ._types import Status
+
+if TYPE_CHECKING:  # imported when a command runs, so that ``litewf --help`` stays quick
+    from ._session import Session
+
+    Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
 
 __all__ = ["main"]
 
@@ -44,9 +45,6 @@ _GLOBAL_VALUE_OPTIONS = ("--db",)
 
 class UserError(Exception):
     """A mistake in what the user asked for; shown as one line, exit status 1."""
-
-
-Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "standalone"):  # check-replay: no session on --db (_cli_check)
         return int(args.standalone(args))
     command: Command = args.run
+    import anyio  # the commands' machinery, imported only now (see the module docstring)
+
     try:
         return anyio.run(_in_session, command, args, backend="asyncio")
     except (LitewfError, UserError) as exc:
@@ -85,6 +85,9 @@ async def _in_session(command: Command, args: argparse.Namespace) -> int:
     The path is made absolute first, as the Client does, so that errors name the file
     the same way.
     """
+    from ._dbfile import absolute_path
+    from ._session import Session
+
     connect = Session.connect(
         absolute_path(args.db), serializer=JsonSerializer(), poll_interval=0.01
     )
@@ -285,6 +288,8 @@ async def _get_event(session: Session, args: argparse.Namespace) -> int:
 async def _tail(session: Session, args: argparse.Namespace) -> int:
     """Each value as it comes (``--json``: with its offset); exit 0 at the stream's end, 1
     when ``--timeout`` passed first, naming the offset to continue from."""
+    from . import _streams as streams
+
     workflow_id, key, position = args.workflow_id, args.key, args.offset
     async for value in streams.read(session, workflow_id, key, position, args.timeout):
         print(out.stream_line(position, value, args.json), flush=True)
@@ -327,6 +332,8 @@ async def _resume(session: Session, args: argparse.Namespace) -> int:
 
 
 async def _gc(session: Session, args: argparse.Namespace) -> int:
+    from . import _management as management
+
     counts = await management.garbage_collect(
         session, args.older_than, keep_pending=not args.include_pending, dry_run=args.dry_run
     )

@@ -11,18 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-
-import anyio.to_thread
+from typing import TYPE_CHECKING
 
 from . import _cli_output as out
-from . import _fork as fork
 from ._exceptions import LitewfError
-from ._session import Session
+
+if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help`` is quick
+    from ._session import Session
+
+    Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
+    AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
 
 __all__ = ["add_commands"]
-
-Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
 
 
 def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
@@ -50,6 +50,8 @@ def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
 
 
 async def _fork(session: Session, args: argparse.Namespace) -> int:
+    from . import _fork as fork
+
     source, step = args.workflow_id, args.from_step
     new_id = await fork.fork(session, None, None, source, step, args.new_id)
     status = await session.get_status(new_id)
@@ -64,6 +66,10 @@ async def _fork(session: Session, args: argparse.Namespace) -> int:
 
 
 async def _delete(session: Session, args: argparse.Namespace) -> int:
+    import anyio.to_thread
+
+    from . import _fork as fork
+
     what = f"workflow {args.workflow_id!r}" + (" and its descendants" if args.children else "")
     if not args.yes:
         if not sys.stdin.isatty():

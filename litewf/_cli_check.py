@@ -16,15 +16,15 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_output as out
-from ._check import ReplayReport, check_replay
 from ._exceptions import LitewfError
-from ._runtime import Runtime
 from ._types import UNFINISHED, Status
+
+if TYPE_CHECKING:  # imported when the command runs: ``litewf --help`` stays quick
+    from ._check import ReplayReport
+    from ._runtime import Runtime
 
 __all__ = ["add_command"]
 
@@ -91,6 +91,8 @@ def _seconds(text: str) -> float:
 
 def load_runtime(spec: str) -> Runtime:
     """The Runtime named by ``module:attribute`` (the attribute may be dotted)."""
+    from ._runtime import Runtime
+
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise UsageError(f"--app must be 'module:attribute', e.g. 'shop.app:rt'; got {spec!r}")
@@ -126,6 +128,8 @@ def _error(exc: BaseException) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the check; print the report; the exit status."""
+    import anyio
+
     try:
         rt = load_runtime(args.app)
     except UsageError as exc:
@@ -145,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _check(rt: Runtime, args: argparse.Namespace) -> ReplayReport:
+    from ._check import check_replay
+
     return await check_replay(
         rt, args.path, status=args.status, limit=args.limit, timeout=args.timeout
     )

@@ -22,27 +22,23 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_output as out
-from . import _deadlinesql as deadlinesql
-from . import _management as management
-from . import _store as store
 from ._exceptions import CorruptDatabaseError, InvalidValueError, LitewfError
-from ._operations import check_same
-from ._queues import enqueue_by_name
-from ._rows import Columns
 from ._serialization import dumps_arguments
-from ._session import Session
 from ._tracing import TRACE_KEY
-from ._tx import Tx
 from ._types import Status, StepRecord
 from ._validate import check_id
 
-__all__ = ["add_commands", "event_rows", "report"]
+if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help`` is quick
+    from ._session import Session
+    from ._tx import Tx
 
-Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+    Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
+    AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+__all__ = ["add_commands", "event_rows", "report"]
 
 #: Longest value ``show`` prints without ``--full`` (compact JSON characters).
 SHORT = 300
@@ -171,6 +167,9 @@ class _Outcome:
 
 
 async def _inputs(session: Session, workflow_id: str) -> dict[str, Any]:
+    from . import _store as store
+    from ._rows import Columns
+
     found = await session.backend.read(store.get_inputs, workflow_id)
     if found is None:
         return {}
@@ -181,6 +180,9 @@ async def _inputs(session: Session, workflow_id: str) -> dict[str, Any]:
 
 
 async def _outcome(session: Session, workflow_id: str) -> _Outcome:
+    from . import _store as store
+    from ._rows import Columns
+
     row = await session.backend.read(store.get_result, workflow_id)
     if row is None:
         return _Outcome(Status.PENDING)
@@ -198,6 +200,8 @@ async def _outcome(session: Session, workflow_id: str) -> _Outcome:
 
 
 async def _show(session: Session, args: argparse.Namespace) -> int:
+    from . import _management as management
+
     """Each part that reads; a part that cannot be read shows its error (exit 1)."""
     workflow_id = args.workflow_id
     await session.require_exists(check_id(workflow_id))
@@ -353,6 +357,8 @@ def _step_json(record: StepRecord) -> dict[str, Any]:
 
 
 async def _steps(session: Session, args: argparse.Namespace) -> int:
+    from . import _management as management
+
     records = await management.list_steps(session, args.workflow_id)
     if args.json:
         out.print_json([_step_json(r) for r in records])
@@ -379,6 +385,8 @@ def report(errors: Sequence[LitewfError]) -> None:
 
 
 async def _start(session: Session, args: argparse.Namespace) -> int:
+    from ._queues import enqueue_by_name
+
     name = check_id(args.workflow_name, "workflow_name")
     values = tuple(_json_argument(text, "argument") for text in args.args)
     kwargs = {} if args.kwargs is None else _json_argument(args.kwargs, "--kwargs")
@@ -428,6 +436,10 @@ async def _start_unowned(
     """Store a delayed start due now (or after ``--delay``): ENQUEUED, owned by no one,
     for the dequeuer of a runtime that has the function; the ID (an existing one's with
     the same name is left as it is)."""
+    from . import _deadlinesql as deadlinesql
+    from . import _store as store
+    from ._operations import check_same
+
     workflow_id = check_id(args.workflow_id) if args.workflow_id else str(uuid.uuid4())
     inputs = dumps_arguments(session.serializer, name, values, kwargs)
     not_before = session.clock.time() + (args.delay or 0.0)

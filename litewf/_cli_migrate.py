@@ -11,10 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-import anyio
-
 from ._cli_output import one_line
-from ._copy import copy_database
 from ._exceptions import LitewfError
 
 __all__ = ["add_command"]
@@ -30,6 +27,10 @@ def add_command(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import anyio  # here, not at import: ``litewf --help`` loads no runtime
+
+    from ._copy import copy_database
+
     try:
         counts = anyio.run(copy_database, args.source, args.target, backend="asyncio")
     except LitewfError as exc:

@@ -11,18 +11,19 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_output as out
 from ._exceptions import InvalidValueError
-from ._queues import enqueue_by_name
-from ._session import Session
 from ._types import Status
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help`` is quick
+    from ._session import Session
 
-Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+    Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
+    AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+__all__ = ["add_commands"]
 
 
 def add_commands(
@@ -61,6 +62,8 @@ def _json_argument(text: str) -> Any:
 
 
 async def _enqueue(session: Session, args: argparse.Namespace) -> int:
+    from ._queues import enqueue_by_name
+
     values = [_json_argument(text) for text in args.args]
     handle = await enqueue_by_name(
         session,

@@ -11,18 +11,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _cli_output as out
-from . import _schedules as schedules
 from ._exceptions import InvalidValueError
-from ._session import Session
 from ._types import ScheduleRecord
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:  # the command imports what it runs when run: ``litewf --help`` is quick
+    from ._session import Session
 
-Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+    Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
+    AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+__all__ = ["add_commands"]
 
 
 def add_commands(command: AddCommand) -> None:
@@ -60,6 +61,8 @@ def record_json(record: ScheduleRecord) -> dict[str, Any]:
 
 
 async def _schedule(session: Session, args: argparse.Namespace) -> int:
+    from . import _schedules as schedules
+
     action, name = args.action, args.name
     if action == "list":
         return _print_list(await schedules.list_all(session), args.json)

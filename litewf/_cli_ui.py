@@ -13,10 +13,6 @@ import ipaddress
 import sys
 from typing import Any
 
-import anyio
-
-from ._client import Client
-from ._dbfile import absolute_path
 from ._exceptions import LitewfError
 
 __all__ = ["MISSING_EXTRA", "add_command", "is_loopback"]
@@ -72,6 +68,10 @@ def _run(args: argparse.Namespace) -> int:
             "only on a network you trust, or put an authenticating proxy in front.",
             file=sys.stderr,
         )
+    import anyio  # imported when run, as every command's machinery: quick ``--help``
+
+    from ._dbfile import absolute_path
+
     path = absolute_path(args.db)
     try:
         anyio.run(_check_opens, path, backend="asyncio")  # a clear error before listening
@@ -95,5 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _check_opens(path: str) -> None:
+    from ._client import Client
+
     async with Client(path):
         pass

@@ -32,6 +32,10 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     report = json.loads(out_file.read_text())
     assert {f["scenario"] for f in report["figures"]} == set(SCENARIOS)
     assert all(f["value"] > 0 for f in report["figures"])
+    # limits ran: its bounds are in the report, and the other figures' ratios to them
+    assert report["bounds"]["two_commit_floor_ms"] > 0
+    rated = {f["scenario"] for f in report["figures"] if f["ratio"] is not None}
+    assert {"workflows", "send-recv", "scale"} <= rated
     assert report["machine"]["sqlite"]
     assert not list(tmp_path.glob("*.db"))  # each scenario used its own temporary folder
 
@@ -50,6 +54,8 @@ def test_global_json_flag_prints_the_figures_as_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert {f["scenario"] for f in report["figures"]} == {"events"}
+    assert report["bounds"] is None  # without limits, no bounds and no ratios
+    assert all(f["ratio"] is None for f in report["figures"])
     shown = subprocess.run(
         [sys.executable, "-m", "litewf", "bench", "--help"],
         capture_output=True,

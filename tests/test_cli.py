@@ -556,3 +556,20 @@ def test_list_limit_0_lists_every_workflow(built: Path) -> None:
     assert code == 0 and len(out.splitlines()) == 1 + len(WORKFLOWS)
     code, out, _ = run_cli(built, "list", "--limit", "2", "--json")
     assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_help_loads_no_runtime() -> None:
+    """`litewf --help` builds the parser without the runtime's machinery (asyncio, anyio,
+    sqlite3, the session): each command imports what it runs when it runs."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from litewf._cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['--help']) == 0\n"
+        "print(sorted(m for m in ('asyncio', 'anyio', 'sqlite3', 'litewf._session') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
