@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import weakref
 from typing import Any
 
 from ._exceptions import DatabaseError, ExecutorConflictError
@@ -24,6 +26,19 @@ logger = logging.getLogger("litewf")
 
 #: Takes the lock and gives it back at once: true when nobody held it (one round trip).
 _DEAD = "SELECT CASE WHEN pg_try_advisory_lock(%s) THEN pg_advisory_unlock(%s) ELSE false END"
+
+
+#: The locks held in this process, let go of in a fork() child.
+_held: weakref.WeakSet[PgExecutorLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_held):
+        lock.drop_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PgExecutorLock:
@@ -43,6 +58,20 @@ class PgExecutorLock:
             conn.close()
             raise ExecutorConflictError(self._executor_id)
         self._conn = conn
+        _held.add(self)
+
+    def drop_in_child(self) -> None:
+        """In a fork() child: stop holding the parent's session open, without a word to
+        the server (closing the connection would end the parent's session)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(devnull, conn.fileno())
+            finally:
+                os.close(devnull)
 
     def ensure(self) -> None:
         """Take the lock again if the server ended its session (a restart, an admin's
@@ -66,6 +95,7 @@ class PgExecutorLock:
         self.release()
 
     def release(self) -> None:
+        _held.discard(self)
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

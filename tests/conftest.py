@@ -39,6 +39,11 @@ BOTH_BACKENDS = frozenset(
         "test_replay_identity",
         "test_step_timing",
         "test_list_filters",
+        "test_lifecycle",
+        "test_identity",
+        "test_sync",
+        "test_clock",
+        "test_crash_simulation",
     }
 )
 
@@ -68,6 +73,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_path(tmp_path: Path, backend: str) -> Iterator[Path]:
     if backend == "sqlite":
         yield tmp_path / "test.db"
+        return
+    yield from postgres_database()
+
+
+@pytest.fixture
+def other_db(tmp_path: Path, backend: str) -> Iterator[Path]:
+    """A second fresh database, on the backend ``db_path`` is on."""
+    if backend == "sqlite":
+        yield tmp_path / "other.db"
         return
     yield from postgres_database()
 
