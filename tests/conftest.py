@@ -44,6 +44,10 @@ BOTH_BACKENDS = frozenset(
         "test_sync",
         "test_clock",
         "test_crash_simulation",
+        "test_hostile_input",
+        "test_nesting",
+        "test_contention",
+        "test_shutdown_steps",
     }
 )
 
@@ -51,11 +55,13 @@ BOTH_BACKENDS = frozenset(
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if (
-        "db_path" in metafunc.fixturenames
+        "backend" in metafunc.fixturenames  # db_path's, or a test's or fixture's own
         and module in BOTH_BACKENDS
         and metafunc.definition.get_closest_marker("sqlite_only") is None
     ):
-        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+        # Module scope: a module's SQLite tests run first, then its PostgreSQL ones, and
+        # a module-scoped fixture may depend on ``backend``.
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True, scope="module")
 
 
 @pytest.fixture
@@ -63,7 +69,7 @@ def anyio_backend() -> str:
     return "asyncio"  # aiosqlite needs an asyncio event loop
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
     """Which database ``db_path`` names: "sqlite" (the default) or "postgres"."""
     return str(getattr(request, "param", "sqlite"))
