@@ -18,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import anyio
 
 from . import _store as store
+from . import _upkeep as upkeep
 from ._change import Change
 from ._exceptions import DatabaseError
 from ._pgdb import (
@@ -27,8 +28,10 @@ from ._pgdb import (
     PgDatabase,
     import_psycopg,
 )
+from ._pgdialect import translate
 from ._pgliveness import PgExecutorLock, PgProbe
-from ._pgschema import identity
+from ._pgschema import identity, integrity_problems
+from ._pgtx import PgTx
 from ._tx import Tx
 from ._types import Durability
 
@@ -158,19 +161,63 @@ class PostgresBackend:
         return 0
 
     async def info(self) -> dict[str, Any]:
-        """Facts about the open database for ``litewf doctor``; reads only."""
+        """Facts about the open database for ``litewf doctor``; reads only.
 
-        def facts(tx: Any) -> dict[str, Any]:
-            _, tables, version = identity(tx.pg, self.db.schema)
-            size = tx.pg.execute("SELECT pg_database_size(current_database())").fetchone()
-            counts = dict(tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status"))
-            return {
+        ``integrity`` is litewf's schema as the server's catalog shows it (tables,
+        columns, indexes, keys: ``_pgschema.integrity_problems``); ``corrupt_rows`` checks
+        every stored row as the read paths do, as on SQLite."""
+
+        def facts(tx: PgTx) -> dict[str, Any]:
+            schema = self.db.schema
+            _, tables, version = identity(tx.pg, schema)
+            problems = integrity_problems(tx.pg, schema)
+            size = tx.pg.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r'",
+                (schema,),
+            ).fetchone()
+            info: dict[str, Any] = {
                 "path": self.path,
-                "schema": self.db.schema,
+                "schema": schema,
                 "schema_version": version,
                 "tables": tables,
-                "database_bytes": int(size[0]),
-                "workflows": {str(k): int(v) for k, v in counts.items()},
+                "schema_bytes": int(size[0]),
+                "integrity": "ok" if not problems else "; ".join(problems[:INTEGRITY_LIMIT]),
             }
+            if problems:  # the rows cannot be read as litewf reads them
+                return {**info, "corrupt_rows": 0, "corrupt_row_problems": []}
+            tx.conn = _Rows(tx)  # type: ignore[assignment]  # what find_corrupt_rows reads
+            corrupt, row_problems = upkeep.find_corrupt_rows(tx, CORRUPT_ROWS_SHOWN)
+            counts = tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
+            info["corrupt_rows"], info["corrupt_row_problems"] = corrupt, row_problems
+            info["workflows"] = {str(k): int(v) for k, v in counts}
+            for key, sql in _COUNTS:
+                row = tx.fetchone(sql)
+                info[key] = 0 if row is None else int(row[0])
+            return info
 
         return await self.db.read(facts)
+
+
+#: Problems ``info()`` lists at most (schema problems, bad rows), as on SQLite.
+INTEGRITY_LIMIT = 20
+CORRUPT_ROWS_SHOWN = 5
+
+_COUNTS = (
+    ("queued_messages", "SELECT count(*) FROM messages"),
+    ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),
+    ("idempotency_keys", "SELECT count(*) FROM message_keys"),
+    ("change_rows", "SELECT count(*) FROM changes"),
+)
+
+
+class _Rows:
+    """``tx.conn.execute(sql)`` for ``_upkeep.find_corrupt_rows`` (which reads row by row
+    through the SQLite connection): the rows of one query, translated, from the server."""
+
+    def __init__(self, tx: PgTx) -> None:
+        self._tx = tx
+
+    def execute(self, sql: str) -> Any:
+        return self._tx.pg.execute(translate(sql))

@@ -47,6 +47,7 @@ BOTH_BACKENDS = frozenset(
         "test_hostile_input",
         "test_nesting",
         "test_contention",
+        "test_ui",
         "test_shutdown_steps",
     }
 )
