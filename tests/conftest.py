@@ -9,6 +9,7 @@ module holds is marked ``@pytest.mark.sqlite_only``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ BOTH_BACKENDS = frozenset(
         "test_nesting",
         "test_contention",
         "test_ui",
+        "test_cli",
         "test_shutdown_steps",
     }
 )
@@ -78,17 +80,23 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db_path(tmp_path: Path, backend: str) -> Iterator[Path]:
-    if backend == "sqlite":
-        yield tmp_path / "test.db"
-        return
-    yield from postgres_database()
+    with new_database(backend, tmp_path / "test.db") as db:
+        yield db
 
 
 @pytest.fixture
 def other_db(tmp_path: Path, backend: str) -> Iterator[Path]:
     """A second fresh database, on the backend ``db_path`` is on."""
+    with new_database(backend, tmp_path / "other.db") as db:
+        yield db
+
+
+@contextlib.contextmanager
+def new_database(backend: str, path: Path) -> Iterator[Path]:
+    """A fresh database on ``backend``: the file ``path`` (not created), or a fresh
+    PostgreSQL schema (dropped afterwards): for fixtures of any scope."""
     if backend == "sqlite":
-        yield tmp_path / "other.db"
+        yield path
         return
     yield from postgres_database()
 

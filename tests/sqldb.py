@@ -86,6 +86,41 @@ def query(db: str | os.PathLike[str], sql: str, params: tuple[Any, ...] = ()) ->
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
+#: litewf's tables, on either backend.
+TABLES = (
+    "workflows",
+    "operations",
+    "events",
+    "messages",
+    "message_keys",
+    "changes",
+    "streams",
+    "schedules",
+)
+
+
+def dump(db: str | os.PathLike[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of litewf's tables, in a stable order: to compare a database's contents
+    before and after (on SQLite a file's bytes say more; on PostgreSQL this is it)."""
+    with contextlib.closing(connect(db)) as conn, conn:
+        return {
+            table: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {table}")), key=repr)
+            for table in TABLES
+        }
+
+
+def exists(db: str | os.PathLike[str]) -> bool:
+    """Whether the database exists at all: the file, or the PostgreSQL schema."""
+    if not is_postgres_url(db):
+        return os.path.exists(db)
+    import psycopg
+
+    dsn, schema = split_url(str(db))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+        return bool(row.fetchone()[0])  # type: ignore[index]
+
+
 def executor_alive(db: str | os.PathLike[str], executor_id: str) -> bool:
     """Whether a live runtime holds ``executor_id``'s lock, as a peer would see it."""
     if is_postgres_url(db):

@@ -13,6 +13,7 @@ import anyio
 
 import litewf
 from litewf._cli import main
+from tests import sqldb
 from tests.children.ops import register
 
 #: The workflows the built database holds, and their state.
@@ -64,8 +65,7 @@ async def _wait_until_waiting(rt: litewf.Runtime, workflow_id: str) -> None:
 def build_database(path: Path) -> None:
     """Create a database at ``path`` holding ``WORKFLOWS``; every runtime has stopped."""
     anyio.run(_build, path, backend="asyncio")
-    with sqlite3.connect(path) as conn:
-        stored = dict(conn.execute("SELECT workflow_id, status FROM workflows").fetchall())
+    stored = dict(sqldb.query(path, "SELECT workflow_id, status FROM workflows"))
     assert stored == WORKFLOWS
 
 
