@@ -50,6 +50,10 @@ BOTH_BACKENDS = frozenset(
         "test_contention",
         "test_ui",
         "test_cli",
+        "test_cli_change",
+        "test_cli_inspect",
+        "test_cli_tail",
+        "test_smoke",
         "test_shutdown_steps",
     }
 )

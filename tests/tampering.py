@@ -13,6 +13,7 @@ import anyio
 
 import litewf
 from litewf._cli import main
+from litewf._pgdialect import is_postgres_url
 from tests import sqldb
 from tests.children.ops import register
 
@@ -70,7 +71,11 @@ def build_database(path: Path) -> None:
 
 
 def tamper(path: Path, sql: str, *params: Any) -> None:
-    """Edit the file by hand, as an operator with ``sqlite3`` could."""
+    """Edit the file by hand, as an operator with ``sqlite3`` could (on PostgreSQL, with
+    ``psql``: the column types hold there)."""
+    if is_postgres_url(path):
+        sqldb.query(path, sql, params)
+        return
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA ignore_check_constraints = ON")
