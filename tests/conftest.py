@@ -54,6 +54,7 @@ BOTH_BACKENDS = frozenset(
         "test_cli_inspect",
         "test_cli_tail",
         "test_smoke",
+        "test_tracing",
         "test_shutdown_steps",
     }
 )
