@@ -55,6 +55,7 @@ BOTH_BACKENDS = frozenset(
         "test_cli_tail",
         "test_smoke",
         "test_tracing",
+        "test_database",
         "test_shutdown_steps",
     }
 )
