@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 #: The change feed reads the change log at least this often, notified or not.
 FULL_CHECK_S = 1.0
+#: How long ``LISTEN`` may take (it is not cancelled meanwhile) before the feed gives up.
+LISTEN_TIMEOUT_S = 10.0
 
 
 class PostgresBackend:
@@ -106,7 +108,7 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
         try:
-            await conn.execute(f'LISTEN "{self.db.channel}"')
+            await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)
             wait = max(FULL_CHECK_S, interval)
             while True:
@@ -123,6 +125,16 @@ class PostgresBackend:
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await conn.close()
+
+    async def _listen(self, conn: Any, psycopg: Any) -> None:
+        """``LISTEN``, shielded: cancelled while it runs (a short-lived ``litewf send``
+        closing its session), psycopg would cancel it on the server, fail at that too
+        and log a warning on the user's terminal."""
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(LISTEN_TIMEOUT_S):
+                await conn.execute(f'LISTEN "{self.db.channel}"')
+        except (psycopg.Error, TimeoutError) as exc:
+            raise DatabaseError(self.path, f"cannot listen: {exc or 'timed out'}") from exc
 
     async def _notified(self, conn: Any, wait: float) -> bool:
         """Wait up to ``wait`` for a NOTIFY; whether another connection's commit (or the

@@ -4,7 +4,18 @@
 also runs on PostgreSQL (``[postgres]`` in its ID): ``db_path`` is then a URL naming a
 fresh schema on the server ``LITEWF_TEST_POSTGRES`` names, dropped afterwards. Without
 that variable those runs are skipped, saying so. A test about SQLite files that such a
-module holds is marked ``@pytest.mark.sqlite_only``.
+module holds is marked ``@pytest.mark.sqlite_only``. ``backend`` is module-scoped: a
+module's SQLite tests run before its PostgreSQL ones, and a module-scoped fixture may
+build a database on either (``new_database``).
+
+Not in ``BOTH_BACKENDS``: modules with no database (``test_api``, ``test_layering``);
+PostgreSQL's own (``test_postgres``, ``test_migrate``; the crash torture has its own
+PostgreSQL test); SQLite's mechanisms (``faults/test_busy``, ``test_outage``,
+``test_disk_full``: its write lock, SQLITE_FULL, EFBIG; ``faults/test_cancellation``:
+hooks on aiosqlite); hand-edited column types (``test_tampered``, ``test_tamper_fuzz``:
+PostgreSQL's columns keep their types); a recorded file copied per test
+(``test_check_replay``); the pytest plugin's fixtures (``test_testing_plugin``); the
+examples, which run on files; ``test_bench``.
 """
 
 from __future__ import annotations

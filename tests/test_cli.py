@@ -72,6 +72,8 @@ def start_app(folder: Path, db: Path) -> App:
 def stop(app: App) -> None:
     if app.proc.poll() is None:
         procs.kill(app.proc)
+    else:  # exited by itself (a test failed before finish()): close its pipes
+        app.proc.communicate()
 
 
 @pytest.fixture

@@ -82,5 +82,10 @@ def test_orders_survive_a_kill_and_finish_after_a_restart(tmp_path: Path) -> Non
         assert call(port, "GET", "/orders/99")[0] == 404
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # reaped and its pipes closed, not left to warn in a later test
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err.decode()
