@@ -17,7 +17,6 @@ from typing import Any
 
 from tests import procs
 
-
 #: ``python -m examples.sync_http.app`` with Ctrl-C's KeyboardInterrupt restored: a
 #: shell starts background jobs (``pytest &``) with SIGINT ignored, and their children
 #: inherit that, which made the app deaf to the SIGINT this test ends it with.
