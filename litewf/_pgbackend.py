@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import anyio
 
 from . import _store as store
+from . import _upkeep as upkeep
 from ._change import Change
 from ._exceptions import DatabaseError
 from ._pgdb import (
@@ -29,8 +30,10 @@ from ._pgdb import (
     PgDatabase,
     import_psycopg,
 )
+from ._pgdialect import translate
 from ._pgliveness import PgExecutorLock, PgProbe
-from ._pgschema import identity
+from ._pgschema import identity, integrity_problems
+from ._pgtx import PgTx
 from ._tx import Tx
 from ._types import Durability
 
@@ -41,6 +44,8 @@ T = TypeVar("T")
 
 #: The change feed reads the change log at least this often, notified or not.
 FULL_CHECK_S = 1.0
+#: How long ``LISTEN`` may take (it is not cancelled meanwhile) before the feed gives up.
+LISTEN_TIMEOUT_S = 10.0
 
 
 class PostgresBackend:
@@ -104,7 +109,7 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
         try:
-            await conn.execute(f'LISTEN "{self.db.channel}"')
+            await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)
             wait = max(FULL_CHECK_S, interval)
             while True:
@@ -121,6 +126,16 @@ class PostgresBackend:
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await conn.close()
+
+    async def _listen(self, conn: Any, psycopg: Any) -> None:
+        """``LISTEN``, shielded: cancelled while it runs (a short-lived ``litewf send``
+        closing its session), psycopg would cancel it on the server, fail at that too
+        and log a warning on the user's terminal."""
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(LISTEN_TIMEOUT_S):
+                await conn.execute(f'LISTEN "{self.db.channel}"')
+        except (psycopg.Error, TimeoutError) as exc:
+            raise DatabaseError(self.path, f"cannot listen: {exc or 'timed out'}") from exc
 
     async def _notified(self, conn: Any, wait: float) -> bool:
         """Wait up to ``wait`` for a NOTIFY; whether another connection's commit (or the
@@ -160,19 +175,63 @@ class PostgresBackend:
         return 0
 
     async def info(self) -> dict[str, Any]:
-        """Facts about the open database for ``litewf doctor``; reads only."""
+        """Facts about the open database for ``litewf doctor``; reads only.
 
-        def facts(tx: Any) -> dict[str, Any]:
-            _, tables, version = identity(tx.pg, self.db.schema)
-            size = tx.pg.execute("SELECT pg_database_size(current_database())").fetchone()
-            counts = dict(tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status"))
-            return {
+        ``integrity`` is litewf's schema as the server's catalog shows it (tables,
+        columns, indexes, keys: ``_pgschema.integrity_problems``); ``corrupt_rows`` checks
+        every stored row as the read paths do, as on SQLite."""
+
+        def facts(tx: PgTx) -> dict[str, Any]:
+            schema = self.db.schema
+            _, tables, version = identity(tx.pg, schema)
+            problems = integrity_problems(tx.pg, schema)
+            size = tx.pg.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r'",
+                (schema,),
+            ).fetchone()
+            info: dict[str, Any] = {
                 "path": self.path,
-                "schema": self.db.schema,
+                "schema": schema,
                 "schema_version": version,
                 "tables": tables,
-                "database_bytes": int(size[0]),
-                "workflows": {str(k): int(v) for k, v in counts.items()},
+                "schema_bytes": int(size[0]),
+                "integrity": "ok" if not problems else "; ".join(problems[:INTEGRITY_LIMIT]),
             }
+            if problems:  # the rows cannot be read as litewf reads them
+                return {**info, "corrupt_rows": 0, "corrupt_row_problems": []}
+            tx.conn = _Rows(tx)  # type: ignore[assignment]  # what find_corrupt_rows reads
+            corrupt, row_problems = upkeep.find_corrupt_rows(tx, CORRUPT_ROWS_SHOWN)
+            counts = tx.fetchall("SELECT status, count(*) FROM workflows GROUP BY status")
+            info["corrupt_rows"], info["corrupt_row_problems"] = corrupt, row_problems
+            info["workflows"] = {str(k): int(v) for k, v in counts}
+            for key, sql in _COUNTS:
+                row = tx.fetchone(sql)
+                info[key] = 0 if row is None else int(row[0])
+            return info
 
         return await self.db.read(facts)
+
+
+#: Problems ``info()`` lists at most (schema problems, bad rows), as on SQLite.
+INTEGRITY_LIMIT = 20
+CORRUPT_ROWS_SHOWN = 5
+
+_COUNTS = (
+    ("queued_messages", "SELECT count(*) FROM messages"),
+    ("waiting_operations", "SELECT count(*) FROM operations WHERE done = 0"),
+    ("idempotency_keys", "SELECT count(*) FROM message_keys"),
+    ("change_rows", "SELECT count(*) FROM changes"),
+)
+
+
+class _Rows:
+    """``tx.conn.execute(sql)`` for ``_upkeep.find_corrupt_rows`` (which reads row by row
+    through the SQLite connection): the rows of one query, translated, from the server."""
+
+    def __init__(self, tx: PgTx) -> None:
+        self._tx = tx
+
+    def execute(self, sql: str) -> Any:
+        return self._tx.pg.execute(translate(sql))

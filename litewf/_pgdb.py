@@ -21,6 +21,7 @@ import functools
 import hashlib
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -35,7 +36,7 @@ from ._pgtx import Later, NeedsSnapshot, PgTx, row_factory
 from ._tx import Unit
 from ._types import Durability
 
-__all__ = ["PgDatabase", "advisory_key", "connect", "import_psycopg"]
+__all__ = ["PgDatabase", "advisory_key", "connect", "forget_in_child", "import_psycopg"]
 
 logger = logging.getLogger("litewf")
 
@@ -110,6 +111,33 @@ def _bool_dumper(psycopg: Any) -> type:
     return BoolAsInt
 
 
+def forget_in_child(conn: Any) -> None:
+    """In a fork() child: let go of an inherited connection without a word to the server
+    (its socket now points at /dev/null). Closing it would end the parent's session; and
+    kept open, it would keep that session, and its locks, alive after the parent died."""
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(devnull, conn.fileno())
+        finally:
+            os.close(devnull)
+
+
+#: The connections of this process's databases, let go of in a fork() child.
+_links: weakref.WeakSet[_Link] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for link in list(_links):
+        conn, link.conn, link.cursor = link.conn, None, None
+        if conn is not None:
+            forget_in_child(conn)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Link:
     """One connection, used from one worker thread at a time, (re)connected on demand.
 
@@ -122,6 +150,7 @@ class _Link:
         #: The connection's one cursor (reused: a cursor costs setting up).
         self.cursor: Any = None
         self.limiter = anyio.CapacityLimiter(1)
+        _links.add(self)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(connection, *args)`` in a worker thread."""

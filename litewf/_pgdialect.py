@@ -2,9 +2,9 @@
 
 The SQL modules keep ONE text per query, written for SQLite. The few constructs that
 differ are rewritten here, once per distinct text (cached): placeholders, ``IS ?``,
-``json_each``, two-argument ``max``/``min``, ``GLOB`` and ``instr``, integers used as
-booleans. Anything not listed passes through unchanged, so a query that both accept
-needs nothing here. Also: what a PostgreSQL URL looks like, and litewf's own ``schema``
+``json_each``, two-argument ``max``/``min``, ``max`` of a condition, ``GLOB`` and
+``instr``, integers used as booleans. Anything not listed passes through unchanged, so
+a query that both accept needs nothing here. Also: what a PostgreSQL URL looks like, and litewf's own ``schema``
 parameter in it.
 """
 
@@ -35,6 +35,8 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"SELECT value FROM json_each\(\?\)"),
         "SELECT json_array_elements_text(?::json)",
     ),
+    # The aggregate max of a condition: PostgreSQL has no max(boolean).
+    (re.compile(r"\bmax\((\w+ IS (?:NOT )?NULL)\)"), r"bool_or(\1)"),
     # Scalar (two-argument) max and min; the one-argument aggregates stay.
     (re.compile(r"\bmax\(([^(),]+),([^(),]+)\)"), r"greatest(\1,\2)"),
     (re.compile(r"\bmin\(([^(),]+),([^(),]+)\)"), r"least(\1,\2)"),

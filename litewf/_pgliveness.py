@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +34,7 @@ from ._pgdb import (
     KEEPALIVE_INTERVAL_S,
     advisory_key,
     connect,
+    forget_in_child,
     import_psycopg,
 )
 from ._pgdialect import redact
@@ -55,6 +58,19 @@ assert HEARTBEAT_S + ANSWER_S < KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPAL
 
 class _Lost(Exception):
     """The lock's session is gone (or does not answer in time)."""
+
+
+#: The locks held in this process, let go of in a fork() child.
+_held: weakref.WeakSet[PgExecutorLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_held):
+        lock.drop_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PgExecutorLock:
@@ -105,6 +121,15 @@ class PgExecutorLock:
             daemon=True,
         )
         self._watcher.start()
+        _held.add(self)
+
+    def drop_in_child(self) -> None:
+        """In a fork() child: stop holding the parent's session open, without a word to
+        the server (closing the connection would end the parent's session). No lock is
+        taken: the parent's watcher thread may have held it at the fork."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            forget_in_child(conn)
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
         """Call ``on_lost(reason)`` (from the watcher's thread) once the lock is lost; at

@@ -12,6 +12,8 @@ untouched, as is one written by a newer litewf.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from ._exceptions import DatabaseError, ForeignDatabaseError, SchemaTooNewError
@@ -23,6 +25,7 @@ __all__ = [
     "check_identity",
     "drop_bench_schemas",
     "identity",
+    "integrity_problems",
     "migrate",
 ]
 
@@ -226,6 +229,75 @@ def migrate(conn: Any, schema: str) -> None:
         conn.execute(script)
     conn.execute(f'DELETE FROM "{schema}".litewf_version')
     conn.execute(f'INSERT INTO "{schema}".litewf_version (version) VALUES (%s)', (SCHEMA_VERSION,))
+
+
+# -- what the migrations made, checked by ``litewf doctor`` ---------------------------------
+
+
+@functools.cache
+def _expected() -> tuple[dict[str, set[str]], set[str], set[str], set[tuple[str, str]]]:
+    """What ``MIGRATIONS`` create, read from their text (CREATE TABLE, ADD COLUMN, CREATE
+    INDEX; no migration drops or renames anything): the tables with their columns, the
+    named indexes, the tables with a primary key, the (table, column) declared UNIQUE."""
+    tables: dict[str, set[str]] = {"litewf_version": {"version"}}
+    keyed: set[str] = set()
+    unique: set[tuple[str, str]] = set()
+    script = "\n".join(MIGRATIONS)
+    for name, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\s*\);", script, re.DOTALL):
+        columns = re.findall(r"^\s*(\w+)\s+(?:TEXT|BIGINT|DOUBLE)(.*)$", body, re.MULTILINE)
+        tables[name] = {column for column, _ in columns}
+        unique |= {(name, column) for column, rest in columns if " UNIQUE" in rest}
+        if "PRIMARY KEY" in body:
+            keyed.add(name)
+    for table, column in re.findall(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", script):
+        tables[table].add(column)
+    indexes = set(re.findall(r"CREATE (?:UNIQUE )?INDEX (\w+)", script))
+    return tables, indexes, keyed, unique
+
+
+_INDEXES = (
+    "SELECT c.relname, t.relname, i.indisprimary, i.indisvalid AND i.indisready, "
+    "i.indisunique, ARRAY(SELECT a.attname::text FROM pg_attribute a "
+    "WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) "
+    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "JOIN pg_class t ON t.oid = i.indrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
+)
+
+
+def integrity_problems(conn: Any, schema: str) -> list[str]:
+    """What is missing or broken in a litewf schema, as the server's catalog shows it: a
+    table, column, index, primary key or unique constraint that the migrations made, an
+    index the server marks invalid (a failed build), a version table not holding exactly
+    one row. Empty when all is well. (Pages and checksums are the server's business.)"""
+    tables, indexes, keyed, unique = _expected()
+    found: dict[str, set[str]] = {}
+    for table, column in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+        (schema,),
+    ).fetchall():
+        found.setdefault(str(table), set()).add(str(column))
+    problems = []
+    for table, columns in sorted(tables.items()):
+        lacking = columns - found.get(table, columns)
+        if table not in found:
+            problems.append(f"table {table} is missing")
+        elif lacking:
+            problems.append(f"table {table} lacks column(s) {', '.join(sorted(lacking))}")
+    rows = conn.execute(_INDEXES, (schema,)).fetchall()
+    problems += [f"index {name} is missing" for name in sorted(indexes - {r[0] for r in rows})]
+    primary = {r[1] for r in rows if r[2]}
+    problems += [f"table {name} has no primary key" for name in sorted(keyed - primary)]
+    one_column = {(r[1], r[5][0]) for r in rows if r[4] and len(r[5]) == 1}
+    problems += [
+        f"{t}.{c} is not unique (constraint missing)" for t, c in sorted(unique - one_column)
+    ]
+    problems += [f"index {r[0]} is invalid (rebuild it: REINDEX)" for r in rows if not r[3]]
+    if "litewf_version" in found:
+        row = conn.execute(f'SELECT count(*) FROM "{schema}".litewf_version').fetchone()
+        if int(row[0]) != 1:
+            problems.append(f"litewf_version holds {row[0]} rows, not 1")
+    return problems
 
 
 def bench_schema(url: str, n: int) -> str:

@@ -4,11 +4,23 @@
 also runs on PostgreSQL (``[postgres]`` in its ID): ``db_path`` is then a URL naming a
 fresh schema on the server ``LITEWF_TEST_POSTGRES`` names, dropped afterwards. Without
 that variable those runs are skipped, saying so. A test about SQLite files that such a
-module holds is marked ``@pytest.mark.sqlite_only``.
+module holds is marked ``@pytest.mark.sqlite_only``. ``backend`` is module-scoped: a
+module's SQLite tests run before its PostgreSQL ones, and a module-scoped fixture may
+build a database on either (``new_database``).
+
+Not in ``BOTH_BACKENDS``: modules with no database (``test_api``, ``test_layering``);
+PostgreSQL's own (``test_postgres``, ``test_migrate``; the crash torture has its own
+PostgreSQL test); SQLite's mechanisms (``faults/test_busy``, ``test_outage``,
+``test_disk_full``: its write lock, SQLITE_FULL, EFBIG; ``faults/test_cancellation``:
+hooks on aiosqlite); hand-edited column types (``test_tampered``, ``test_tamper_fuzz``:
+PostgreSQL's columns keep their types); a recorded file copied per test
+(``test_check_replay``); the pytest plugin's fixtures (``test_testing_plugin``); the
+examples, which run on files; ``test_bench``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,6 +52,23 @@ BOTH_BACKENDS = frozenset(
         "test_replay_identity",
         "test_step_timing",
         "test_list_filters",
+        "test_lifecycle",
+        "test_identity",
+        "test_sync",
+        "test_clock",
+        "test_crash_simulation",
+        "test_hostile_input",
+        "test_nesting",
+        "test_contention",
+        "test_ui",
+        "test_cli",
+        "test_cli_change",
+        "test_cli_inspect",
+        "test_cli_tail",
+        "test_smoke",
+        "test_tracing",
+        "test_database",
+        "test_shutdown_steps",
     }
 )
 
@@ -47,11 +76,13 @@ BOTH_BACKENDS = frozenset(
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if (
-        "db_path" in metafunc.fixturenames
+        "backend" in metafunc.fixturenames  # db_path's, or a test's or fixture's own
         and module in BOTH_BACKENDS
         and metafunc.definition.get_closest_marker("sqlite_only") is None
     ):
-        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+        # Module scope: a module's SQLite tests run first, then its PostgreSQL ones, and
+        # a module-scoped fixture may depend on ``backend``.
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True, scope="module")
 
 
 @pytest.fixture
@@ -59,7 +90,7 @@ def anyio_backend() -> str:
     return "asyncio"  # aiosqlite needs an asyncio event loop
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
     """Which database ``db_path`` names: "sqlite" (the default) or "postgres"."""
     return str(getattr(request, "param", "sqlite"))
@@ -67,8 +98,23 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db_path(tmp_path: Path, backend: str) -> Iterator[Path]:
+    with new_database(backend, tmp_path / "test.db") as db:
+        yield db
+
+
+@pytest.fixture
+def other_db(tmp_path: Path, backend: str) -> Iterator[Path]:
+    """A second fresh database, on the backend ``db_path`` is on."""
+    with new_database(backend, tmp_path / "other.db") as db:
+        yield db
+
+
+@contextlib.contextmanager
+def new_database(backend: str, path: Path) -> Iterator[Path]:
+    """A fresh database on ``backend``: the file ``path`` (not created), or a fresh
+    PostgreSQL schema (dropped afterwards): for fixtures of any scope."""
     if backend == "sqlite":
-        yield tmp_path / "test.db"
+        yield path
         return
     yield from postgres_database()
 

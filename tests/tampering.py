@@ -13,6 +13,8 @@ import anyio
 
 import litewf
 from litewf._cli import main
+from litewf._pgdialect import is_postgres_url
+from tests import sqldb
 from tests.children.ops import register
 
 #: The workflows the built database holds, and their state.
@@ -64,13 +66,16 @@ async def _wait_until_waiting(rt: litewf.Runtime, workflow_id: str) -> None:
 def build_database(path: Path) -> None:
     """Create a database at ``path`` holding ``WORKFLOWS``; every runtime has stopped."""
     anyio.run(_build, path, backend="asyncio")
-    with sqlite3.connect(path) as conn:
-        stored = dict(conn.execute("SELECT workflow_id, status FROM workflows").fetchall())
+    stored = dict(sqldb.query(path, "SELECT workflow_id, status FROM workflows"))
     assert stored == WORKFLOWS
 
 
 def tamper(path: Path, sql: str, *params: Any) -> None:
-    """Edit the file by hand, as an operator with ``sqlite3`` could."""
+    """Edit the file by hand, as an operator with ``sqlite3`` could (on PostgreSQL, with
+    ``psql``: the column types hold there)."""
+    if is_postgres_url(path):
+        sqldb.query(path, sql, params)
+        return
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA ignore_check_constraints = ON")

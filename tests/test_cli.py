@@ -23,8 +23,10 @@ import pytest
 
 import litewf
 from litewf._cli import _age, main
+from litewf._pgdialect import is_postgres_url, split_url
 from litewf._schema import SCHEMA_VERSION
-from tests import procs
+from tests import procs, sqldb
+from tests.conftest import new_database
 from tests.tampering import WORKFLOWS, build_database, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +46,9 @@ class App:
         return report
 
 
-def start_app(folder: Path) -> App:
-    """Spawn the application and wait until order-1 waits in recv."""
+def start_app(folder: Path, db: Path) -> App:
+    """Spawn the application on ``db`` and wait until order-1 waits in recv."""
     folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "shop.db"
     proc = procs.spawn("ops", "serve", db, folder)
 
     async def ready() -> None:
@@ -71,22 +72,34 @@ def start_app(folder: Path) -> App:
 def stop(app: App) -> None:
     if app.proc.poll() is None:
         procs.kill(app.proc)
+    else:  # exited by itself (a test failed before finish()): close its pipes
+        app.proc.communicate()
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
+def app(tmp_path: Path, backend: str) -> Iterator[App]:
     """A fresh application, for tests that change what is stored."""
-    running = start_app(tmp_path / "app")
-    yield running
-    stop(running)
+    with new_database(backend, tmp_path / "app" / "shop.db") as db:
+        running = start_app(tmp_path / "app", db)
+        yield running
+        stop(running)
 
 
 @pytest.fixture(scope="module")
-def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def shared_app(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[App]:
     """One application for the tests that only read (or fail before writing)."""
-    running = start_app(tmp_path_factory.mktemp("shared"))
-    yield running
-    stop(running)
+    folder = tmp_path_factory.mktemp("shared")
+    with new_database(backend, folder / "shop.db") as db:
+        running = start_app(folder, db)
+        yield running
+        stop(running)
+
+
+def snapshot(db: Path) -> object:
+    """What a command must leave as it was: the file's bytes, or (PostgreSQL) every row."""
+    if is_postgres_url(db):
+        return sqldb.dump(db)
+    return hashlib.sha256(db.read_bytes()).hexdigest()
 
 
 def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
@@ -240,12 +253,18 @@ def test_events_and_get_event(capsys: pytest.CaptureFixture[str], shared_app: Ap
 
 
 def test_doctor(capsys: pytest.CaptureFixture[str], shared_app: App) -> None:
-    """Schema version, journal mode, WAL size, integrity and pending counts."""
+    """Schema version, integrity, sizes (SQLite: journal mode and WAL; PostgreSQL: the
+    schema) and pending counts."""
     info = run_json(capsys, shared_app.db, "doctor")
     assert info["schema_version"] == SCHEMA_VERSION
-    assert info["journal_mode"] == "wal"
     assert info["integrity"] == "ok"
-    assert info["wal_bytes"] >= 0 and info["file_bytes"] > 0
+    assert (info["corrupt_rows"], info["corrupt_row_problems"]) == (0, [])
+    if is_postgres_url(shared_app.db):
+        assert info["schema"] == split_url(str(shared_app.db))[1]
+        assert info["schema_bytes"] > 0
+    else:
+        assert info["journal_mode"] == "wal"
+        assert info["wal_bytes"] >= 0 and info["file_bytes"] > 0
     assert info["workflows"] == {"ERROR": 1, "PENDING": 1, "SUCCESS": 2}
     assert (info["queued_messages"], info["waiting_operations"]) == (1, 1)
     code, out, _ = run(capsys, shared_app.db, "doctor")
@@ -304,7 +323,7 @@ def test_cancel_stops_a_workflow_waiting_in_another_process(
         "",
     )
     (app.folder / "started").unlink()
-    again = start_app(app.folder)  # recovers order-1, replays it up to its recv
+    again = start_app(app.folder, app.db)  # recovers order-1, replays it up to its recv
     try:
         assert (
             run(capsys, app.db, "send", "order-1", '{"ok": true}', "--topic", "checkout_complete")[
@@ -393,11 +412,24 @@ def test_a_missing_database_is_an_error_and_is_not_created(
     assert sorted(os.listdir(tmp_path)) == []
 
 
+def test_a_missing_database_named_by_db_is_an_error_and_is_not_created(
+    capsys: pytest.CaptureFixture[str], db_path: Path
+) -> None:
+    """A file or a PostgreSQL schema that does not exist: one line, exit 1; reads, writes
+    and doctor alike leave it not created."""
+    for args in (["list"], ["doctor"], ["send", "w", "1"], ["gc", "--older-than", "1d"]):
+        code, out, err = run(capsys, db_path, *args)
+        assert_user_error(code, out, err)
+        assert "no such database" in err or "holds no litewf database" in err, err
+    assert not sqldb.exists(db_path)
+
+
 def test_reads_write_nothing(capsys: pytest.CaptureFixture[str], app: App) -> None:
-    """list, show, events, get-event and doctor leave the database file byte for byte."""
+    """list, show, events, get-event and doctor leave the database file byte for byte
+    (PostgreSQL: row for row)."""
     run(capsys, app.db, "cancel", "order-1")
     app.finish()  # the app shut down: its WAL is checkpointed into the file and removed
-    digest = hashlib.sha256(app.db.read_bytes()).hexdigest()
+    before = snapshot(app.db)
     for args in (
         ["list"],
         ["show", "order-1"],
@@ -407,7 +439,7 @@ def test_reads_write_nothing(capsys: pytest.CaptureFixture[str], app: App) -> No
         ["list", "--json"],
     ):
         assert run(capsys, app.db, *args)[0] == 0, args
-    assert hashlib.sha256(app.db.read_bytes()).hexdigest() == digest
+    assert snapshot(app.db) == before
     assert not Path(f"{app.db}-wal").exists()
 
 
@@ -478,11 +510,11 @@ def test_ages_accept_s_m_h_d(text: str, seconds: float) -> None:
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> Path:
+def built(tmp_path: Path, backend: str) -> Iterator[Path]:
     """A stopped application's database (no process serving it): see tests/tampering.py."""
-    path = tmp_path / "built.db"
-    build_database(path)
-    return path
+    with new_database(backend, tmp_path / "built.db") as path:
+        build_database(path)
+        yield path
 
 
 def listed(path: Path) -> dict[str, str]:
@@ -506,7 +538,7 @@ def test_gc_age_without_a_unit_is_a_usage_error(built: Path, age: str) -> None:
 
 def test_gc_dry_run_prints_what_would_be_deleted_and_deletes_nothing(built: Path) -> None:
     """--dry-run counts with the same selection as the real run, and changes no byte."""
-    before = built.read_bytes()
+    before = snapshot(built)
     code, out, err = run_cli(built, "gc", "--older-than", "0s", "--dry-run")
     assert (code, err) == (0, "")
     assert out.splitlines()[0].split() == ["WOULD", "DELETE", "ROWS"]
@@ -515,7 +547,7 @@ def test_gc_dry_run_prints_what_would_be_deleted_and_deletes_nothing(built: Path
     would = json.loads(out)
     assert would["workflows"] == 3  # not the PENDING order-1, nor its child
     assert would["messages"] == 2 and would["message_keys"] == 1
-    assert built.read_bytes() == before
+    assert snapshot(built) == before
     assert len(listed(built)) == len(WORKFLOWS)
     code, out, _ = run_cli(built, "gc", "--older-than", "0s", "--json")
     assert code == 0

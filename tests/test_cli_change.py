@@ -4,28 +4,30 @@ database (tests/tampering.py) and one that another process serves (tests/test_cl
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import sqldb
+from tests.conftest import new_database
 from tests.tampering import WORKFLOWS, build_database
 from tests.test_cli import App, assert_user_error, run, run_json, start_app, stop
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> Path:
-    path = tmp_path / "built.db"
-    build_database(path)
-    return path
+def built(tmp_path: Path, backend: str) -> Iterator[Path]:
+    with new_database(backend, tmp_path / "built.db") as path:
+        build_database(path)
+        yield path
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    running = start_app(tmp_path / "app")
-    yield running
-    stop(running)
+def app(tmp_path: Path, backend: str) -> Iterator[App]:
+    with new_database(backend, tmp_path / "app" / "shop.db") as db:
+        running = start_app(tmp_path / "app", db)
+        yield running
+        stop(running)
 
 
 class Terminal(io.StringIO):
@@ -36,8 +38,7 @@ class Terminal(io.StringIO):
 
 
 def stored(db: Path) -> dict[str, str]:
-    with sqlite3.connect(db) as conn:
-        return dict(conn.execute("SELECT workflow_id, status FROM workflows").fetchall())
+    return dict(sqldb.query(db, "SELECT workflow_id, status FROM workflows"))
 
 
 def test_fork_stores_a_pending_unowned_copy(

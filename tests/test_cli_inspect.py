@@ -8,7 +8,6 @@ serves the workflow, which starts it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,8 +22,9 @@ import pytest
 
 import litewf
 from litewf._cli_inspect import moment
+from tests.conftest import new_database
 from tests.tampering import run_cli, tamper
-from tests.test_cli import App, start_app, stop
+from tests.test_cli import App, snapshot, start_app, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = "x" * 1000
@@ -67,18 +67,21 @@ async def _build(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("inspect") / "i.db"
-    anyio.run(_build, path, backend="asyncio")
-    return path
+def built(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Path]:
+    with new_database(backend, tmp_path_factory.mktemp("inspect") / "i.db") as path:
+        anyio.run(_build, path, backend="asyncio")
+        yield path
 
 
 @pytest.fixture
-def copy(built: Path, tmp_path: Path) -> Path:
-    """A copy of the built database, for a test that writes."""
-    path = tmp_path / "copy.db"
-    path.write_bytes(built.read_bytes())
-    return path
+def copy(built: Path, tmp_path: Path, backend: str) -> Iterator[Path]:
+    """A copy of the built database (on PostgreSQL, built again), for a test that writes."""
+    with new_database(backend, tmp_path / "copy.db") as path:
+        if backend == "sqlite":
+            path.write_bytes(built.read_bytes())
+        else:
+            anyio.run(_build, path, backend="asyncio")
+        yield path
 
 
 def ok(path: Path, *args: str) -> str:
@@ -193,10 +196,11 @@ def test_moment_reads_iso_datetimes_and_ages() -> None:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    running = start_app(tmp_path / "app")
-    yield running
-    stop(running)
+def app(tmp_path: Path, backend: str) -> Iterator[App]:
+    with new_database(backend, tmp_path / "app" / "shop.db") as db:
+        running = start_app(tmp_path / "app", db)
+        yield running
+        stop(running)
 
 
 def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -305,18 +309,18 @@ def test_malformed_new_arguments_are_usage_errors(
 def test_bad_values_are_one_line_errors_and_store_nothing(
     copy: Path, args: list[str], needle: str
 ) -> None:
-    before = hashlib.sha256(copy.read_bytes()).hexdigest()
+    before = snapshot(copy)
     code, out, err = run_cli(copy, *args)
     assert (code, out) == (1, ""), err
     assert err.startswith("litewf: error: ") and err.count("\n") == 1, err
     assert needle in err
     assert len(ids(copy, "--limit", "0")) == 6
-    assert hashlib.sha256(copy.read_bytes()).hexdigest() == before
+    assert snapshot(copy) == before
 
 
-def test_start_waits_for_no_runtime(tmp_path: Path) -> None:
+def test_start_waits_for_no_runtime(db_path: Path) -> None:
     """The start command returns at once with nothing serving the database."""
-    db = tmp_path / "empty.db"
+    db = db_path
     anyio.run(_touch_database, db, backend="asyncio")
     result = cli(db, "start", "nobody.has.it", "--json")
     assert result.returncode == 0 and json.loads(result.stdout)["status"] == "ENQUEUED"

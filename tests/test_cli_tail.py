@@ -20,6 +20,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import litewf
 from litewf import testing
 from litewf._cli import main
+from tests.test_cli import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,10 +64,10 @@ def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, 
 
 
 @pytest.fixture
-def left(tmp_path: Path) -> Path:
+def left(db_path: Path) -> Path:
     """A database where ``story-1`` waits in recv("more") with FIRST written (stream open)
     and ``short-1`` has finished."""
-    db = tmp_path / "tail.db"
+    db = db_path
 
     async def serve() -> None:
         rt = litewf.Runtime(db)
@@ -82,11 +83,11 @@ def left(tmp_path: Path) -> Path:
     return db
 
 
-async def test_tail_follows_a_stream_written_by_another_process(tmp_path: Path) -> None:
+async def test_tail_follows_a_stream_written_by_another_process(db_path: Path) -> None:
     """A real ``litewf tail`` prints the values written so far, then each value as it is
     written (from the workflow or a step), and exits 0 when the stream is closed, while
     the workflow still runs."""
-    db = tmp_path / "tail.db"
+    db = db_path
     rt = litewf.Runtime(db)
     flows = build(rt)
     async with rt:
@@ -196,11 +197,12 @@ def test_tail_usage_errors_exit_2(
 
 
 def test_tail_writes_nothing(capsys: pytest.CaptureFixture[str], left: Path) -> None:
-    """tail only reads: the file is byte for byte the same afterwards."""
-    before = left.read_bytes()
+    """tail only reads: the file is byte for byte the same afterwards (PostgreSQL: row
+    for row)."""
+    before = snapshot(left)
     assert run(capsys, left, "tail", "short-1", "out")[0] == 0
     assert run(capsys, left, "tail", "story-1", "out", "--timeout", "0")[0] == 1
-    assert left.read_bytes() == before
+    assert snapshot(left) == before
     assert not Path(f"{left}-wal").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 import litewf
 from litewf.testing import VirtualClock
+from tests import sqldb
 
 DAY, HOUR = 86400.0, 3600.0
 #: A generous bound: each test skips a day or more; real time would never get close.
@@ -20,14 +20,11 @@ REAL_BOUND_S = 10.0
 
 def recorded(db: Path, workflow_id: str) -> list[tuple[str, float | None, str | None]]:
     """(name, deadline, output) of each recorded operation, in order."""
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT name, deadline, output FROM operations WHERE workflow_id = ? ORDER BY op_id",
-            (workflow_id,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = sqldb.query(
+        db,
+        "SELECT name, deadline, output FROM operations WHERE workflow_id = ? ORDER BY op_id",
+        (workflow_id,),
+    )
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -197,7 +194,7 @@ async def test_deadlines_mean_the_same_instant_under_either_clock(db_path: Path)
 
     async with real:
         await real.start_workflow(wait_real, workflow_id="from-real")
-        while not recorded(db_path, "from-real"):  # noqa: ASYNC110 - real time: watch the file
+        while not recorded(db_path, "from-real"):  # noqa: ASYNC110 - real time: watch the database
             await anyio.sleep(0.001)
     ((_, deadline, _),) = recorded(db_path, "from-real")
     assert deadline is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,10 @@ import pytest
 
 import litewf
 from litewf import _liveness
-from litewf._liveness import executor_alive, lock_dir
+from litewf._liveness import lock_dir
+from litewf._pgdialect import is_postgres_url
 from litewf.testing import VirtualClock, crash_at, crash_now
-from tests import procs
+from tests import procs, sqldb
 from tests.children import crashsim
 
 #: Columns that say what happened; timestamps and sleep wake-up times differ between runs.
@@ -35,16 +35,12 @@ _QUERIES = {
 
 
 def stored(db: Path) -> dict[str, Any]:
-    """Everything litewf stored that a crash could affect, plus the executor lock files."""
-    conn = sqlite3.connect(db)
-    try:
-        state: dict[str, Any] = {
-            table: conn.execute(sql).fetchall() for table, sql in _QUERIES.items()
-        }
-    finally:
-        conn.close()
-    folder = lock_dir(str(db))
-    state["lock files"] = sorted(os.listdir(folder)) if folder.exists() else []
+    """Everything litewf stored that a crash could affect, plus (SQLite) the executor
+    lock files."""
+    state: dict[str, Any] = {table: sqldb.query(db, sql) for table, sql in _QUERIES.items()}
+    if not is_postgres_url(db):
+        folder = lock_dir(str(db))
+        state["lock files"] = sorted(os.listdir(folder)) if folder.exists() else []
     return state
 
 
@@ -71,9 +67,11 @@ POINTS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("point", list(POINTS))
-async def test_simulated_crash_leaves_what_a_sigkill_leaves(tmp_path: Path, point: str) -> None:
+async def test_simulated_crash_leaves_what_a_sigkill_leaves(
+    db_path: Path, other_db: Path, point: str
+) -> None:
     """Rows, operations, events, queues, change log and lock files match a real SIGKILL."""
-    real_db, sim_db = tmp_path / "real.db", tmp_path / "sim.db"
+    real_db, sim_db = db_path, other_db
     await killed_for_real(real_db, point)
 
     flows = crashsim.build(sim_db)
@@ -96,9 +94,10 @@ async def test_simulated_crash_leaves_what_a_sigkill_leaves(tmp_path: Path, poin
     )
     # Where executor locks live on the database file itself nothing is left; where they
     # are lock files, one stays behind, unlocked, as the OS leaves it.
-    assert len(simulated["lock files"]) == (0 if _liveness._OFD else 1)
+    if not is_postgres_url(sim_db):
+        assert len(simulated["lock files"]) == (0 if _liveness._OFD else 1)
     for db in (real_db, sim_db):
-        assert not executor_alive(str(db), crashsim.EXECUTOR)
+        assert not sqldb.executor_alive(db, crashsim.EXECUTOR)
 
 
 async def test_recovery_after_a_simulated_crash(db_path: Path) -> None:
@@ -149,7 +148,7 @@ async def test_crash_now_while_waiting_keeps_the_deadline(db_path: Path) -> None
             tg.start_soon(expect_crash)
             await anyio.wait_all_tasks_blocked()
             crash_now(rt)
-        assert not executor_alive(str(db_path), "doomed")  # dropped before shutdown
+        assert not sqldb.executor_alive(db_path, "doomed")  # dropped before shutdown
         with pytest.raises(litewf.LitewfError, match=r"simulated by litewf\.testing"):
             await rt.send("w", "go", topic="go")
         with pytest.raises(litewf.LitewfError, match="crashed"):

@@ -1,5 +1,8 @@
 """One database, one identity: however a file is reached, its live executors are seen alive.
 
+Most tests here are about SQLite files (symlinks, hard links, side files); those about
+processes (fork, two runtimes in one process) run on PostgreSQL too.
+
 Each test counts executions of a step body with a side-effect file (one line per run, in
 any process): a workflow taken from a live runtime would run the body a second time.
 """
@@ -55,6 +58,7 @@ async def held_here(
     assert read_lines(out / "steps.log") == [str(os.getpid())]
 
 
+@pytest.mark.sqlite_only
 async def test_symlink_peer_is_alive(db_path: Path, tmp_path: Path) -> None:
     """A runtime reaching the file through a symlink sees this process's executor alive."""
     link = tmp_path / "link.db"
@@ -62,6 +66,7 @@ async def test_symlink_peer_is_alive(db_path: Path, tmp_path: Path) -> None:
     await held_here(db_path, tmp_path, str(link))
 
 
+@pytest.mark.sqlite_only
 async def test_relative_path_and_chdir(db_path: Path, tmp_path: Path) -> None:
     """A Runtime built with a relative path keeps meaning that file across chdir, before
     launch and after it, and sees this process's executor alive throughout."""
@@ -72,6 +77,7 @@ async def test_relative_path_and_chdir(db_path: Path, tmp_path: Path) -> None:
     await held_here(db_path, tmp_path, relative, str(before), str(after))
 
 
+@pytest.mark.sqlite_only
 async def test_dotdot_through_a_symlinked_folder(db_path: Path, tmp_path: Path) -> None:
     """``link/..`` is the parent of the link's target, as the OS resolves it."""
     sub = tmp_path / "sub"
@@ -81,6 +87,7 @@ async def test_dotdot_through_a_symlinked_folder(db_path: Path, tmp_path: Path) 
     await held_here(db_path, tmp_path, str(tmp_path / "elsewhere" / "link" / ".." / "test.db"))
 
 
+@pytest.mark.sqlite_only
 async def test_lock_folder_removed(db_path: Path, tmp_path: Path) -> None:
     """Removing what looks like lock files by hand never makes a live executor look dead."""
     flows = build(db_path, tmp_path, executor_id="here")
@@ -94,6 +101,7 @@ async def test_lock_folder_removed(db_path: Path, tmp_path: Path) -> None:
     assert read_lines(tmp_path / "steps.log") == [str(os.getpid())]
 
 
+@pytest.mark.sqlite_only
 async def test_hard_link_refused(db_path: Path, tmp_path: Path) -> None:
     """A file with two names is refused by Runtime and Client, through either name."""
     async with litewf.Runtime(db_path):
@@ -141,6 +149,7 @@ async def test_forked_child_holds_no_lock(db_path: Path, tmp_path: Path) -> None
         parent.communicate()  # EOF once the forked child, which shares the pipes, exits
 
 
+@pytest.mark.sqlite_only
 async def test_wal_deleted_stops_the_runtime(db_path: Path, tmp_path: Path) -> None:
     """Deleting the -wal file under a live runtime stops it with a clear error."""
     flows = build(db_path, tmp_path, executor_id="here", recovery_interval=0.05)
@@ -155,6 +164,7 @@ async def test_wal_deleted_stops_the_runtime(db_path: Path, tmp_path: Path) -> N
     assert read_lines(tmp_path / "steps.log") == [str(os.getpid())]
 
 
+@pytest.mark.sqlite_only
 async def test_second_runtime_refused_after_wal_deleted(db_path: Path, tmp_path: Path) -> None:
     """With -wal and -shm deleted under a live runtime in another process, that runtime
     stops with a clear error and a new Runtime or Client on the file is refused."""
@@ -178,6 +188,7 @@ async def test_second_runtime_refused_after_wal_deleted(db_path: Path, tmp_path:
     assert read_lines(tmp_path / "steps.log") == [str(child.pid)]
 
 
+@pytest.mark.sqlite_only
 async def test_client_refuses_rollback_journal(db_path: Path) -> None:
     """A Client on a litewf file that is not in WAL mode says so instead of working."""
     async with litewf.Runtime(db_path):
@@ -192,11 +203,16 @@ async def test_client_refuses_rollback_journal(db_path: Path) -> None:
             pass
 
 
-async def test_two_runtimes_in_one_process_see_each_other(db_path: Path, tmp_path: Path) -> None:
+async def test_two_runtimes_in_one_process_see_each_other(
+    db_path: Path, tmp_path: Path, backend: str
+) -> None:
     """Locks held in this process count too (the OS does not report them to their holder):
-    a second runtime here, through a symlink, leaves the first one's workflow alone."""
-    link = tmp_path / "link.db"
-    link.symlink_to(db_path)
+    a second runtime here (on SQLite through a symlink) leaves the first one's workflow
+    alone."""
+    link = db_path
+    if backend == "sqlite":
+        link = tmp_path / "link.db"
+        link.symlink_to(db_path)
     first = build(db_path, tmp_path, executor_id="first")
     async with first.rt:
         h = await first.rt.start_workflow(first.held, workflow_id=WORKFLOW_ID)

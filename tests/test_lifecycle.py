@@ -5,9 +5,7 @@ and event loops, and the listing order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -24,6 +22,7 @@ from litewf import _management as management
 from litewf import _store as store
 from litewf import testing
 from litewf._cli import main as cli
+from tests import sqldb
 from tests.procs import spawn
 
 #: Generous bound for anything that should take milliseconds.
@@ -31,9 +30,8 @@ WAIT = 10.0
 
 
 def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Read (or, to set up a state, write) rows straight in the file with plain sqlite3."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
-        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+    """Read (or, to set up a state, write) rows straight in the database."""
+    return sqldb.query(db_path, sql, params)
 
 
 def stored(db_path: Path, workflow_id: str) -> tuple[Any, ...]:
@@ -372,12 +370,12 @@ async def test_launch_cancelled_while_starting_leaves_nothing_running(db_path: P
 @pytest.mark.parametrize("runner", ["anyio", "asyncio"])
 @pytest.mark.parametrize("interrupt", ["KeyboardInterrupt", "SystemExit"])
 def test_interrupt_in_workflow_reaches_the_caller_bare(
-    tmp_path: Path, runner: str, interrupt: str
+    db_path: Path, runner: str, interrupt: str
 ) -> None:
     """KeyboardInterrupt or SystemExit raised in a workflow reaches the application as
     itself (``except KeyboardInterrupt:`` runs, no exception group anywhere), the workflow
     stays PENDING, and the next launch of the same runtime resumes it."""
-    proc = spawn("lifecycle", "interrupt", tmp_path / "test.db", runner, interrupt)
+    proc = spawn("lifecycle", "interrupt", db_path, runner, interrupt)
     out, err = proc.communicate(timeout=120)
     text, errors = out.decode(), err.decode()
     assert proc.returncode == 0, f"{text}\n{errors}"
@@ -410,9 +408,8 @@ async def test_launch_and_shutdown_in_different_tasks(db_path: Path) -> None:
 
 
 async def test_launch_failure_in_a_task_is_raised_by_launch(db_path: Path) -> None:
-    """A launch that fails (a foreign file) raises its error and leaves nothing running."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        conn.execute("CREATE TABLE mine (x)")
+    """A launch that fails (a foreign database) raises its error and leaves nothing running."""
+    query(db_path, "CREATE TABLE mine (x INTEGER)")
     rt = litewf.Runtime(db_path)
     with pytest.raises(litewf.DatabaseError):
         await asyncio.create_task(rt.launch())

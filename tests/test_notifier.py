@@ -3,7 +3,7 @@ leaving in any order, and a notification between the read and the pause."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -27,7 +27,7 @@ async def test_each_waiter_wakes_on_its_changes_whoever_else_watches_them() -> N
     ready: dict[str, bool] = {"first": False, "second": False, "either": False}
     calls: dict[str, int] = dict.fromkeys(ready, 0)
 
-    def check(name: str) -> object:
+    def check(name: str) -> Callable[[], Awaitable[str | None]]:
         async def look() -> str | None:
             calls[name] += 1
             return name if ready[name] else None
@@ -37,7 +37,8 @@ async def test_each_waiter_wakes_on_its_changes_whoever_else_watches_them() -> N
     results: list[str] = []
 
     async def wait(name: str, change: Change | tuple[Change, ...]) -> None:
-        found = await notifier.wait_for(change, check(name), None)  # type: ignore[arg-type]
+        found = await notifier.wait_for(change, check(name), None)
+        assert found is not None
         results.append(found)
 
     async with anyio.create_task_group() as tg:

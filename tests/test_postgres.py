@@ -7,6 +7,9 @@ the rest of the suite runs on both backends through ``conftest.db_path``.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import anyio
 import pytest
 
 import litewf
+from litewf._cli import main as cli_main
 from litewf._pgdialect import split_url
 from tests import procs
 from tests.conditions import wait_until
@@ -171,3 +175,42 @@ async def test_without_the_driver_the_error_names_the_extra(
 def test_a_bad_schema_name_is_refused() -> None:
     with pytest.raises(litewf.InvalidValueError, match="schema"):
         split_url("postgresql://h/db?schema=Bad-Name")
+
+
+def doctor(url: str) -> tuple[int, dict[str, Any], str]:
+    """``litewf --json doctor`` on ``url``: exit status, the facts, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(["--json", "--db", url, "doctor"])
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
+async def test_doctor_checks_the_schema_in_the_catalog_and_every_row(pg_url: str) -> None:
+    """On a sound schema doctor says ok; a hand-edited row is a corrupt row; a dropped
+    index and a dropped unique constraint fail the integrity check, each named."""
+    rt = litewf.Runtime(pg_url)
+
+    @rt.workflow(name="pg.double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async with rt:
+        for i in range(3):
+            await (await rt.start_workflow(double, i, workflow_id=f"d-{i}")).get_result(10)
+    _, schema = split_url(pg_url)
+    code, info, err = await anyio.to_thread.run_sync(doctor, pg_url)
+    assert (code, err) == (0, "")
+    assert (info["integrity"], info["corrupt_rows"]) == ("ok", 0)
+    assert info["workflows"] == {"SUCCESS": 3} and info["schema"] == schema
+    with admin(pg_url) as conn:
+        conn.execute(f"UPDATE \"{schema}\".workflows SET status = 'DONE' WHERE workflow_id = 'd-1'")
+    code, info, err = await anyio.to_thread.run_sync(doctor, pg_url)
+    assert (code, info["integrity"], info["corrupt_rows"]) == (1, "ok", 1)
+    assert "'d-1'" in info["corrupt_row_problems"][0] and "workflows.status" in err
+    with admin(pg_url) as conn:
+        conn.execute(f'DROP INDEX "{schema}".workflows_by_status')
+        conn.execute(f'ALTER TABLE "{schema}".workflows DROP CONSTRAINT workflows_workflow_id_key')
+    code, info, err = await anyio.to_thread.run_sync(doctor, pg_url)
+    assert code == 1 and "integrity check failed" in err
+    assert "index workflows_by_status is missing" in info["integrity"]
+    assert "workflows.workflow_id is not unique" in info["integrity"]

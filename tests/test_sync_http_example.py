@@ -17,11 +17,19 @@ from typing import Any
 
 from tests import procs
 
+#: ``python -m examples.sync_http.app`` with Ctrl-C's KeyboardInterrupt restored: a
+#: shell starts background jobs (``pytest &``) with SIGINT ignored, and their children
+#: inherit that, which made the app deaf to the SIGINT this test ends it with.
+APP = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('examples.sync_http.app', run_name='__main__', alter_sys=True)"
+)
+
 
 def start(db: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Serve the app on a free port; return the process and its port."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.sync_http.app", "--db", str(db), "--port", "0"],
+        [sys.executable, "-c", APP, "--db", str(db), "--port", "0"],
         cwd=procs.ROOT,
         env=dict(os.environ, PYTHONPATH=str(procs.ROOT)),
         stdout=subprocess.PIPE,
@@ -82,5 +90,10 @@ def test_orders_survive_a_kill_and_finish_after_a_restart(tmp_path: Path) -> Non
         assert call(port, "GET", "/orders/99")[0] == 404
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # reaped and its pipes closed, not left to warn in a later test
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err.decode()

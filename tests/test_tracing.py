@@ -10,7 +10,6 @@ test (as OpenTelemetry's own tests do), so the rest of the suite runs untraced.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from opentelemetry.util._once import Once
 
 import litewf
 from litewf import _tracing as tracing
-from tests import procs
+from tests import procs, sqldb
 from tests.children.tracing import register
 from tests.conditions import wait_until
 
@@ -75,10 +74,10 @@ def parent_id(span: ReadableSpan) -> int | None:
 
 
 def stored_inputs(db: Path, workflow_id: str) -> dict[str, Any]:
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT inputs FROM workflows WHERE workflow_id = ?", (workflow_id,))
-        inputs: dict[str, Any] = json.loads(row.fetchone()[0])
-    conn.close()
+    ((text,),) = sqldb.query(
+        db, "SELECT inputs FROM workflows WHERE workflow_id = ?", (workflow_id,)
+    )
+    inputs: dict[str, Any] = json.loads(text)
     return inputs
 
 
@@ -227,12 +226,12 @@ async def test_queued_workflows_carry_the_trace_too(
 
 
 async def test_a_recovered_run_in_another_process_continues_the_trace(
-    tmp_path: Path, spans: InMemorySpanExporter
+    db_path: Path, tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     """A child process starts the workflow inside a span and is SIGKILLed in its second
     step; a runtime here recovers it: its run's span is the caller's child (same trace
     ID as the child's spans), and only the step that had not finished runs again."""
-    db = tmp_path / "t.db"
+    db = db_path
     proc = procs.spawn("tracing", "run", db, tmp_path)
     try:
         await procs.wait_for_file(tmp_path / "in-two", proc)

@@ -9,10 +9,12 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 pytest.importorskip("starlette", reason="the ui extra (starlette) is not installed")
@@ -35,10 +37,9 @@ async def served(db: Path, host: str = "127.0.0.1") -> AsyncIterator[httpx.Async
 
 
 @pytest.fixture
-async def demo_db(tmp_path: Path) -> Path:
-    db = tmp_path / "demo.db"
-    await fill(db)
-    return db
+async def demo_db(db_path: Path) -> Path:
+    await fill(db_path)
+    return db_path
 
 
 def _csrf(page: str) -> str:
@@ -114,8 +115,8 @@ async def test_filters_and_paging(demo_db: Path) -> None:
         assert bad.status_code == 400 and "status must be one of" in bad.text
 
 
-async def test_paging_links_keep_the_filters(tmp_path: Path) -> None:
-    db = tmp_path / "many.db"
+async def test_paging_links_keep_the_filters(db_path: Path) -> None:
+    db = db_path
     rt = litewf.Runtime(db)
 
     @rt.workflow(name="w")
@@ -198,13 +199,50 @@ def _ui(db: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProces
     )
 
 
-def test_another_host_warns_loudly_and_a_missing_db_is_one_line(tmp_path: Path) -> None:
-    got = _ui(tmp_path / "missing.db", "--host", "0.0.0.0", "--port", "1")
+def test_another_host_warns_loudly_and_a_missing_db_is_one_line(db_path: Path) -> None:
+    got = _ui(db_path, "--host", "0.0.0.0", "--port", "1")  # db_path: not created yet
     assert got.returncode == 1
     assert "WARNING: listening on 0.0.0.0" in got.stderr and "no login" in got.stderr
     assert "litewf: error:" in got.stderr and "Traceback" not in got.stderr
-    quiet = _ui(tmp_path / "missing.db")
+    assert got.stderr.count("\n") == 2, got.stderr  # the warning, then the error
+    quiet = _ui(db_path)
     assert "WARNING" not in quiet.stderr and quiet.returncode == 1
+    assert quiet.stderr.startswith("litewf: error:") and quiet.stderr.count("\n") == 1
+
+
+async def test_the_command_serves_the_database(demo_db: Path) -> None:
+    """``litewf ui --db DB`` (a file or a PostgreSQL URL), a real process on a real port:
+    the list page shows the stored workflows."""
+    await anyio.to_thread.run_sync(_serve_and_get, demo_db)
+
+
+def _serve_and_get(demo_db: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "litewf", "ui", "--db", str(demo_db), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()  # printed once the database opened
+        assert f"litewf ui: {demo_db} on http://127.0.0.1:{port}/" in banner, banner
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+                break
+            except httpx.ConnectError:  # uvicorn is not listening yet
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.02)
+        assert "waiter-1" in page and "order-1" in page
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err, err
 
 
 def test_without_the_extra_the_command_names_it(tmp_path: Path) -> None:

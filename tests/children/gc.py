@@ -30,7 +30,7 @@ async def main(db: str, out: Path) -> None:
             procs.touch(out / "chunked")
         await pause(began) if committed < 3 else anyio.sleep(0.05)
 
-    management._pause = counted  # type: ignore[assignment]
+    management._pause = counted
     client: Any = litewf.Client(db)
     async with client:
         await client.garbage_collect(older_than=3600)

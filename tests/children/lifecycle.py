@@ -10,14 +10,13 @@ prints ``result`` and what the recovered workflow returned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 
 import anyio
 
 import litewf
+from tests import sqldb
 
 
 def run(runner: str, fn: Callable[[], Awaitable[None]]) -> None:
@@ -50,8 +49,7 @@ def interrupt(db: str, runner: str, name: str) -> None:
         run(runner, first)
     except interruption:
         print(f"caught {name}", flush=True)
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        (status,) = conn.execute("SELECT status FROM workflows WHERE workflow_id = 'k'").fetchone()
+    ((status,),) = sqldb.query(db, "SELECT status FROM workflows WHERE workflow_id = 'k'")
     print(f"status {status}", flush=True)
 
     async def second() -> None:

@@ -15,6 +15,7 @@ import subprocess
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -23,17 +24,22 @@ import pytest
 import litewf
 from litewf import _dbfile as dbfile
 from litewf._liveness import ExecutorLock, any_executor_alive
-from tests import procs
+from litewf._pgdialect import is_postgres_url
+from tests import procs, sqldb
 
 #: SQLite's automatic checkpoint runs at 1,000 pages (4 MiB at litewf's 4 KiB pages); a
 #: WAL that shrank back is no larger than that.
 WAL_BACK_TO = 4 * 1024 * 1024
 
 
-def long_reader(db: Path) -> sqlite3.Connection:
+def long_reader(db: Path) -> Any:
     """A connection holding one read snapshot of ``db`` until it is committed."""
-    reader = sqlite3.connect(db, isolation_level=None)
-    reader.execute("BEGIN")
+    if is_postgres_url(db):
+        reader = sqldb.connect(db)
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    else:
+        reader = sqlite3.connect(db, isolation_level=None)
+        reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM messages").fetchone()
     return reader
 
@@ -48,12 +54,12 @@ async def communicate(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
     ("peers", "count"), [(2, 200), (4, 40), (8, 12)], ids=["K=2", "K=4", "K=8"]
 )
 async def test_k_processes_exactly_once_under_a_long_reader(
-    tmp_path: Path, peers: int, count: int
+    db_path: Path, tmp_path: Path, peers: int, count: int
 ) -> None:
     """Every message sent by every peer reaches its receiver exactly once, in each
     sender's order; no process ever sees "database is locked"; the long reader's snapshot
     stays unchanged throughout and does not block anyone."""
-    db = tmp_path / "contention.db"
+    db = db_path
     async with litewf.Runtime(db):
         pass  # create the file; simultaneous creation is tested in test_database.py
     children = [
@@ -71,7 +77,7 @@ async def test_k_processes_exactly_once_under_a_long_reader(
             # Everything was sent while the snapshot was held; it still sees none of it.
             assert reader.execute("SELECT count(*) FROM messages").fetchone() == (0,)
         finally:
-            reader.execute("COMMIT")
+            reader.commit()
             reader.close()
         for me, child in enumerate(children):
             await procs.wait_for_file(tmp_path / f"got-{me}", child, timeout=120)
@@ -97,12 +103,9 @@ async def test_k_processes_exactly_once_under_a_long_reader(
     }
     assert set(delivered) == expected  # none lost
     assert max(delivered.values()) == 1  # none twice
-    con = sqlite3.connect(db)
-    try:
-        assert con.execute("SELECT count(*) FROM messages").fetchone() == (0,)
-        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        con.close()
+    assert sqldb.query(db, "SELECT count(*) FROM messages") == [(0,)]
+    if not is_postgres_url(db):
+        assert sqldb.query(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 def wal_size(db: Path) -> int:
@@ -112,6 +115,7 @@ def wal_size(db: Path) -> int:
         return 0
 
 
+@pytest.mark.sqlite_only
 async def test_wal_shrinks_back_after_the_long_reader_ends(db_path: Path) -> None:
     """A reader holding a snapshot while 12 MB of messages are written makes the WAL grow
     (SQLite cannot checkpoint past it). Once it ends and the runtime keeps working, the WAL

@@ -29,6 +29,8 @@ import pytest
 
 import litewf
 from litewf import testing
+from tests import sqldb
+from tests.conftest import postgres_database
 
 TABLES = (
     "workflows",
@@ -200,7 +202,7 @@ BAD_SCHEDULES: list[tuple[str, dict[str, Any], str]] = [
 
 
 def counts(db: Path) -> dict[str, int]:
-    con = sqlite3.connect(db)
+    con = sqldb.connect(db)
     try:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     finally:
@@ -487,10 +489,26 @@ QUEUES: dict[litewf.Runtime, litewf.Queue] = {}
 ENTRY_POINTS = list(entry_points())
 
 
-@pytest.fixture
-async def launched(db_path: Path) -> Any:
-    """A runtime with one waiting workflow ``w``, and a Client on the same file."""
-    rt = litewf.Runtime(db_path)
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module scope: ``launched`` serves every entry point's test
+
+
+@pytest.fixture(scope="module")
+def shared_db(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One database for the module's bad calls (they must store nothing anyway)."""
+    if backend == "sqlite":
+        yield tmp_path_factory.mktemp("hostile") / "test.db"
+        return
+    yield from postgres_database()
+
+
+@pytest.fixture(scope="module")
+async def launched(shared_db: Path) -> Any:
+    """A runtime with one waiting workflow ``w``, and a Client on the same database:
+    launched once, every bad call is tried on it (each test checks that its call stored
+    nothing)."""
+    rt = litewf.Runtime(shared_db)
 
     @rt.workflow(name="h.wait")
     async def wait(x: Any = None, scheduled_at: Any = None) -> None:
@@ -498,7 +516,7 @@ async def launched(db_path: Path) -> Any:
 
     WORKFLOWS[rt] = wait
     QUEUES[rt] = rt.queue("h.q")
-    async with rt, litewf.Client(db_path) as client:
+    async with rt, litewf.Client(shared_db) as client:
         await rt.start_workflow(wait, workflow_id="w")
         yield rt, client
     del WORKFLOWS[rt], QUEUES[rt]
@@ -582,19 +600,19 @@ def test_bad_shutdown_timeout_is_refused(db_path: Path, label: str, value: Any, 
 @pytest.mark.parametrize(("call", "value", "text"), ENTRY_POINTS)
 async def test_bad_argument_is_refused_and_stores_nothing(
     launched: tuple[litewf.Runtime, litewf.Client],
-    db_path: Path,
+    shared_db: Path,
     call: Call,
     value: Any,
     text: str,
 ) -> None:
     """A clear LitewfError naming the problem, and not one row written anywhere."""
     rt, client = launched
-    before = counts(db_path)
+    before = counts(shared_db)
     with anyio.fail_after(10), pytest.raises(litewf.LitewfError) as info:
         await call(rt, client, value)
     assert text in str(info.value)
     assert isinstance(info.value, (litewf.InvalidValueError, litewf.SerializationError))
-    assert counts(db_path) == before
+    assert counts(shared_db) == before
 
 
 async def test_bad_arguments_inside_a_workflow(db_path: Path) -> None:
@@ -700,8 +718,7 @@ async def test_oversize_payload_is_refused_with_the_documented_maximum(db_path: 
         await rt.start_workflow(wait, workflow_id="w")
         with pytest.raises(litewf.SerializationError, match="at most"):
             await rt.send("w", "x" * (PROPOSED_MAX_VALUE + 1))
-        row = await testing.backend(rt).db.fetchone("SELECT count(*) FROM messages")
-        assert row is not None and row[0] == 0
+        assert counts(db_path)["messages"] == 0
 
 
 # -- files --------------------------------------------------------------------------------
@@ -723,6 +740,7 @@ async def make_db(path: Path) -> None:
             await (await rt.start_workflow(double, i, workflow_id=f"w-{i}")).get_result(10)
 
 
+@pytest.mark.sqlite_only
 async def test_one_flipped_byte_in_a_page_header_is_refused_untouched(db_path: Path) -> None:
     """One flipped byte (the b-tree page type of the workflows table's root page) makes
     the file corrupt: CorruptDatabaseError by first use, the file left as it was."""
@@ -844,11 +862,11 @@ async def test_wait_first_hostile_input(db_path: Path) -> None:
     assert counts(db_path)["messages"] == 0
 
 
-def test_sync_api_hostile_input(db_path: Path, tmp_path: Path) -> None:
+def test_sync_api_hostile_input(db_path: Path) -> None:
     """The synchronous API refuses, with messages that say what to do: a def workflow on
     the async decorator (and the reverse), options given to a view of a runtime, calls
-    before launch, a sync call from the runtime's own event loop (which would wait for
-    itself forever), and files that are not databases (leaving no thread behind)."""
+    before launch, and a sync call from the runtime's own event loop (which would wait
+    for itself forever)."""
     rt = litewf.Runtime(db_path)
     srt = litewf.SyncRuntime(rt)
 
@@ -893,14 +911,30 @@ def test_sync_api_hostile_input(db_path: Path, tmp_path: Path) -> None:
 
     anyio.run(main)
     assert counts(db_path)["messages"] == 0
-    garbage = tmp_path / "garbage.db"
-    garbage.write_bytes(b"not a database at all" * 100)
+    no_thread_left(threads)
+
+
+def test_sync_api_refuses_what_is_not_a_database(
+    db_path: Path, other_db: Path, backend: str
+) -> None:
+    """A SyncRuntime on a database that is not litewf's (a file of garbage, a schema of
+    someone else's tables) and a SyncClient on one that does not exist are refused,
+    leaving no event loop thread behind."""
+    threads = set(threading.enumerate())
+    if backend == "sqlite":
+        db_path.write_bytes(b"not a database at all" * 100)
+    else:
+        sqldb.query(db_path, "CREATE TABLE mine (x INTEGER)")
     with pytest.raises(litewf.DatabaseError):
-        litewf.SyncRuntime(garbage).launch()
+        litewf.SyncRuntime(db_path).launch()
     with pytest.raises(litewf.DatabaseError):
-        litewf.SyncClient(tmp_path / "missing.db").__enter__()
-    # Their event loop threads ended. (Compared as sets: a thread an earlier test left,
-    # such as an abandoned sync step past its timeout, may end meanwhile.)
+        litewf.SyncClient(other_db).__enter__()
+    no_thread_left(threads)  # their event loop threads ended
+
+
+def no_thread_left(threads: set[threading.Thread]) -> None:
+    """No thread but ``threads`` runs (within 10 s). Compared as sets: a thread an
+    earlier test left, such as an abandoned sync step past its timeout, may end meanwhile."""
     deadline = time.monotonic() + 10
     while set(threading.enumerate()) - threads and time.monotonic() < deadline:
         time.sleep(0.01)

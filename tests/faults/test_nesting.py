@@ -9,7 +9,6 @@ refused with ``SerializationError`` on every write path before anything is writt
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 import litewf
 from litewf._serialization import MAX_VALUE_DEPTH, encode_exception, loads_checked
+from tests import sqldb
 
 BOUND = MAX_VALUE_DEPTH
 
@@ -37,11 +37,8 @@ def depth_of(value: Any) -> int:
 
 
 def rows(db: Path, table: str) -> int:
-    con = sqlite3.connect(db)
-    try:
-        return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        con.close()
+    ((count,),) = sqldb.query(db, f"SELECT count(*) FROM {table}")
+    return int(count)
 
 
 def test_the_bound_is_well_below_the_recursion_limit() -> None:

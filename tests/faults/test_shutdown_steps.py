@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import anyio
 import anyio.to_thread
 
 import litewf
-from tests import procs
+from tests import procs, sqldb
 
 
 class _Seen(logging.Handler):
@@ -48,14 +47,10 @@ def on_log(text: str, then: Callable[[], None]) -> Iterator[None]:
 
 
 def owner(db: Path, workflow_id: str) -> str | None:
-    con = sqlite3.connect(db)
-    try:
-        row = con.execute(
-            "SELECT executor_id FROM workflows WHERE workflow_id = ?", (workflow_id,)
-        ).fetchone()
-        return None if row[0] is None else str(row[0])
-    finally:
-        con.close()
+    ((executor_id,),) = sqldb.query(
+        db, "SELECT executor_id FROM workflows WHERE workflow_id = ?", (workflow_id,)
+    )
+    return None if executor_id is None else str(executor_id)
 
 
 async def test_shutdown_waits_for_a_sync_step_body_then_releases(db_path: Path) -> None:
@@ -95,14 +90,14 @@ async def test_shutdown_waits_for_a_sync_step_body_then_releases(db_path: Path) 
 
 
 async def test_a_peer_never_runs_a_step_whose_body_still_runs_after_shutdown(
-    tmp_path: Path,
+    db_path: Path, tmp_path: Path
 ) -> None:
     """A child process shuts down while its sync step body waits (past shutdown_timeout):
     the workflow stays owned by the child, so this process's runtime does not take it
     over (before: released, taken over, and the two bodies overlapped); the child exits
     promptly although the body's thread still runs (before: exit waited for the thread);
     then this runtime recovers the workflow and runs the step once more."""
-    db = tmp_path / "shutdown.db"
+    db = db_path
     log = tmp_path / "log"
     rt = litewf.Runtime(db, recovery_interval=0.05)
 
