@@ -177,3 +177,33 @@ async def test_a_lone_read_of_several_statements_still_sees_one_snapshot(
         first, second = await db.read(count_twice)
         assert first == second
         assert await db.read(lambda tx: tx.fetchone("SELECT count(*) FROM changes")[0]) == 2  # type: ignore[index]
+
+
+async def test_a_fork_child_closing_what_it_inherited_leaves_the_parent_connected(
+    db: PgDatabase,
+) -> None:
+    """A fork() child lets go of its parent's connections: its closing them (as its
+    interpreter's exit would) says nothing to the server, whose sessions stay the
+    parent's (else the server would end them, write lock and all)."""
+    import gc
+    import os
+
+    import psycopg
+
+    await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
+    await db.read(store.last_change)  # both connections open
+    pid = os.fork()
+    if pid == 0:  # the child: close every inherited connection, then leave at once
+        code = 0
+        try:
+            for obj in gc.get_objects():
+                if isinstance(obj, psycopg.Connection):
+                    obj.close()
+        except Exception:  # noqa: BLE001 - told by the exit code
+            code = 1
+        os._exit(code)
+    _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    await db.write(store.insert_workflow, "w1", "db.double", "{}", "ex", None)
+    rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
+    assert [r[0] for r in rows] == ["w0", "w1"]
