@@ -18,10 +18,10 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_tx`` (a unit of work's transaction), ``_portal`` (sync code calling into the event
   loop: the one mechanism under the synchronous API), ``_pgschema`` (PostgreSQL's DDL,
   migrations), ``_dbfile`` (checks on the file), ``_pgtx`` (the ``Tx`` on PostgreSQL),
-  ``_db`` (the connection, group commit), ``_pgdb`` (PostgreSQL's connection, group
-  commit), ``_rows`` (checks every stored column read back), ``_pgliveness`` (executor
-  advisory locks), ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its
-  streams).
+  ``_db`` (the connection, group commit), ``_pgdb`` (PostgreSQL's group commit and batched
+  reads), ``_pgconn`` (a PostgreSQL connection, in a worker thread), ``_rows`` (checks
+  every stored column read back), ``_pgliveness`` (executor advisory locks),
+  ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its streams).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,
   messages), ``_history`` (what recorded names mean), ``_upkeep`` (SQL: gc, health),
   ``_queuesql`` (SQL: enqueue, the dequeue decision), ``_forksql`` (SQL: a fork's copy),

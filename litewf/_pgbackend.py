@@ -23,13 +23,14 @@ from . import _store as store
 from . import _upkeep as upkeep
 from ._change import Change
 from ._exceptions import DatabaseError
-from ._pgdb import (
+from ._pgconn import (
     KEEPALIVE_COUNT,
     KEEPALIVE_IDLE_S,
     KEEPALIVE_INTERVAL_S,
-    PgDatabase,
+    forget_after_fork,
     import_psycopg,
 )
+from ._pgdb import PgDatabase
 from ._pgdialect import translate
 from ._pgliveness import PgExecutorLock, PgProbe
 from ._pgschema import identity, integrity_problems
@@ -108,6 +109,7 @@ class PostgresBackend:
             )
         except psycopg.Error as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
+        forget_after_fork(conn)
         try:
             await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)

@@ -1,14 +1,15 @@
-"""A PostgreSQL database opened for litewf: its connection and group-committed writes.
+"""A PostgreSQL database opened for litewf: group-committed writes and batched reads.
 
 The SQL modules are plain synchronous functions over a ``Tx``, so, as on SQLite, each
-connection is a psycopg (sync) connection driven from one worker thread at a time: a
-whole transaction costs one hop from the event loop. Writes are group-committed: the
-units queued meanwhile run in one transaction (each in a savepoint when there are
-several), and one COMMIT makes them durable. Every write transaction first takes a
-transaction-level advisory lock of its schema: litewf's writes are serialized as they
-are on SQLite (its read-then-write decisions stay race-free across hosts, and change
-numbers commit in order, so a follower never skips one). A transaction that logged a
-change sends a NOTIFY, delivered to listeners when it commits.
+connection (``_pgconn.Link``) is a psycopg (sync) connection driven from one worker
+thread at a time: a batch costs one hop from the event loop. Writes are group-committed:
+the units queued meanwhile run in one pipelined transaction (each in a savepoint only if
+one of them fails), and one COMMIT makes them durable. Every write transaction first
+takes a transaction-level advisory lock of its schema: litewf's writes are serialized as
+they are on SQLite (its read-then-write decisions stay race-free across hosts, and
+change numbers commit in order, so a follower never skips one). A transaction that
+logged a change sends a NOTIFY, delivered to listeners when it commits. Reads have a
+connection of their own; the reads queued meanwhile share one snapshot.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
 replaced on the next call; the call that found it broken fails with ``DatabaseError``.
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
-import weakref
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -30,160 +29,19 @@ import anyio.lowlevel
 
 from ._change import Change
 from ._exceptions import DatabaseError, LitewfError
+from ._pgconn import Link, advisory_key, import_psycopg
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
-from ._pgtx import Later, NeedsSnapshot, PgTx, row_factory
+from ._pgtx import Later, NeedsSnapshot, PgTx
 from ._tx import Unit
 from ._types import Durability
 
-__all__ = ["PgDatabase", "advisory_key", "connect", "forget_in_child", "import_psycopg"]
+__all__ = ["PgDatabase"]
 
 logger = logging.getLogger("litewf")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-#: TCP keepalives, both ways (the server's settings per session): a peer host that
-#: vanishes is noticed after about IDLE + INTERVAL * COUNT seconds, which also frees
-#: its executors' advisory locks on the server.
-KEEPALIVE_IDLE_S = 2
-KEEPALIVE_INTERVAL_S = 1
-KEEPALIVE_COUNT = 3
-
-
-def import_psycopg() -> Any:
-    """The psycopg module, or an error naming the extra to install."""
-    try:
-        import psycopg
-    except ImportError:
-        raise LitewfError(
-            "PostgreSQL needs the psycopg driver: pip install 'litewf[postgres]'"
-        ) from None
-    return psycopg
-
-
-def advisory_key(schema: str, name: str) -> int:
-    """A 64-bit advisory lock key for ``name`` in ``schema``."""
-    digest = hashlib.sha256(f"litewf\0{schema}\0{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def connect(url: str, schema: str, *, durability: Durability = "full") -> Any:
-    """A new autocommit psycopg connection set up for litewf: keepalives, the schema on
-    the search path, ``PgRow`` rows, booleans sent as integers."""
-    psycopg = import_psycopg()
-    keepalive = (
-        f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S} "
-        f"-c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S} "
-        f"-c tcp_keepalives_count={KEEPALIVE_COUNT}"
-    )
-    sync = "on" if durability == "full" else "off"
-    try:
-        conn = psycopg.connect(
-            url,
-            autocommit=True,
-            keepalives=1,
-            keepalives_idle=KEEPALIVE_IDLE_S,
-            keepalives_interval=KEEPALIVE_INTERVAL_S,
-            keepalives_count=KEEPALIVE_COUNT,
-            connect_timeout=10,
-            options=f"{keepalive} -c synchronous_commit={sync}",
-            application_name=f"litewf:{schema}",
-        )
-    except psycopg.Error as exc:
-        raise DatabaseError(redact(url), f"cannot connect: {exc}".strip()) from exc
-    conn.adapters.register_dumper(bool, _bool_dumper(psycopg))
-    conn.row_factory = row_factory
-    conn.execute(f'SET search_path TO "{schema}"')
-    return conn
-
-
-@functools.cache
-def _bool_dumper(psycopg: Any) -> type:
-    from psycopg.adapt import Dumper
-
-    class BoolAsInt(Dumper):
-        oid = psycopg.postgres.types["int8"].oid
-
-        def dump(self, obj: Any) -> bytes:
-            return b"1" if obj else b"0"
-
-    return BoolAsInt
-
-
-def forget_in_child(conn: Any) -> None:
-    """In a fork() child: let go of an inherited connection without a word to the server
-    (its socket now points at /dev/null). Closing it would end the parent's session; and
-    kept open, it would keep that session, and its locks, alive after the parent died."""
-    with contextlib.suppress(Exception):
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(devnull, conn.fileno())
-        finally:
-            os.close(devnull)
-
-
-#: The connections of this process's databases, let go of in a fork() child.
-_links: weakref.WeakSet[_Link] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for link in list(_links):
-        conn, link.conn, link.cursor = link.conn, None, None
-        if conn is not None:
-            forget_in_child(conn)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class _Link:
-    """One connection, used from one worker thread at a time, (re)connected on demand.
-
-    A call that finds the connection broken drops it (the next call connects anew) and
-    fails with ``DatabaseError``."""
-
-    def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-        self.conn: Any = None
-        #: The connection's one cursor (reused: a cursor costs setting up).
-        self.cursor: Any = None
-        self.limiter = anyio.CapacityLimiter(1)
-        _links.add(self)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` in a worker thread."""
-        db = self._db
-        db.check_process()
-        psycopg = import_psycopg()
-
-        def run() -> T:
-            if self.conn is None or self.conn.closed:
-                self.conn = connect(db.url, db.schema, durability=db.durability)
-                self.cursor = self.conn.cursor()
-            conn = self.conn
-            try:
-                return fn(conn, *args)
-            except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                raise DatabaseError(db.path, str(exc).strip() or type(exc).__name__) from exc
-
-        return await anyio.to_thread.run_sync(run, limiter=self.limiter)
-
-    async def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(conn.close, limiter=self.limiter)
-
-    def abandon(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
 
 
 class _Batches:
@@ -191,7 +49,7 @@ class _Batches:
     one transaction on ``link`` (``run(connection, batch)``), with ``_db.Database.write``'s
     cancellation rules: a queued call may be withdrawn, a running one is waited out."""
 
-    def __init__(self, link: _Link, run: Callable[[Any, list[Unit]], None]) -> None:
+    def __init__(self, link: Link, run: Callable[[Any, list[Unit]], None]) -> None:
         self._link = link
         self._run = run
         self._queue: list[Unit] = []
@@ -272,8 +130,8 @@ class PgDatabase:
         #: (their changes reached ``on_change`` at commit already).
         self.token = os.urandom(8).hex()
         self.on_change: Callable[[Change], None] | None = None
-        self._writer = _Link(self)
-        self._reader = _Link(self)
+        self._writer = Link(self.url, self.schema, durability, self.path)
+        self._reader = Link(self.url, self.schema, durability, self.path)
         self._writes = _Batches(self._writer, self._run_writes)
         self._reads = _Batches(self._reader, self._run_reads)
         #: The rare unit-by-unit path: one simple query each (the values are ours).

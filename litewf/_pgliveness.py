@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._exceptions import DatabaseError, ExecutorConflictError
-from ._pgdb import (
+from ._pgconn import (
     KEEPALIVE_COUNT,
     KEEPALIVE_IDLE_S,
     KEEPALIVE_INTERVAL_S,

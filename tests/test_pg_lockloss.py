@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 import litewf
-from litewf._pgdb import advisory_key
+from litewf._pgconn import advisory_key
 from litewf._pgdialect import split_url
 from litewf._pgliveness import ANSWER_S, HEARTBEAT_S
 from tests import procs
