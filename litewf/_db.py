@@ -37,7 +37,7 @@ from ._dbfile import (
 )
 from ._exceptions import DatabaseError, LitewfError
 from ._schema import SCHEMA_VERSION, migrate
-from ._tx import Params, Tx, Unit
+from ._tx import GroupCommit, Params, Tx, Unit
 from ._types import Durability
 
 __all__ = ["Database"]
@@ -58,7 +58,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Database:
+class Database(GroupCommit):
     """One SQLite file, opened for litewf; ``create=False`` never creates or migrates."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: Durability, create: bool):
@@ -66,8 +66,7 @@ class Database:
         self._durability = durability
         self._create = create
         self._conn: aiosqlite.Connection | None = None
-        self._lock = anyio.Lock()
-        self._queue: list[Unit] = []
+        super().__init__()
         self._pid = os.getpid()
         self.side_files = SideFiles(self.path)
         #: Called in the event loop with each change a write of this connection committed.
@@ -217,24 +216,7 @@ class Database:
         """
         conn = self.conn
         unit = Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
-        self._queue.append(unit)
-        try:
-            async with self._lock:
-                if unit.state == "queued":
-                    await self._flush(conn)
-        except BaseException:
-            while unit.state == "running":  # its batch is in the thread: learn how it ended
-                assert unit.run_over is not None  # set with "running"
-                with anyio.CancelScope(shield=True):
-                    await unit.run_over.wait()
-            if unit.state == "queued":  # never ran: withdraw it, nothing was written
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(unit)
-            raise
-        assert unit.state == "done"
-        if unit.error is not None:
-            raise unit.error
-        return unit.result  # type: ignore[no-any-return]
+        return await self._submit(unit, lambda: self._flush(conn))  # type: ignore[no-any-return]
 
     async def _flush(self, conn: aiosqlite.Connection) -> None:
         """Run every queued unit in one transaction, waiting out other processes' locks.

@@ -33,7 +33,7 @@ from ._pgconn import Link, advisory_key, import_psycopg
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
 from ._pgtx import Later, NeedsSnapshot, PgTx
-from ._tx import Unit
+from ._tx import GroupCommit, Unit
 from ._types import Durability
 
 __all__ = ["PgDatabase"]
@@ -44,16 +44,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Batches:
+class _Batches(GroupCommit):
     """Calls queued while a batch runs go together in the next one: one thread hop and
     one transaction on ``link`` (``run(connection, batch)``), with ``_db.Database.write``'s
     cancellation rules: a queued call may be withdrawn, a running one is waited out."""
 
     def __init__(self, link: Link, run: Callable[[Any, list[Unit]], None]) -> None:
+        super().__init__()
         self._link = link
         self._run = run
-        self._queue: list[Unit] = []
-        self._lock = anyio.Lock()
 
     @property
     def running(self) -> bool:
@@ -64,25 +63,7 @@ class _Batches:
         return len(self._queue)
 
     async def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        unit = Unit(fn, args)
-        self._queue.append(unit)
-        try:
-            async with self._lock:
-                if unit.state == "queued":
-                    await self._flush()
-        except BaseException:
-            while unit.state == "running":
-                assert unit.run_over is not None  # set with "running"
-                with anyio.CancelScope(shield=True):
-                    await unit.run_over.wait()
-            if unit.state == "queued":
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(unit)
-            raise
-        assert unit.state == "done"
-        if unit.error is not None:
-            raise unit.error
-        return unit.result
+        return await self._submit(Unit(fn, args), self._flush)
 
     async def _flush(self) -> None:
         await anyio.lowlevel.checkpoint()  # let woken tasks join this batch

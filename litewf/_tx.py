@@ -8,15 +8,16 @@ second backend gives its SQL functions a ``Tx`` with this same surface.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
 
 from ._change import Change
 
-__all__ = ["Params", "Tx", "Unit"]
+__all__ = ["GroupCommit", "Params", "Tx", "Unit"]
 
 Params = Iterable[Any]
 
@@ -83,3 +84,38 @@ class Unit:
         self.result: Any = None
         self.error: BaseException | None = None
         self.callbacks: list[Callable[[], None]] = []
+
+
+class GroupCommit:
+    """The queue of a backend's group commit (``_db``, ``_pgdb``): a unit waits in
+    ``_queue`` until the holder of ``_lock`` runs it with the others queued meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = anyio.Lock()
+        self._queue: list[Unit] = []
+
+    async def _submit(self, unit: Unit, flush: Callable[[], Awaitable[None]]) -> Any:
+        """Queue ``unit``, see it run (running ``flush()`` if no batch took it first),
+        and return its result or raise its error.
+
+        A caller cancelled meanwhile either withdraws its unit before a batch took it
+        (nothing written) or waits for the batch holding it to end: the unit ran fully
+        or not at all, never half."""
+        self._queue.append(unit)
+        try:
+            async with self._lock:
+                if unit.state == "queued":
+                    await flush()
+        except BaseException:
+            while unit.state == "running":  # its batch is in the thread: learn how it ended
+                assert unit.run_over is not None  # set with "running"
+                with anyio.CancelScope(shield=True):
+                    await unit.run_over.wait()
+            if unit.state == "queued":  # never ran: withdraw it, nothing was written
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(unit)
+            raise
+        assert unit.state == "done"
+        if unit.error is not None:
+            raise unit.error
+        return unit.result
