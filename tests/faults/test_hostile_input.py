@@ -32,16 +32,7 @@ from litewf import testing
 from tests import sqldb
 from tests.conftest import postgres_database
 
-TABLES = (
-    "workflows",
-    "operations",
-    "events",
-    "messages",
-    "message_keys",
-    "changes",
-    "streams",
-    "schedules",
-)
+TABLES = sqldb.TABLES
 
 
 def nested(depth: int) -> list[Any]:
