@@ -184,12 +184,7 @@ class Database(GroupCommit):
     @property
     def writing(self) -> bool:
         """Whether a group commit is under way (for tests of the batching)."""
-        return self._lock.locked()
-
-    @property
-    def queued(self) -> int:
-        """How many writes wait for the next group commit (for tests of the batching)."""
-        return len(self._queue)
+        return self.running
 
     async def trace(self, callback: Callable[[str], object] | None) -> None:
         """Call ``callback(sql)`` with every statement run from now on (None: stop)."""

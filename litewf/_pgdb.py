@@ -46,21 +46,13 @@ T = TypeVar("T")
 
 class _Batches(GroupCommit):
     """Calls queued while a batch runs go together in the next one: one thread hop and
-    one transaction on ``link`` (``run(connection, batch)``), with ``_db.Database.write``'s
+    one transaction on ``link`` (``run(connection, batch)``), with ``GroupCommit``'s
     cancellation rules: a queued call may be withdrawn, a running one is waited out."""
 
     def __init__(self, link: Link, run: Callable[[Any, list[Unit]], None]) -> None:
         super().__init__()
         self._link = link
         self._run = run
-
-    @property
-    def running(self) -> bool:
-        return self._lock.locked()
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     async def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         return await self._submit(Unit(fn, args), self._flush)

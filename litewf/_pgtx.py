@@ -165,5 +165,5 @@ class PgTx(Tx):
 def _table(sql: str) -> str:
     """The table an ``INSERT INTO t ...`` statement writes (else the whole text, which
     no other statement contains)."""
-    words = sql.split()
+    words = sql.replace("(", " (").split()
     return words[2] if len(words) > 2 and words[0].upper() == "INSERT" else sql

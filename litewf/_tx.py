@@ -94,6 +94,16 @@ class GroupCommit:
         self._lock = anyio.Lock()
         self._queue: list[Unit] = []
 
+    @property
+    def running(self) -> bool:
+        """Whether a batch is under way (for tests of the batching)."""
+        return self._lock.locked()
+
+    @property
+    def queued(self) -> int:
+        """How many units wait for the next batch (for tests of the batching)."""
+        return len(self._queue)
+
     async def _submit(self, unit: Unit, flush: Callable[[], Awaitable[None]]) -> Any:
         """Queue ``unit``, see it run (running ``flush()`` if no batch took it first),
         and return its result or raise its error.
