@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sqlite3
 import time
@@ -37,12 +36,10 @@ from ._dbfile import (
 )
 from ._exceptions import DatabaseError, LitewfError
 from ._schema import SCHEMA_VERSION, migrate
-from ._tx import GroupCommit, Params, Tx, Unit
+from ._tx import GroupCommit, Params, Tx, Unit, run_callbacks
 from ._types import Durability
 
 __all__ = ["Database"]
-
-logger = logging.getLogger("litewf")
 
 #: How long SQLite itself waits on a busy file (ms), for reads and set-up only. Taking the
 #: write lock and checkpointing never wait inside SQLite (busy timeout 0): a wait there
@@ -226,10 +223,7 @@ class Database(GroupCommit):
             # Linger one turn of the event loop: tasks already woken (say, by the commit
             # that released us) queue their writes and share this transaction's fsync.
             await anyio.lowlevel.checkpoint()
-            batch, self._queue = self._queue, []
-            run_over = anyio.Event()
-            for unit in batch:
-                unit.state, unit.run_over = "running", run_over
+            batch, run_over = self._take()
             try:
                 with anyio.CancelScope(shield=True):
                     ran = await self._run_batch(conn, batch)
@@ -264,13 +258,7 @@ class Database(GroupCommit):
             if isinstance(unit.error, sqlite3.Error):
                 unit.error = translate(self.path, unit.error)
             unit.state = "done"
-            # Here, not in each caller: a caller cancelled while its write ran must not
-            # skip the wake-ups its committed write owes to others.
-            for callback in unit.callbacks:
-                try:
-                    callback()
-                except Exception:
-                    logger.exception("litewf: an after-commit callback failed")
+            run_callbacks(unit)
         return True
 
     async def read(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -33,12 +32,10 @@ from ._pgconn import Link, advisory_key, import_psycopg
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
 from ._pgtx import Later, NeedsSnapshot, PgTx
-from ._tx import GroupCommit, Unit
+from ._tx import GroupCommit, Unit, run_callbacks
 from ._types import Durability
 
 __all__ = ["PgDatabase"]
-
-logger = logging.getLogger("litewf")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,10 +56,7 @@ class _Batches(GroupCommit):
 
     async def _flush(self) -> None:
         await anyio.lowlevel.checkpoint()  # let woken tasks join this batch
-        batch, self._queue = self._queue, []
-        run_over = anyio.Event()
-        for unit in batch:
-            unit.state, unit.run_over = "running", run_over
+        batch, run_over = self._take()
         try:
             with anyio.CancelScope(shield=True):
                 try:
@@ -77,11 +71,7 @@ class _Batches(GroupCommit):
                 unit.state = "done"
             run_over.set()
         for unit in batch:
-            for callback in unit.callbacks:
-                try:
-                    callback()
-                except Exception:
-                    logger.exception("litewf: an after-commit callback failed")
+            run_callbacks(unit)
 
 
 class PgDatabase:
@@ -107,9 +97,6 @@ class PgDatabase:
         self._reader = Link(self.url, self.schema, durability, self.path)
         self._writes = _Batches(self._writer, self._run_writes)
         self._reads = _Batches(self._reader, self._run_reads)
-        #: The rare unit-by-unit path: one simple query each (the values are ours).
-        self._begin = f"BEGIN; SELECT pg_advisory_xact_lock({self.write_key})"
-        self._notify_commit = f"NOTIFY \"{self.channel}\", '{self.token}'; COMMIT"
 
     async def open(self) -> None:
         self._pid = os.getpid()
@@ -181,8 +168,7 @@ class PgDatabase:
         done: list[tuple[Unit, Any, PgTx]] = []
         try:
             with conn.pipeline() as pipe:
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_key,))
+                self._begin(cursor)
                 notify = False
                 later = Later()
                 for unit in batch:
@@ -190,9 +176,7 @@ class PgDatabase:
                     done.append((unit, unit.fn(tx, *unit.args), tx))
                     notify = notify or tx.logged
                 later.send(cursor)
-                if notify:
-                    cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
-                cursor.execute("COMMIT")
+                self._commit(cursor, notify)
         except BaseException:
             # A unit's error (even an unwinding one: it is that unit's alone) or the
             # server's: roll back, and run the units apart, where each keeps its own.
@@ -207,17 +191,18 @@ class PgDatabase:
     def _run_apart(self, conn: Any, batch: list[Unit]) -> None:
         """Each unit in a savepoint (none for a lone unit): one failing unit fails alone."""
         psycopg = import_psycopg()
+        cursor = self._writer.cursor
         single = len(batch) == 1
-        conn.execute(self._begin)
         try:
+            self._begin(cursor)
             notify = False
             for unit in batch:
                 if not single:
                     conn.execute("SAVEPOINT unit")
-                tx = PgTx(conn, self.path, self.on_change, cursor=self._writer.cursor)
+                tx = PgTx(conn, self.path, self.on_change, cursor=cursor)
                 try:
                     unit.result = unit.fn(tx, *unit.args)
-                    tx.later.send(tx.cursor)
+                    tx.later.send(cursor)
                 except BaseException as exc:
                     if isinstance(exc, psycopg.Error):
                         if conn.closed or conn.broken:
@@ -233,10 +218,21 @@ class PgDatabase:
                         conn.execute("RELEASE SAVEPOINT unit")
                     unit.callbacks = tx._after_commit
                     notify = notify or tx.logged
-            conn.execute(self._notify_commit if notify else "COMMIT")
+            self._commit(cursor, notify)
         except BaseException:
             _rollback_if_open(conn, psycopg)
             raise
+
+    def _begin(self, cursor: Any) -> None:
+        """Open a write transaction under the schema's write lock."""
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_key,))
+
+    def _commit(self, cursor: Any, notify: bool) -> None:
+        """Commit, with a NOTIFY to the other listeners if a change was logged."""
+        if notify:
+            cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
+        cursor.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ._pgconn import (
     KEEPALIVE_INTERVAL_S,
     advisory_key,
     connect,
+    forget_after_fork,
     forget_in_child,
     import_psycopg,
 )
@@ -60,7 +61,9 @@ class _Lost(Exception):
     """The lock's session is gone (or does not answer in time)."""
 
 
-#: The locks held in this process, let go of in a fork() child.
+#: The locks held in this process, let go of in a fork() child (as ``_pgconn`` lets go
+#: of the other connections; a lock also forgets its session, so that nothing in the
+#: child can try to release it).
 _held: weakref.WeakSet[PgExecutorLock] = weakref.WeakSet()
 
 
@@ -247,6 +250,7 @@ class PgProbe:
                 try:
                     if self._conn is None or self._conn.closed:
                         self._conn = connect(self._url, self._schema)
+                        forget_after_fork(self._conn)
                     row = self._conn.execute(_DEAD, (key, key)).fetchone()
                     return not row[0]
                 except psycopg.Error as exc:

@@ -9,6 +9,7 @@ second backend gives its SQL functions a ``Tx`` with this same surface.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -17,7 +18,9 @@ import anyio
 
 from ._change import Change
 
-__all__ = ["GroupCommit", "Params", "Tx", "Unit"]
+__all__ = ["GroupCommit", "Params", "Tx", "Unit", "run_callbacks"]
+
+logger = logging.getLogger("litewf")
 
 Params = Iterable[Any]
 
@@ -104,6 +107,14 @@ class GroupCommit:
         """How many units wait for the next batch (for tests of the batching)."""
         return len(self._queue)
 
+    def _take(self) -> tuple[list[Unit], anyio.Event]:
+        """The queued units, now the running batch, and the event set once it is over."""
+        batch, self._queue = self._queue, []
+        run_over = anyio.Event()
+        for unit in batch:
+            unit.state, unit.run_over = "running", run_over
+        return batch, run_over
+
     async def _submit(self, unit: Unit, flush: Callable[[], Awaitable[None]]) -> Any:
         """Queue ``unit``, see it run (running ``flush()`` if no batch took it first),
         and return its result or raise its error.
@@ -129,3 +140,14 @@ class GroupCommit:
         if unit.error is not None:
             raise unit.error
         return unit.result
+
+
+def run_callbacks(unit: Unit) -> None:
+    """Run a committed unit's after-commit callbacks, in the batch's flush rather than in
+    its caller: a caller cancelled meanwhile must not skip the wake-ups its committed
+    write owes to others. One that fails is logged; the others still run."""
+    for callback in unit.callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("litewf: an after-commit callback failed")
