@@ -34,7 +34,7 @@ from ._serialization import (
     exception_type_and_message,
     loads_checked,
 )
-from ._session import Session
+from ._session import LocalRun, Session
 from ._ticks import call_kwargs
 from ._tx import Tx
 from ._types import Status
@@ -217,7 +217,11 @@ class Executor:
             return
         scope = anyio.CancelScope()
         self.running[workflow_id] = scope
-        self._tg.start_soon(self._run, workflow_id, wf, inputs, fresh, scope, recheck, deadline)
+        assert self.session is not None
+        run = self.session.local_runs[workflow_id] = LocalRun()
+        self._tg.start_soon(
+            self._run, workflow_id, wf, inputs, fresh, scope, run, recheck, deadline
+        )
 
     async def _run(
         self,
@@ -226,12 +230,13 @@ class Executor:
         inputs: str,
         fresh: bool,
         scope: anyio.CancelScope,
+        run: LocalRun,
         recheck: bool = False,
         deadline: float | EllipsisType | None = ...,
     ) -> None:
         """Run the workflow until its deadline: one already past ends it without running.
         (One coroutine from the task to ``_execute``: each waiting workflow holds its
-        frames for as long as it waits.)"""
+        frames for as long as it waits.) ``run`` gets its outcome once stored."""
         try:
             with scope:
                 if recheck and not await self._still_ours(workflow_id):
@@ -247,17 +252,30 @@ class Executor:
                     await deadlines.expire_now(session, workflow_id)
                     return
                 with deadlines.armed(tg, session, workflow_id, deadline, scope):
-                    await self._execute(workflow_id, wf, inputs, fresh)
+                    await self._execute(workflow_id, wf, inputs, fresh, run)
         except (replay.Crashed, Exception):
             if self.dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
         finally:
+            self._ended(workflow_id, run)
             self.running.pop(workflow_id, None)
             self._finishing.discard(workflow_id)
             self.ended.add(workflow_id)
             again = self._respawn.pop(workflow_id, None)
             if again is not None and self.dead is None:
                 self.spawn(workflow_id, *again, fresh=False, recheck=True)
+
+    def _ended(self, workflow_id: str, run: LocalRun) -> None:
+        """The run is over: its waiters here read the row from now on (woken to do so if it
+        stored no outcome: whatever stopped it may have changed the row)."""
+        run.ended = True
+        session = self.session
+        if session is None:
+            return
+        if session.local_runs.get(workflow_id) is run:
+            del session.local_runs[workflow_id]
+        if run.row is None:
+            session.notifier.wake(Change.status(workflow_id))
 
     async def _still_ours(self, workflow_id: str) -> bool:
         """Whether a workflow about to run again is still PENDING and ours (a resume
@@ -271,7 +289,7 @@ class Executor:
             return True  # let the run find out, and handle it, as any run does
 
     async def _execute(
-        self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool
+        self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool, run: LocalRun
     ) -> None:
         """Run the function with replay, then store its outcome (if still ours)."""
         session = self.session
@@ -310,16 +328,30 @@ class Executor:
             span.outcome(Status.SUCCESS.value if error is None else Status.ERROR.value, error)
             self.hooks.before_operation(workflow_id, ctx.next_op, None)  # litewf.testing
             self._finishing.add(workflow_id)
-            await self._store_outcome(session, workflow_id, output, error)
+            await self._store_outcome(session, workflow_id, output, error, run)
 
     async def _store_outcome(
-        self, session: Session, workflow_id: str, output: str | None, error: BaseException | None
+        self,
+        session: Session,
+        workflow_id: str,
+        output: str | None,
+        error: BaseException | None,
+        run: LocalRun,
     ) -> None:
         encoded = None if error is None else encode_exception(error)
         error_type, error_message = (
             (None, None) if encoded is None else exception_type_and_message(encoded)
         )
         status = Status.SUCCESS if error is None else Status.ERROR
+        outcome = store.ResultRow(status, output, encoded, 0)
+
+        def finish(tx: Tx) -> None:
+            stored = store.finish_workflow(
+                tx, workflow_id, self.executor_id, status, output, encoded, error_type, error_message
+            )
+            if stored:  # for this process's get_result callers, before they wake
+                tx.after_commit(functools.partial(setattr, run, "row", outcome))
+
         # A full or failing disk must not take the runtime down: the outcome is still in
         # memory and the row still PENDING, so retry; a shutdown meanwhile leaves it
         # PENDING and the next launch runs the workflow again (replaying its records).
@@ -327,16 +359,7 @@ class Executor:
         delay = 0.1
         while True:
             try:
-                await session.backend.write(
-                    store.finish_workflow,
-                    workflow_id,
-                    self.executor_id,
-                    status,
-                    output,
-                    encoded,
-                    error_type,
-                    error_message,
-                )
+                await session.backend.write(finish)
                 return
             except DatabaseError:
                 logger.exception("cannot store the outcome of workflow %s; retrying", workflow_id)

@@ -67,14 +67,19 @@ class Notifier:
             yield present
 
     def notify(self, change: Change) -> None:
+        self.wake(change)
+        for listener in self._listeners:
+            listener(change)
+
+    def wake(self, change: Change) -> None:
+        """Wake the waiters watching ``change`` (not the listeners: nothing changed, a
+        waiter should look again)."""
         present = self._waiters.get(change)
         if isinstance(present, set):
             for waiter in present:
                 waiter.ring()
         elif present is not None:
             present.ring()
-        for listener in self._listeners:
-            listener(change)
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
         """Call ``listener(change)`` on every notification (used to stop cancelled workflows)."""

@@ -52,6 +52,7 @@ from ._validate import (
 )
 
 __all__ = [
+    "LocalRun",
     "Session",
     "check_event_args",
     "check_list_filters",
@@ -65,6 +66,19 @@ logger = logging.getLogger("litewf")
 
 #: Changes older than this are pruned; pollers that slept longer fall back on re-checks.
 CHANGE_RETENTION_S = 600.0
+
+
+class LocalRun:
+    """A workflow whose run is under way in this process, and its outcome once the run has
+    stored it: this process's ``get_result`` callers take it without a read."""
+
+    __slots__ = ("ended", "row")
+
+    def __init__(self) -> None:
+        #: The outcome as committed (set from the commit's callbacks, before its waiters
+        #: run); None until then, or if the run ended without storing one.
+        self.row: store.ResultRow | None = None
+        self.ended = False
 
 
 class Session:
@@ -89,6 +103,8 @@ class Session:
         self.serializer = serializer
         self.clock = clock
         self.notifier = Notifier(clock)
+        #: The workflows this process's runtime runs now (see ``wait_result``).
+        self.local_runs: dict[str, LocalRun] = {}
         self.backend.on_change = self.notifier.notify
         self.poll_interval = poll_interval
         #: Called once if the database is lost (its -wal file deleted); a Runtime stops.
@@ -161,8 +177,20 @@ class Session:
         check_id(workflow_id)
         limit = check_limit(timeout, deadline_at, optional=True)
         deadline = limit.deadline(self.clock.time())
+        # Run here now: not finished at the first look, and its outcome comes from its run
+        # (no read); a wake-up without one (a change made elsewhere, a run that ended
+        # without an outcome) reads the row.
+        run = self.local_runs.get(workflow_id)
+        first = True
 
         async def finished() -> store.ResultRow | None:
+            nonlocal first
+            looked, first = not first, False
+            if run is not None:
+                if run.row is not None:
+                    return run.row
+                if not looked and not run.ended:
+                    return None
             row = await self.backend.read(store.get_result, workflow_id)
             if row is None:
                 raise WorkflowNotFoundError(workflow_id)

@@ -35,6 +35,7 @@ POSTGRES = os.environ.get("LITEWF_TEST_POSTGRES")
 BOTH_BACKENDS = frozenset(
     {
         "test_workflows",
+        "test_local_outcome",
         "test_steps",
         "test_events",
         "test_messages",
