@@ -15,7 +15,7 @@ import litewf
 
 def count_reads(rt: litewf.Runtime) -> list[str]:
     """Record the name of every read the runtime's backend runs from now on."""
-    backend = rt._session_for("test").backend  # noqa: SLF001 - instrumentation, not a mock
+    backend = rt._session_for("test").backend  # instrumentation, not a mock
     reads: list[str] = []
     real = backend.read
 
