@@ -347,7 +347,14 @@ class Executor:
 
         def finish(tx: Tx) -> None:
             stored = store.finish_workflow(
-                tx, workflow_id, self.executor_id, status, output, encoded, error_type, error_message
+                tx,
+                workflow_id,
+                self.executor_id,
+                status,
+                output,
+                encoded,
+                error_type,
+                error_message,
             )
             if stored:  # for this process's get_result callers, before they wake
                 tx.after_commit(functools.partial(setattr, run, "row", outcome))
