@@ -99,7 +99,7 @@ def record_operation(
     Its timing rides on the same insert: started at ``op.started_at`` (default: now),
     finished now if it is done (a started wait's end is set by ``finish_wait``)."""
     ts = now()
-    inserted = tx.execute(
+    inserted = tx.apply(
         "INSERT INTO operations (workflow_id, op_id, name, done, deadline, output, error, "
         "created_at, target, started_at, finished_at) "
         f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_OWNED}",
@@ -120,7 +120,7 @@ def record_operation(
             executor_id,
         ),
     )
-    return bool(inserted)
+    return inserted
 
 
 def finish_wait(
@@ -132,7 +132,7 @@ def finish_wait(
     error: str | None,
 ) -> bool:
     """Store the outcome of a started wait if this executor owns the workflow."""
-    changed = tx.execute(
+    changed = tx.apply(
         "UPDATE operations SET done = 1, output = ?, error = ?, finished_at = ? "
         f"WHERE workflow_id = ? AND op_id = ? AND done = 0 AND {_OWNED}",
         (output, error, now(), workflow_id, op_id, workflow_id, _PENDING, executor_id),
@@ -145,7 +145,7 @@ def finish_wait(
 
 def insert_event(tx: Tx, workflow_id: str, key: str, value: str) -> bool:
     """Store an event; False if the key was already set (events never change)."""
-    inserted = tx.execute(
+    inserted = tx.apply(
         "INSERT INTO events (workflow_id, key, value, created_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (workflow_id, key) DO NOTHING",
         (workflow_id, key, value, now()),
@@ -192,14 +192,14 @@ def enqueue_message(
     """Append a message to its queue; False if ``idempotency_key`` was seen before."""
     ts = now()
     if idempotency_key is not None:
-        fresh = tx.execute(
+        fresh = tx.apply(
             "INSERT INTO message_keys (destination_id, idempotency_key, created_at) "
             "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (destination_id, idempotency_key, ts),
         )
         if not fresh:
             return False
-    tx.execute(
+    tx.execute_later(
         "INSERT INTO messages (destination_id, topic, message, created_at) VALUES (?, ?, ?, ?)",
         (destination_id, topic, message, ts),
     )

@@ -152,13 +152,19 @@ class PgDatabase:
 
     def _run_writes(self, conn: Any, batch: list[Unit]) -> None:
         """The batch in one transaction, under the schema's write lock, with one NOTIFY
-        if a unit logged a change: together first, unit by unit if one of them fails."""
-        if not self._try_together(conn, batch):
+        if a unit logged a change: together first, taking ``apply``'s answers for
+        granted; together again, awaiting them, if the server refused that; unit by
+        unit if a unit fails."""
+        outcome = self._try_together(conn, batch, assume=True)
+        if outcome == "assumed":
+            outcome = self._try_together(conn, batch, assume=False)
+        if outcome != "committed":
             self._run_apart(conn, batch)
 
-    def _try_together(self, conn: Any, batch: list[Unit]) -> bool:
-        """Run every unit in one pipelined transaction, no savepoints; False (all rolled
-        back) if one raised.
+    def _try_together(self, conn: Any, batch: list[Unit], *, assume: bool) -> str:
+        """Run every unit in one pipelined transaction, no savepoints: "committed", or
+        (all rolled back) "assumed" if the server erred after an answer was taken for
+        granted, else "failed".
 
         Pipelined: a round trip only where a unit needs a result, and one for BEGIN, the
         write lock and the first of them; one for the deferred statements, the NOTIFY
@@ -166,6 +172,7 @@ class PgDatabase:
         psycopg = import_psycopg()
         cursor = self._writer.cursor
         done: list[tuple[Unit, Any, PgTx]] = []
+        assumed = False
         try:
             with conn.pipeline() as pipe:
                 self._begin(cursor)
@@ -173,20 +180,24 @@ class PgDatabase:
                 later = Later()
                 for unit in batch:
                     tx = PgTx(conn, self.path, self.on_change, later, cursor, pipe)
+                    if assume:
+                        tx.assumed = False
                     done.append((unit, unit.fn(tx, *unit.args), tx))
                     notify = notify or tx.logged
+                    assumed = assumed or bool(tx.assumed)
                 later.send(cursor)
                 self._commit(cursor, notify)
-        except BaseException:
+            _check_committed(cursor)
+        except BaseException as exc:
             # A unit's error (even an unwinding one: it is that unit's alone) or the
-            # server's: roll back, and run the units apart, where each keeps its own.
+            # server's: roll back, and run the units again.
             if conn.closed or conn.broken:
                 raise
             _rollback_if_open(conn, psycopg)
-            return False
+            return "assumed" if assumed and isinstance(exc, psycopg.Error) else "failed"
         for unit, result, tx in done:
             unit.result, unit.callbacks = result, tx._after_commit
-        return True
+        return "committed"
 
     def _run_apart(self, conn: Any, batch: list[Unit]) -> None:
         """Each unit in a savepoint (none for a lone unit): one failing unit fails alone."""
@@ -219,6 +230,7 @@ class PgDatabase:
                     unit.callbacks = tx._after_commit
                     notify = notify or tx.logged
             self._commit(cursor, notify)
+            _check_committed(cursor)
         except BaseException:
             _rollback_if_open(conn, psycopg)
             raise
@@ -310,7 +322,23 @@ class PgDatabase:
         self._reader.abandon()
 
 
+def _check_committed(cursor: Any) -> None:
+    """Raise unless the COMMIT committed: after an error that a unit caught, PostgreSQL
+    answers it by rolling back, without an error of its own."""
+    if cursor.statusmessage != "COMMIT":
+        psycopg = import_psycopg()
+        raise psycopg.OperationalError(
+            f"the write transaction did not commit ({cursor.statusmessage})"
+        )
+
+
 def _rollback_if_open(conn: Any, psycopg: Any) -> None:
+    """Roll back what a failed attempt left open, and make psycopg forget the statements
+    it prepared meanwhile (as its ``rollback()`` does): in a pipeline that an error
+    aborted, a statement's preparation never reached the server, and using it later
+    would fail. (A transaction already over is opened to be rolled back.)"""
     if not conn.closed and not conn.broken:
         with contextlib.suppress(psycopg.Error):
-            conn.execute("ROLLBACK")
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("BEGIN")
+            conn.rollback()

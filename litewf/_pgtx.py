@@ -97,7 +97,7 @@ class PgTx(Tx):
     until the batch sends them before its commit, or until a statement names a table
     they write."""
 
-    __slots__ = ("_pg", "cursor", "database", "later", "logged", "lone", "pipe")
+    __slots__ = ("_pg", "assumed", "cursor", "database", "later", "logged", "lone", "pipe")
 
     def __init__(
         self,
@@ -120,6 +120,9 @@ class PgTx(Tx):
         self.lone: bool | None = None
         #: Whether a change was logged (the commit then sends a NOTIFY).
         self.logged = False
+        #: Whether ``apply`` took an answer for granted (see ``PgDatabase``); None: it
+        #: may not (it waits for each answer).
+        self.assumed: bool | None = None
 
     @property
     def pg(self) -> Any:
@@ -147,6 +150,15 @@ class PgTx(Tx):
             self.pipe.sync()
         return int(cursor.rowcount)
 
+    def apply(self, sql: str, params: Params = ()) -> bool:
+        if self.assumed is None or self.pipe is None:
+            return self.execute(sql, params) > 0
+        # Sent without waiting: a statement that changed no row divides by zero, which
+        # fails the batch (and it runs again, each answer awaited).
+        self._run(_expecting_a_row(sql), params)
+        self.assumed = True
+        return True
+
     def execute_later(self, sql: str, params: Params = ()) -> None:
         self.later.add(sql, tuple(params))
 
@@ -159,6 +171,12 @@ class PgTx(Tx):
     def changed(self, change: Change) -> None:
         self.logged = True
         super().changed(change)
+
+
+@functools.lru_cache(maxsize=64)
+def _expecting_a_row(sql: str) -> str:
+    """``sql`` (no RETURNING of its own) made to fail if it changes no row."""
+    return f"WITH changed AS ({sql} RETURNING 1) SELECT 1 / count(*) FROM changed"
 
 
 @functools.lru_cache(maxsize=64)

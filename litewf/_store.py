@@ -139,7 +139,7 @@ def insert_workflow(
 ) -> str | None:
     """Record a new PENDING workflow; return the stored name if the ID already existed."""
     ts = now()
-    inserted = tx.execute(
+    inserted = tx.apply(
         "INSERT INTO workflows (workflow_id, name, status, inputs, executor_id, parent_id, "
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (workflow_id) DO NOTHING",

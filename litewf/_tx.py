@@ -44,6 +44,13 @@ class Tx:
         """Run a statement; return the number of rows it changed."""
         return self.conn.execute(sql, tuple(params)).rowcount
 
+    def apply(self, sql: str, params: Params = ()) -> bool:
+        """Run an INSERT, UPDATE or DELETE (no RETURNING) that should change a row; return
+        whether it did. On PostgreSQL a batch may go on without waiting for the answer,
+        taking it as True: if no row changed, the batch fails and runs again, answered
+        exactly (so use it where "no row" is the rare case)."""
+        return self.conn.execute(sql, tuple(params)).rowcount > 0
+
     def execute_later(self, sql: str, params: Params = ()) -> None:
         """Run a statement whose result nobody reads, at the latest before the transaction
         commits (PostgreSQL sends such statements of a whole batch together; SQLite runs

@@ -108,6 +108,94 @@ async def test_a_batch_without_failures_runs_each_unit_once(db: PgDatabase) -> N
     assert sorted(r[0] for r in changes) == [f"w{i}" for i in range(6)]
 
 
+async def test_an_answer_taken_for_granted_and_wrong_runs_the_batch_again_answered(
+    db: PgDatabase,
+) -> None:
+    """``apply`` answers True without waiting; a duplicate ID (no row inserted) fails
+    the batch on the server, which runs it again together with every answer awaited:
+    twice in all, never unit by unit, and each unit gets its exact answer."""
+    await db.write(store.insert_workflow, "dup", "db.double", "{}", "ex", None)
+    runs: dict[str, int] = {}
+    outcomes: dict[str, object] = {}
+
+    def insert(tx: Tx, workflow_id: str) -> str | None:
+        runs[workflow_id] = runs.get(workflow_id, 0) + 1
+        existing = store.insert_workflow(tx, workflow_id, "db.double", "{}", "ex", None)
+        if existing is None:
+            store.log_change(tx, Change.status(workflow_id))
+        return existing
+
+    def write(workflow_id: str) -> Callable[[], Any]:
+        async def call() -> None:
+            outcomes[workflow_id] = await db.write(insert, workflow_id)
+
+        return call
+
+    apart: list[int] = []
+    run_apart = db._run_apart
+
+    def counted(conn: Any, batch: list[Any]) -> None:
+        apart.append(len(batch))
+        run_apart(conn, batch)
+
+    db._run_apart = counted  # type: ignore[method-assign]
+    await _queued_behind_the_write_lock(db, [write("w1"), write("dup"), write("w3")], write("w0"))
+    assert outcomes == {"w0": None, "w1": None, "dup": "db.double", "w3": None}
+    assert runs == {"w0": 1, "w1": 2, "dup": 2, "w3": 2}
+    assert apart == []
+    rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
+    assert [r[0] for r in rows] == ["dup", "w0", "w1", "w3"]
+    changes = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM changes ORDER BY seq"))
+    assert [r[0] for r in changes] == ["w0", "w1", "w3"]
+
+
+async def test_statements_prepared_in_a_failed_batch_are_forgotten(db: PgDatabase) -> None:
+    """psycopg prepares a statement on its fifth use; when that use is in a batch that
+    fails on the server, the preparation never happened: the batch run again (and the
+    batches after it) must not use it as prepared ("prepared statement does not exist")."""
+    await db.write(store.insert_workflow, "dup", "db.double", "{}", "ex", None)
+    outcomes: dict[str, object] = {}
+
+    def write(workflow_id: str) -> Callable[[], Any]:
+        async def call() -> None:
+            try:
+                outcomes[workflow_id] = await db.write(
+                    store.insert_workflow, workflow_id, "db.double", "{}", "ex", None
+                )
+            except DatabaseError as exc:
+                outcomes[workflow_id] = exc
+
+        return call
+
+    for round_ in range(4):
+        new = [write(f"w{round_}-{i}") for i in range(3)]
+        await _queued_behind_the_write_lock(db, [write("dup"), *new], write(f"first{round_}"))
+    failed = {k: v for k, v in outcomes.items() if isinstance(v, Exception)}
+    assert failed == {}
+    assert outcomes["dup"] == "db.double"
+    rows = await db.read(lambda tx: tx.fetchone("SELECT count(*) FROM workflows"))
+    assert rows is not None and rows[0] == 1 + 4 * 4
+
+
+async def test_a_unit_swallowing_a_server_error_does_not_pass_for_committed(
+    db: PgDatabase,
+) -> None:
+    """After a server error, PostgreSQL answers COMMIT by rolling back, without an error:
+    a unit that caught the error must not see its write reported as committed."""
+
+    def sneaky(tx: Tx) -> str:
+        store.insert_workflow(tx, "w5", "db.double", "{}", "ex", None)
+        try:
+            tx.fetchone("SELECT 1 / 0")
+        except Exception:  # noqa: BLE001, S110 - what a careless unit might do
+            pass
+        return "done"
+
+    with pytest.raises(DatabaseError, match="did not commit"):
+        await db.write(sneaky)
+    assert await db.read(store.workflow_exists, "w5") is False
+
+
 async def test_a_statement_on_the_changes_table_sees_the_changes_logged_before_it(
     db: PgDatabase,
 ) -> None:
