@@ -31,7 +31,7 @@ from ._exceptions import DatabaseError, LitewfError
 from ._pgconn import Link, advisory_key, import_psycopg
 from ._pgdialect import redact, split_url
 from ._pgschema import check_identity, identity, migrate
-from ._pgtx import Later, NeedsSnapshot, PgTx
+from ._pgtx import Later, NeedsSnapshot, PgTx, Unexpected
 from ._tx import GroupCommit, Unit, run_callbacks
 from ._types import Durability
 
@@ -185,6 +185,7 @@ class PgDatabase:
                     done.append((unit, unit.fn(tx, *unit.args), tx))
                     notify = notify or tx.logged
                     assumed = assumed or bool(tx.assumed)
+                later.resume(pipe)
                 later.send(cursor)
                 self._commit(cursor, notify)
             _check_committed(cursor)
@@ -194,7 +195,8 @@ class PgDatabase:
             if conn.closed or conn.broken:
                 raise
             _rollback_if_open(conn, psycopg)
-            return "assumed" if assumed and isinstance(exc, psycopg.Error) else "failed"
+            refused = isinstance(exc, (psycopg.Error, Unexpected))
+            return "assumed" if assumed and refused else "failed"
         for unit, result, tx in done:
             unit.result, unit.callbacks = result, tx._after_commit
         return "committed"

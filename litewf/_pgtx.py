@@ -16,7 +16,7 @@ from ._change import Change
 from ._pgdialect import translate
 from ._tx import Params, Tx
 
-__all__ = ["Later", "NeedsSnapshot", "PgRow", "PgTx", "row_factory"]
+__all__ = ["Later", "NeedsSnapshot", "PgRow", "PgTx", "Unexpected", "row_factory"]
 
 
 class PgRow(tuple[Any, ...]):
@@ -54,14 +54,33 @@ class NeedsSnapshot(BaseException):
     through)."""
 
 
-class Later:
-    """The ``execute_later`` statements of one batch, and the tables they write."""
+class Unexpected(Exception):
+    """A statement that ``apply`` took for granted changed no row (the batch runs again,
+    each answer awaited)."""
 
-    __slots__ = ("statements", "tables")
+
+class Later:
+    """The ``execute_later`` statements of one batch, and the tables they write; and the
+    ``apply(..., then=...)`` statements whose rows the batch has yet to read."""
+
+    __slots__ = ("awaiting", "statements", "tables")
 
     def __init__(self) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.tables: set[str] = set()
+        self.awaiting: list[tuple[Any, Callable[[list[sqlite3.Row]], None]]] = []
+
+    def resume(self, pipe: Any) -> None:
+        """Read the awaited statements' rows (one round trip) and run their ``then``:
+        ``Unexpected`` if one changed no row."""
+        while self.awaiting:
+            pipe.sync()
+            awaiting, self.awaiting = self.awaiting, []
+            for cursor, then in awaiting:
+                rows = cursor.fetchall()
+                if not rows:
+                    raise Unexpected
+                then(rows)
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self.statements.append((sql, params))
@@ -132,7 +151,7 @@ class PgTx(Tx):
             raise NeedsSnapshot
         return self._pg
 
-    def _run(self, sql: str, params: Params) -> Any:
+    def _run(self, sql: str, params: Params, cursor: Any = None) -> Any:
         if self.lone is not None:
             if self.lone:
                 raise NeedsSnapshot
@@ -140,7 +159,8 @@ class PgTx(Tx):
         later = self.later
         if later.statements and later.touched_by(sql):
             later.send(self.cursor)
-        cursor = self.cursor
+        if cursor is None:
+            cursor = self.cursor
         cursor.execute(translate(sql), tuple(params))
         return cursor
 
@@ -150,12 +170,26 @@ class PgTx(Tx):
             self.pipe.sync()
         return int(cursor.rowcount)
 
-    def apply(self, sql: str, params: Params = ()) -> bool:
+    def apply(
+        self,
+        sql: str,
+        params: Params = (),
+        then: Callable[[list[sqlite3.Row]], None] | None = None,
+    ) -> bool:
         if self.assumed is None or self.pipe is None:
-            return self.execute(sql, params) > 0
-        # Sent without waiting: a statement that changed no row divides by zero, which
-        # fails the batch (and it runs again, each answer awaited).
-        self._run(_expecting_a_row(sql), params)
+            if then is None:
+                return self.execute(sql, params) > 0
+            rows = self.fetchall(sql, params)
+            if rows:
+                then(rows)
+            return bool(rows)
+        # Sent without waiting for the answer, taken as True. A statement that changed no
+        # row divides by zero, or (with ``then``) returns no row to the batch's end:
+        # either fails the batch, which runs again, each answer awaited.
+        if then is None:
+            self._run(_expecting_a_row(sql), params)
+        else:
+            self.later.awaiting.append((self._run(sql, params, self._pg.cursor()), then))
         self.assumed = True
         return True
 

@@ -233,7 +233,7 @@ def finish_workflow(
     error_message: str | None,
 ) -> bool:
     """Store the outcome if this executor still owns the workflow; False if it does not."""
-    changed = tx.fetchall(
+    changed = tx.apply(
         "UPDATE workflows SET status = ?, output = ?, error = ?, error_type = ?, "
         "error_message = ?, executor_id = NULL, updated_at = ? "
         "WHERE workflow_id = ? AND status = ? AND executor_id = ? RETURNING queue_name",
@@ -248,11 +248,11 @@ def finish_workflow(
             _PENDING,
             executor_id,
         ),
+        then=lambda rows: slot_freed(tx, rows[0][0]),
     )
     if changed:
         log_change(tx, Change.status(workflow_id))
-        slot_freed(tx, changed[0][0])
-    return bool(changed)
+    return changed
 
 
 def slot_freed(tx: Tx, queue_name: object) -> None:

@@ -44,12 +44,25 @@ class Tx:
         """Run a statement; return the number of rows it changed."""
         return self.conn.execute(sql, tuple(params)).rowcount
 
-    def apply(self, sql: str, params: Params = ()) -> bool:
-        """Run an INSERT, UPDATE or DELETE (no RETURNING) that should change a row; return
-        whether it did. On PostgreSQL a batch may go on without waiting for the answer,
-        taking it as True: if no row changed, the batch fails and runs again, answered
-        exactly (so use it where "no row" is the rare case)."""
-        return self.conn.execute(sql, tuple(params)).rowcount > 0
+    def apply(
+        self,
+        sql: str,
+        params: Params = (),
+        then: Callable[[list[sqlite3.Row]], None] | None = None,
+    ) -> bool:
+        """Run an INSERT, UPDATE or DELETE that should change a row; return whether it did.
+
+        On PostgreSQL a batch may go on without waiting for the answer, taking it as
+        True: if no row changed, the batch fails and runs again, answered exactly (so use
+        it where "no row" is the rare case). With ``then``, ``sql`` ends in RETURNING and
+        ``then(rows)`` runs with its rows if there are any, in this transaction: at once
+        here, at the batch's end there (so ``then`` may only write, and log changes)."""
+        if then is None:
+            return self.conn.execute(sql, tuple(params)).rowcount > 0
+        rows = self.conn.execute(sql, tuple(params)).fetchall()
+        if rows:
+            then(rows)
+        return bool(rows)
 
     def execute_later(self, sql: str, params: Params = ()) -> None:
         """Run a statement whose result nobody reads, at the latest before the transaction

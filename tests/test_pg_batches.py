@@ -18,6 +18,7 @@ from litewf._change import Change
 from litewf._exceptions import DatabaseError
 from litewf._pgdb import PgDatabase
 from litewf._tx import Tx
+from litewf._types import Status
 from tests.conditions import wait_until
 from tests.conftest import postgres_database
 from tests.test_postgres import admin
@@ -147,6 +148,45 @@ async def test_an_answer_taken_for_granted_and_wrong_runs_the_batch_again_answer
     assert [r[0] for r in rows] == ["dup", "w0", "w1", "w3"]
     changes = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM changes ORDER BY seq"))
     assert [r[0] for r in changes] == ["w0", "w1", "w3"]
+
+
+async def test_rows_awaited_to_the_batch_end_reach_their_continuation(db: PgDatabase) -> None:
+    """``finish_workflow`` takes its UPDATE for granted and reads the RETURNING row (the
+    queue to wake) at the batch's end: a queued workflow's finish logs its queue's change,
+    and one no longer ours (no row) makes the batch run again, answered: False."""
+    for workflow_id, owner in (("w1", "ex"), ("w2", "someone-else"), ("w3", "ex")):
+        await db.write(store.insert_workflow, workflow_id, "db.double", "{}", owner, None)
+    await db.write(
+        lambda tx: tx.execute("UPDATE workflows SET queue_name = 'q' WHERE workflow_id = 'w3'")
+    )
+    outcomes: dict[str, object] = {}
+    apart: list[int] = []
+    run_apart = db._run_apart
+
+    def counted(conn: Any, batch: list[Any]) -> None:
+        apart.append(len(batch))
+        run_apart(conn, batch)
+
+    db._run_apart = counted  # type: ignore[method-assign]
+
+    def finish(workflow_id: str) -> Callable[[], Any]:
+        async def call() -> None:
+            outcomes[workflow_id] = await db.write(
+                store.finish_workflow, workflow_id, "ex", Status.SUCCESS, "1", None, None, None
+            )
+
+        return call
+
+    async def first() -> None:
+        await db.write(lambda tx: None)
+
+    await _queued_behind_the_write_lock(db, [finish("w1"), finish("w2"), finish("w3")], first)
+    assert outcomes == {"w1": True, "w2": False, "w3": True}
+    assert apart == []
+    changes = await db.read(
+        lambda tx: tx.fetchall("SELECT kind, workflow_id FROM changes ORDER BY kind, workflow_id")
+    )
+    assert [tuple(r) for r in changes] == [("queue", "q"), ("status", "w1"), ("status", "w3")]
 
 
 async def test_statements_prepared_in_a_failed_batch_are_forgotten(db: PgDatabase) -> None:
