@@ -188,23 +188,34 @@ def enqueue_message(
     topic: str | None,
     message: str,
     idempotency_key: str | None,
-) -> bool:
-    """Append a message to its queue; False if ``idempotency_key`` was seen before."""
+) -> bool | None:
+    """Append a message to its queue; False if ``idempotency_key`` was seen before, None
+    (nothing written) if there is no such workflow.
+
+    The workflow's existence rides on the inserts (``apply``: on PostgreSQL, a batch of
+    sends waits for no answer)."""
     ts = now()
     if idempotency_key is not None:
         fresh = tx.apply(
             "INSERT INTO message_keys (destination_id, idempotency_key, created_at) "
-            "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            (destination_id, idempotency_key, ts),
+            f"SELECT ?, ?, ? WHERE {_EXISTS} ON CONFLICT DO NOTHING",
+            (destination_id, idempotency_key, ts, destination_id),
         )
         if not fresh:
-            return False
-    tx.execute_later(
-        "INSERT INTO messages (destination_id, topic, message, created_at) VALUES (?, ?, ?, ?)",
-        (destination_id, topic, message, ts),
+            return False if workflow_exists(tx, destination_id) else None
+    inserted = tx.apply(
+        "INSERT INTO messages (destination_id, topic, message, created_at) "
+        f"SELECT ?, ?, ?, ? WHERE {_EXISTS}",
+        (destination_id, topic, message, ts, destination_id),
     )
+    if not inserted:
+        return None
     log_change(tx, Change.message(destination_id, topic))
     return True
+
+
+#: The workflow a message is for exists.
+_EXISTS = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?)"
 
 
 def peek_message(db: Tx, destination_id: str, topic: str | None) -> bool:

@@ -158,11 +158,9 @@ async def send(
 
     def enqueue(tx: Tx) -> WorkflowNotFoundError | bool:
         error = None
-        sent = False
-        if not store.workflow_exists(tx, destination_id):
-            error = WorkflowNotFoundError(destination_id)
-        else:
-            sent = journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
+        sent = journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
+        if sent is None:
+            error, sent = WorkflowNotFoundError(destination_id), False
         output = None if sent or error is not None else duplicate
         ctx.record(tx, op_id, "send", output, error=error)
         return sent if error is None else error

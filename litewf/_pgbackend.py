@@ -2,9 +2,9 @@
 
 - ``write``/``read``: ``_pgdb.PgDatabase`` (group commit, one write lock per schema);
 - the change feed: ``LISTEN`` on the schema's channel, one listening connection per
-  runtime or client; a NOTIFY (sent by the committing transaction) wakes ``follow``,
-  which reads the change rows past the last one seen; a slow re-check covers a lost
-  notification;
+  runtime or client; a NOTIFY (sent by the committing transaction) hands the changes it
+  lists to ``follow`` (``_pgnotify``), which also reads the change rows past the last one
+  seen at least every second (a lost or too large notification);
 - executor liveness: session-level advisory locks (``_pgliveness``), each watched by a
   thread that reports a lost session (the runtime then stops its workflows, see
   ``_serving``);
@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 
+from . import _pgnotify as pgnotify
 from . import _store as store
 from . import _upkeep as upkeep
 from ._change import Change
@@ -114,13 +116,20 @@ class PostgresBackend:
             await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)
             wait = max(FULL_CHECK_S, interval)
+            handed = pgnotify.Handed()
+            read_at = time.monotonic()
             while True:
+                left = read_at + wait - time.monotonic()
                 try:
-                    if not await self._notified(conn, wait):
-                        continue  # only our own commits: their changes were handed over
+                    changes = await self._notified(conn, left) if left > 0 else None
                 except psycopg.Error as exc:
                     raise DatabaseError(self.path, f"lost its listening connection: {exc}") from exc
-                seq, changes = await self.db.read(store.changes_since, seq)
+                if changes is None:  # time for the log (or a NOTIFY that lists nothing)
+                    read_at = time.monotonic()
+                    seq, logged = await self.db.read(store.changes_since, seq)
+                    changes = handed.unseen(logged)
+                else:
+                    handed.add(changes)
                 on_change = self.on_change
                 if on_change is not None:
                     for change in changes:
@@ -139,13 +148,16 @@ class PostgresBackend:
         except (psycopg.Error, TimeoutError) as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc or 'timed out'}") from exc
 
-    async def _notified(self, conn: Any, wait: float) -> bool:
-        """Wait up to ``wait`` for a NOTIFY; whether another connection's commit (or the
-        timeout: the safety re-check) calls for reading the change log."""
+    async def _notified(self, conn: Any, wait: float) -> list[Change] | None:
+        """Wait up to ``wait`` for a NOTIFY: the changes it lists ([] for our own commits:
+        their changes were handed over at commit), or None (the timeout, a NOTIFY that
+        lists nothing): read the change log."""
         async for notify in conn.notifies(timeout=wait, stop_after=1):
-            if notify.payload == self.db.token:
-                return False
-        return True
+            token, changes = pgnotify.decode(notify.payload)
+            if token == self.db.token:
+                return []
+            return changes
+        return None
 
     # -- executor liveness ---------------------------------------------------------------
 

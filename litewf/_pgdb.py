@@ -8,7 +8,7 @@ one of them fails), and one COMMIT makes them durable. Every write transaction f
 takes a transaction-level advisory lock of its schema: litewf's writes are serialized as
 they are on SQLite (its read-then-write decisions stay race-free across hosts, and
 change numbers commit in order, so a follower never skips one). A transaction that
-logged a change sends a NOTIFY, delivered to listeners when it commits. Reads have a
+logged a change sends a NOTIFY that lists them, delivered to listeners when it commits. Reads have a
 connection of their own; the reads queued meanwhile share one snapshot.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import anyio
 import anyio.lowlevel
 
+from . import _pgnotify as pgnotify
 from ._change import Change
 from ._exceptions import DatabaseError, LitewfError
 from ._pgconn import Link, advisory_key, import_psycopg
@@ -176,18 +177,18 @@ class PgDatabase:
         try:
             with conn.pipeline() as pipe:
                 self._begin(cursor)
-                notify = False
+                logged: list[Change] = []
                 later = Later()
                 for unit in batch:
                     tx = PgTx(conn, self.path, self.on_change, later, cursor, pipe)
                     if assume:
                         tx.assumed = False
                     done.append((unit, unit.fn(tx, *unit.args), tx))
-                    notify = notify or tx.logged
+                    logged += tx.logged
                     assumed = assumed or bool(tx.assumed)
                 later.resume(pipe)
                 later.send(cursor)
-                self._commit(cursor, notify)
+                self._commit(cursor, logged)
             _check_committed(cursor)
         except BaseException as exc:
             # A unit's error (even an unwinding one: it is that unit's alone) or the
@@ -208,7 +209,7 @@ class PgDatabase:
         single = len(batch) == 1
         try:
             self._begin(cursor)
-            notify = False
+            logged: list[Change] = []
             for unit in batch:
                 if not single:
                     conn.execute("SAVEPOINT unit")
@@ -230,8 +231,8 @@ class PgDatabase:
                     if not single:
                         conn.execute("RELEASE SAVEPOINT unit")
                     unit.callbacks = tx._after_commit
-                    notify = notify or tx.logged
-            self._commit(cursor, notify)
+                    logged += tx.logged
+            self._commit(cursor, logged)
             _check_committed(cursor)
         except BaseException:
             _rollback_if_open(conn, psycopg)
@@ -242,10 +243,12 @@ class PgDatabase:
         cursor.execute("BEGIN")
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_key,))
 
-    def _commit(self, cursor: Any, notify: bool) -> None:
-        """Commit, with a NOTIFY to the other listeners if a change was logged."""
-        if notify:
-            cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, self.token))
+    def _commit(self, cursor: Any, logged: list[Change]) -> None:
+        """Commit, with a NOTIFY that lists the changes to the other listeners if any was
+        logged (``_pgnotify``)."""
+        if logged:
+            payload = pgnotify.encode(self.token, logged)
+            cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
         cursor.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------------------

@@ -137,8 +137,8 @@ class PgTx(Tx):
         #: For a read outside a transaction: None (in one), else whether its one
         #: statement ran (a second raises ``NeedsSnapshot``).
         self.lone: bool | None = None
-        #: Whether a change was logged (the commit then sends a NOTIFY).
-        self.logged = False
+        #: The changes logged (the commit then sends a NOTIFY that lists them).
+        self.logged: list[Change] = []
         #: Whether ``apply`` took an answer for granted (see ``PgDatabase``); None: it
         #: may not (it waits for each answer).
         self.assumed: bool | None = None
@@ -203,7 +203,7 @@ class PgTx(Tx):
         return cast(list[sqlite3.Row], self._run(sql, params).fetchall())
 
     def changed(self, change: Change) -> None:
-        self.logged = True
+        self.logged.append(change)
         super().changed(change)
 
 

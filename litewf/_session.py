@@ -291,9 +291,10 @@ class Session:
         )
 
         def enqueue(tx: Tx) -> bool:
-            if not store.workflow_exists(tx, destination_id):
+            sent = journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
+            if sent is None:
                 raise WorkflowNotFoundError(destination_id)
-            return journal.enqueue_message(tx, destination_id, topic, data, idempotency_key)
+            return sent
 
         return await self.backend.write(enqueue)
 
@@ -301,8 +302,7 @@ class Session:
         self, workflow_id: str, key: str, timeout: float, deadline: datetime | None = None
     ) -> Any:
         limit = check_event_args(workflow_id, key, timeout, deadline)
-        await self.require_exists(workflow_id)
-        at = limit.deadline(self.clock.time())
+        at = limit.deadline(self.clock.time())  # (no such workflow: the first look raises)
         assert at is not None
         found = await self.wait_event(workflow_id, key, at)
         return None if found is None else found[0]

@@ -511,3 +511,25 @@ async def test_send_tells_whether_the_idempotency_key_was_used(db_path: Path) ->
         assert runs == ["run", "run"]
         queued = await rt.list_messages("s")
         assert [m.message for m in queued] == [1, 3, "x", "z"]
+
+
+async def test_a_send_to_no_workflow_writes_nothing_not_even_its_key(db_path: Path) -> None:
+    """The destination's existence rides on the inserts: a send to a missing workflow
+    raises and leaves no message and no idempotency key (the same key works later)."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def inbox() -> Any:
+        return await rt.recv(timeout=30)
+
+    async with rt:
+        with pytest.raises(litewf.WorkflowNotFoundError):
+            await rt.send("later", "early", idempotency_key="k1")
+        with pytest.raises(litewf.WorkflowNotFoundError):
+            await rt.send("later", "early")
+        with pytest.raises(litewf.WorkflowNotFoundError):
+            await rt.get_event("later", "any", timeout=30)  # at once, not after 30 s
+        handle = await rt.start_workflow(inbox, workflow_id="later")
+        assert await rt.send("later", "on time", idempotency_key="k1") is True
+        assert await rt.send("later", "again", idempotency_key="k1") is False
+        assert await handle.get_result(timeout=10) == "on time"
