@@ -355,32 +355,65 @@ def _rollback_if_open(conn: sqlite3.Connection) -> None:
 def _run_units(
     conn: sqlite3.Connection, batch: list[Unit], on_change: Callable[[Change], None] | None
 ) -> bool:
-    """BEGIN IMMEDIATE, each unit in a savepoint, COMMIT; errors kept per unit.
+    """BEGIN IMMEDIATE, the units, COMMIT; errors kept per unit: the units run together
+    first, then each in a savepoint of its own if one of them failed (so a unit may run
+    twice, and changes nothing but the database).
 
     False (and nothing done) if another process holds the write lock.
     """
     if not _try_begin(conn):
         return False
     try:
-        for unit in batch:
-            conn.execute("SAVEPOINT unit")
-            tx = Tx(conn, on_change)
-            try:
-                unit.result = unit.fn(tx, *unit.args)
-            except BaseException as exc:
-                unit.error = exc
-                if not conn.in_transaction:
-                    raise  # SQLite rolled back everything (disk full, I/O error): all fail
-                conn.execute("ROLLBACK TO unit")
-                conn.execute("RELEASE unit")
-            else:
-                conn.execute("RELEASE unit")
-                unit.callbacks = tx._after_commit
+        if not _run_together(conn, batch, on_change):
+            _run_apart(conn, batch, on_change)
         conn.execute("COMMIT")
     except BaseException:
         _rollback_if_open(conn)
         raise
     return True
+
+
+def _run_together(
+    conn: sqlite3.Connection, batch: list[Unit], on_change: Callable[[Change], None] | None
+) -> bool:
+    """Every unit under one savepoint, none of their own (two statements a batch, not
+    two a unit); False, all rolled back, if one raised."""
+    conn.execute("SAVEPOINT batch")
+    done: list[tuple[Unit, Any, Tx]] = []
+    try:
+        for unit in batch:
+            tx = Tx(conn, on_change)
+            done.append((unit, unit.fn(tx, *unit.args), tx))
+    except BaseException:
+        if not conn.in_transaction:
+            raise  # SQLite rolled back everything (disk full, I/O error): all fail
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        return False
+    conn.execute("RELEASE batch")
+    for unit, result, tx in done:
+        unit.result, unit.callbacks = result, tx._after_commit
+    return True
+
+
+def _run_apart(
+    conn: sqlite3.Connection, batch: list[Unit], on_change: Callable[[Change], None] | None
+) -> None:
+    """Each unit in a savepoint of its own: one that fails rolls back alone."""
+    for unit in batch:
+        conn.execute("SAVEPOINT unit")
+        tx = Tx(conn, on_change)
+        try:
+            unit.result = unit.fn(tx, *unit.args)
+        except BaseException as exc:
+            unit.error = exc
+            if not conn.in_transaction:
+                raise  # SQLite rolled back everything (disk full, I/O error): all fail
+            conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
+        else:
+            conn.execute("RELEASE unit")
+            unit.callbacks = tx._after_commit
 
 
 def _truncate_wal(conn: sqlite3.Connection) -> None:

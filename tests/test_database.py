@@ -25,6 +25,7 @@ import pytest
 import litewf
 from litewf import _store as store
 from litewf import testing
+from litewf._change import Change
 from litewf._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from litewf._tx import Tx
 from litewf._types import Durability
@@ -492,8 +493,10 @@ async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) 
     after changing rows rolls back alone: its rows are gone, its neighbours' are stored,
     and both callers learn their own outcome."""
     rt, _ = make_runtime(db_path)
+    runs: dict[str, int] = {}
 
     def insert(tx: Tx, workflow_id: str, fail: bool) -> str:
+        runs[workflow_id] = runs.get(workflow_id, 0) + 1
         store.insert_workflow(tx, workflow_id, "db.double", "{}", rt.executor_id, None)
         if fail:
             raise RuntimeError("after the insert")
@@ -530,6 +533,27 @@ async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) 
             "SELECT workflow_id FROM workflows ORDER BY workflow_id"
         )
         assert [r[0] for r in rows] == ["w0", "w1", "w3"]
+        # One batch (w0's, retried once the lock was free, took the others): together up
+        # to w2 (no savepoint a unit), then each unit apart.
+        assert runs == {"w0": 2, "w1": 2, "w2": 2, "w3": 1}
+
+
+async def test_a_batch_without_failures_has_no_savepoint_a_unit(db_path: Path) -> None:
+    """Units that all succeed share one savepoint: two statements a batch, not two a unit."""
+    rt, _ = make_runtime(db_path)
+    statements: list[str] = []
+    async with rt:
+        db = testing.backend(rt).db
+        await db.trace(statements.append)
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(db.write, store.log_change, Change.status(f"w{i}"))
+        await db.trace(None)
+    assert not [sql for sql in statements if "SAVEPOINT unit" in sql]
+    batches = [sql for sql in statements if sql.startswith("BEGIN IMMEDIATE")]
+    assert [sql for sql in statements if sql.startswith("SAVEPOINT")] == ["SAVEPOINT batch"] * len(
+        batches
+    )
 
 
 @pytest.mark.sqlite_only
