@@ -59,14 +59,25 @@ class PostgresBackend:
         self.path = self.db.path
         self._probe = PgProbe(self.db.url, self.db.schema)
         self.lost: str | None = None
+        #: Changes handed over already (our own commits', the payloads'): the next read
+        #: of the change log skips them.
+        self._handed = pgnotify.Handed()
+        self._on_change: Callable[[Change], None] | None = None
 
     @property
     def on_change(self) -> Callable[[Change], None] | None:
-        return self.db.on_change
+        return self._on_change
 
     @on_change.setter
     def on_change(self, callback: Callable[[Change], None] | None) -> None:
-        self.db.on_change = callback
+        self._on_change = callback
+        self.db.on_change = None if callback is None else self._committed
+
+    def _committed(self, change: Change) -> None:
+        """A change our own commit made: handed over now, skipped in the log later."""
+        self._handed.add((change,))
+        if self._on_change is not None:
+            self._on_change(change)
 
     async def open(self) -> None:
         await self.db.open()
@@ -116,7 +127,8 @@ class PostgresBackend:
             await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)
             wait = max(FULL_CHECK_S, interval)
-            handed = pgnotify.Handed()
+            handed = self._handed
+            handed.forget()
             read_at = time.monotonic()
             while True:
                 left = read_at + wait - time.monotonic()

@@ -52,14 +52,19 @@ def decode(payload: str) -> tuple[str, list[Change] | None]:
 
 
 class Handed:
-    """The changes handed over from payloads since the log was last read: a read of the
-    log hands over only the others (each payload's commit is in the next read)."""
+    """The changes handed over since the log was last read (from payloads, or made by
+    this process's own commits): a read of the log hands over only the others (each of
+    those commits is in the next read)."""
 
     def __init__(self) -> None:
         self._handed: collections.Counter[Change] = collections.Counter()
 
     def add(self, changes: Iterable[Change]) -> None:
         self._handed.update(changes)
+
+    def forget(self) -> None:
+        """Start afresh (the log is followed from its end again)."""
+        self._handed.clear()
 
     def unseen(self, logged: Iterable[Change]) -> list[Change]:
         """``logged`` (a read of the log) less the changes already handed over; forget

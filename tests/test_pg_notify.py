@@ -80,3 +80,29 @@ async def test_a_message_from_another_connection_wakes_without_reading_the_log(
             await client.send(handle.workflow_id, "hello", topic="t")
         assert await handle.get_result(timeout=30) == "hello"
         assert "changes_since" not in reads
+
+
+async def test_the_log_does_not_hand_over_our_own_changes_again(url: Path) -> None:
+    """Our own commit's changes reach our waiters at commit; the next read of the change
+    log (every second) skips them."""
+    from litewf import _store as store
+
+    rt = litewf.Runtime(url)
+    async with rt:
+        session = rt._session_for("test")
+        backend = session.backend
+        delivered: list[Change] = []
+        session.notifier.add_listener(delivered.append)
+        reads: list[str] = []
+        real = backend.db.read
+
+        async def read(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            result = await real(fn, *args, **kwargs)
+            reads.append(getattr(fn, "__name__", repr(fn)))
+            return result
+
+        backend.db.read = read  # type: ignore[method-assign]  # instrumentation
+        await backend.write(store.log_change, Change.status("mine"))
+        assert delivered.count(Change.status("mine")) == 1
+        await wait_until(lambda: "changes_since" in reads, timeout=10)
+        assert delivered.count(Change.status("mine")) == 1
