@@ -538,6 +538,7 @@ async def test_failing_write_rolls_back_alone_in_a_shared_commit(db_path: Path) 
         assert runs == {"w0": 2, "w1": 2, "w2": 2, "w3": 1}
 
 
+@pytest.mark.sqlite_only
 async def test_a_batch_without_failures_has_no_savepoint_a_unit(db_path: Path) -> None:
     """Units that all succeed share one savepoint: two statements a batch, not two a unit."""
     rt, _ = make_runtime(db_path)
