@@ -45,7 +45,7 @@ def build(db: str | os.PathLike[str], out: Path, **runtime_kwargs: Any) -> Flows
 
     @rt.workflow(name="hib.waiter")
     async def waiter() -> str:
-        append(out / "runs.log", "top")
+        append(out / "runs.log", f"top {rt.current_workflow_id()}")
         value = await step()
         got = await rt.recv("go", timeout=3600)
         return f"{value}:{got}"
