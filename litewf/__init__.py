@@ -32,7 +32,8 @@ Module map, from the ground up; each imports only modules listed before it
 - ``_session`` (what a Runtime and a Client share), ``_management`` (listing, gc),
   ``_copy`` (a whole database into an empty one, across backends).
 - ``_replay`` (record-or-replay), ``_deadlines`` (workflow deadlines, step timeouts: checks,
-  timers), ``_operations (sleep, events, messages, child
+  timers), ``_hibernation`` (recorded waits beyond ``max_resident_waits`` leave memory),
+  ``_operations (sleep, events, messages, child
   starts, patch markers), ``_step``, ``_reads`` (recorded reads), ``_streams``,
   ``_workflow`` (workflows, handles).
 - ``_fork`` (fork and delete, outside workflows and as operations).

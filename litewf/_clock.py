@@ -37,6 +37,10 @@ class Alarm:
 
     def ring(self) -> None:
         self.rung = True
+        self.nudge()
+
+    def nudge(self) -> None:
+        """End a ``pause`` on this alarm without ringing it (``rung`` stays as it is)."""
         wake = self.wake
         if isinstance(wake, anyio.Event):
             wake.set()

@@ -316,3 +316,8 @@ class DatabaseWriteError(DatabaseError):
 @final
 class _Superseded(BaseException):
     """Unwinds a workflow that this runtime no longer owns (cancelled or taken over)."""
+
+
+@final
+class _Hibernated(BaseException):
+    """Unwinds a workflow whose wait left memory (``_hibernation``): a replay resumes it."""

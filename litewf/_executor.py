@@ -7,6 +7,7 @@ them; a launch attaches it to a session and a task group, shutdown detaches it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -26,7 +27,14 @@ from . import _replay as replay
 from . import _store as store
 from . import _tracing as tracing
 from ._change import Change, ChangeKind
-from ._exceptions import DatabaseError, InvalidValueError, LitewfError, _Superseded
+from ._exceptions import (
+    DatabaseError,
+    InvalidValueError,
+    LitewfError,
+    _Hibernated,
+    _Superseded,
+)
+from ._hibernation import Hibernation
 from ._serialization import (
     dumps_arguments,
     dumps_checked,
@@ -70,18 +78,24 @@ class Executor:
         self.warned: set[str] = set()
         #: Why no run may start here now (the executor lock was lost); None: they may.
         self.suspended: str | None = None
+        #: Workflows whose recorded wait left memory (``max_resident_waits``).
+        self.hibernation = Hibernation()
 
     def running_ids(self) -> Collection[str]:
-        """The IDs of the workflows whose task runs here now."""
-        return self.running.keys()
+        """The IDs of the workflows whose task runs here now, or is about to."""
+        if not self._starting:
+            return self.running.keys()
+        return self.running.keys() | self._starting.keys()
 
     # -- attaching to a launch -------------------------------------------------------------
 
     def attach(self, session: Session, tg: TaskGroup) -> None:
         self.session, self._tg, self.dead, self.suspended = session, tg, None, None
         session.notifier.add_listener(self._on_change)
+        self.hibernation.attach(session.notifier, session.clock, tg, self._run_again)
 
     def detach(self) -> None:
+        self.hibernation.detach()
         self.session = self._tg = None
         self.running.clear()
         self._respawn.clear()
@@ -191,6 +205,7 @@ class Executor:
             workflow_id in self.running
             or workflow_id in self._starting
             or workflow_id in self.ended
+            or workflow_id in self.hibernation.parked
         )
 
     # -- running -----------------------------------------------------------------------------
@@ -252,7 +267,8 @@ class Executor:
                     await deadlines.expire_now(session, workflow_id)
                     return
                 with deadlines.armed(tg, session, workflow_id, deadline, scope):
-                    await self._execute(workflow_id, wf, inputs, fresh, run)
+                    if await self._execute(workflow_id, wf, inputs, fresh, run):
+                        self.hibernation.until(workflow_id, deadline)  # its deadline too
         except (replay.Crashed, Exception):
             if self.dead is None:
                 raise  # else: the simulated crash stopped it; a dead process reports nothing
@@ -274,7 +290,8 @@ class Executor:
             return
         if session.local_runs.get(workflow_id) is run:
             del session.local_runs[workflow_id]
-        if run.row is None:
+        if run.row is None and workflow_id not in self.hibernation.parked:
+            # (Not a hibernated one: nothing changed its row, and its sleeper would wake it.)
             session.notifier.wake(Change.status(workflow_id))
 
     async def _still_ours(self, workflow_id: str) -> bool:
@@ -290,11 +307,13 @@ class Executor:
 
     async def _execute(
         self, workflow_id: str, wf: Workflow[Any, Any], inputs: str, fresh: bool, run: LocalRun
-    ) -> None:
-        """Run the function with replay, then store its outcome (if still ours)."""
+    ) -> bool:
+        """Run the function with replay, then store its outcome (if still ours); whether
+        it hibernated instead (its wait left memory, to be run again with replay)."""
         session = self.session
         assert session is not None
         ctx = replay.WorkflowContext(session, workflow_id, self.executor_id, {}, self.hooks)
+        ctx.task = asyncio.current_task()
         output: str | None = None
         error: BaseException | None = None
         with tracing.workflow_run(workflow_id, wf.name, fresh) as span:
@@ -316,11 +335,15 @@ class Executor:
                 )
             except _Superseded:
                 span.outcome("superseded")
-                return  # cancelled or taken over: whoever changed the row decides what's next
+                return False  # cancelled or taken over: whoever changed the row decides
+            except _Hibernated:
+                span.outcome("hibernated")
+                return True
             except Exception as exc:  # noqa: BLE001 - the workflow's failure is its outcome
                 error = exc
             finally:
                 replay.leave(token)
+                ctx.task = None
             if ctx.nondeterminism is not None:
                 output, error = None, ctx.nondeterminism
             if error is not None:
@@ -329,6 +352,35 @@ class Executor:
             self.hooks.before_operation(workflow_id, ctx.next_op, None)  # litewf.testing
             self._finishing.add(workflow_id)
             await self._store_outcome(session, workflow_id, output, error, run)
+        return False
+
+    def _run_again(self, workflow_id: str) -> None:
+        """Wake a hibernated workflow: run it with replay if it is still PENDING and ours."""
+        if self._tg is None or not self.may_start:
+            return  # (suspended: idle now, so run again once the lock is back)
+        self._starting[workflow_id] = self._starting.get(workflow_id, 0) + 1
+        self._tg.start_soon(self._wake, workflow_id)
+
+    async def _wake(self, workflow_id: str) -> None:
+        try:
+            session = self.session
+            if session is None:
+                return
+            try:
+                found = await session.backend.read(
+                    store.owned_pending, self.executor_id, [workflow_id]
+                )
+            except LitewfError:  # idle now: the recovery loop runs it again
+                logger.exception("cannot wake workflow %s; the recovery loop will", workflow_id)
+                return
+            for _, name, inputs in found:
+                wf = self.workflows.get(name)
+                if wf is not None:
+                    self.spawn(workflow_id, wf, inputs, fresh=False)
+        finally:
+            left = self._starting.pop(workflow_id) - 1
+            if left:
+                self._starting[workflow_id] = left
 
     async def _store_outcome(
         self,

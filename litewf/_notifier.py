@@ -12,19 +12,38 @@ even a lost notification delays a waiter but never hangs it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ._change import Change
 from ._clock import REAL_CLOCK, Alarm, Clock
 from ._exceptions import LitewfError
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "Residency"]
 
 T = TypeVar("T")
 
 #: A waiter re-reads the database at least this often, notification or not. Slow on
 #: purpose: it only covers a lost notification, and 1,000 idle waiters must stay cheap.
 SAFETY_RECHECK_S = 30.0
+
+
+class Residency(Protocol):
+    """Which waits may stay in memory (``_hibernation``): a wait made with ``hibernate=True``
+    is ``admit``-ted, and unwinds by ``park``'s exception once it is ``evicted``."""
+
+    def admit(self, waiter: Alarm) -> None:
+        """A hibernatable wait begins (may evict an older one: ``evicted``, then nudged)."""
+
+    def evicted(self, waiter: Alarm) -> bool:
+        """Whether the wait must leave memory now."""
+        ...
+
+    def leave(self, waiter: Alarm) -> None:
+        """The wait ends (returned, raised, or parked)."""
+
+    def park(self, watched: tuple[Change, ...], deadline: float | None) -> BaseException:
+        """Keep, in place of the wait, what wakes it; the exception that unwinds it."""
+        ...
 
 
 class Notifier:
@@ -40,6 +59,17 @@ class Notifier:
         self._waiters: dict[Change, Alarm | set[Alarm]] = {}
         self._listeners: list[Callable[[Change], None]] = []
         self._closed: str | None = None
+        #: Which hibernatable waits stay in memory; None: all of them.
+        self.residency: Residency | None = None
+
+    def watch(self, changes: tuple[Change, ...], waiter: Alarm) -> None:
+        """Ring ``waiter`` on each of ``changes`` until ``unwatch``-ed."""
+        for one in changes:
+            self._add(one, waiter)
+
+    def unwatch(self, changes: tuple[Change, ...], waiter: Alarm) -> None:
+        for one in changes:
+            self._remove(one, waiter)
 
     def _add(self, change: Change, waiter: Alarm) -> None:
         present = self._waiters.get(change)
@@ -109,6 +139,8 @@ class Notifier:
         check: Callable[[], Awaitable[T | None]],
         deadline: float | None,
         on_notify: Callable[[], Awaitable[T | None]] | None = None,
+        *,
+        hibernate: bool = False,
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
 
@@ -118,13 +150,20 @@ class Notifier:
         cheaper path for when the thing waited for has most likely arrived. Deadlines are
         wall-clock times (read from ``self.clock``) because they are recorded and must mean
         the same instant after a restart.
+
+        ``hibernate``: a workflow's recorded wait, which ``residency`` may unwind (the
+        exception of its ``park``) once nothing new was found and no notification is
+        pending: a replay of the workflow reaches this wait again.
         """
         clock = self.clock
         notified = False
         watched = (change,) if isinstance(change, Change) else change
         waiter = Alarm()  # registered, then read: no notification can slip between
+        residency = self.residency if hibernate else None
         for one in watched:
             self._add(one, waiter)
+        if residency is not None:
+            residency.admit(waiter)
         try:
             while True:
                 waiter.reset()
@@ -135,8 +174,12 @@ class Notifier:
                     return result
                 if deadline is not None and deadline <= clock.time():
                     return None
+                if residency is not None and not waiter.rung and residency.evicted(waiter):
+                    raise residency.park(watched, deadline)  # (before the waiter is removed)
                 await clock.pause(waiter, deadline, SAFETY_RECHECK_S)
                 notified = waiter.rung
         finally:
             for one in watched:
                 self._remove(one, waiter)
+            if residency is not None:
+                residency.leave(waiter)

@@ -125,7 +125,7 @@ async def get_event(
         return None if data is None else (data, None)
 
     watched = Change.event(workflow_id, key), Change.status(workflow_id)
-    got = await session.notifier.wait_for(watched, lookup, deadline)
+    got = await session.notifier.wait_for(watched, lookup, deadline, hibernate=True)
     data, error = (None, None) if got is None else got
     await ctx.write(ctx.finish_wait, op_id, "get_event", data, error)
     if error is not None:
@@ -230,6 +230,7 @@ async def recv(
         receive.take_if_any,
         deadline,
         on_notify=receive.take_now,
+        hibernate=True,
     )
     if got is None:
         await ctx.write(ctx.finish_wait, op_id, "recv", None)

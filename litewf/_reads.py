@@ -258,7 +258,9 @@ async def get_result(
             row = await ctx.read(store.get_result, workflow_id)
             return None if row is not None and row.status in UNFINISHED else (row,)
 
-        got = await session.notifier.wait_for(Change.status(workflow_id), finished, deadline)
+        got = await session.notifier.wait_for(
+            Change.status(workflow_id), finished, deadline, hibernate=True
+        )
         if got is None:
             settled = None, not_finished(workflow_id, limit)
         else:

@@ -103,7 +103,8 @@ async def _readopt(executor: Executor, session: Session) -> None:
     # none is idle, so a runtime with many waiting workflows does not list them each tick.
     # (A task whose row just left PENDING may hide an idle one for a tick; not longer.)
     me, read = executor.executor_id, session.backend.read
-    if await read(store.count_owned_pending, me) <= len(executor.running):
+    held = len(executor.running) + len(executor.hibernation.parked)
+    if await read(store.count_owned_pending, me) <= held:
         return
     owned = await read(store.owned_pending_ids, me)
     idle = [workflow_id for workflow_id in owned if executor.idle(workflow_id)]

@@ -148,6 +148,8 @@ class WorkflowContext:
     checking: bool = False
     #: In check mode, the operation number at which the history ended, once reached.
     end_of_history: int | None = None
+    #: The task running the workflow's function (its recorded waits may hibernate).
+    task: object = None
 
     @property
     def records_reads(self) -> bool:

@@ -25,6 +25,7 @@ from ._dbfile import absolute_path
 from ._deadlines import check_start
 from ._exceptions import InvalidValueError, LitewfError, RuntimeNotLaunchedError
 from ._executor import Executor
+from ._hibernation import DEFAULT_MAX_RESIDENT_WAITS, check_max_resident
 from ._patches import PatchCalls
 from ._queues import Queue
 from ._recovery import recover
@@ -75,6 +76,7 @@ class Runtime(Registration, SessionCalls, WaitCalls, PatchCalls, RuntimeSchedule
         recovery_interval: float = 1.0,
         clock: Clock | None = None,
         shutdown_timeout: float = 10.0,
+        max_resident_waits: int | None = DEFAULT_MAX_RESIDENT_WAITS,
     ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidValueError(f"durability must be 'full' or 'normal', got {durability!r}")
@@ -85,6 +87,7 @@ class Runtime(Registration, SessionCalls, WaitCalls, PatchCalls, RuntimeSchedule
             if check_timeout(value, what) == 0:
                 raise InvalidValueError(f"{what} must be more than 0 seconds")
         check_count(max_recovery_attempts, "max_recovery_attempts")
+        resident_cap = check_max_resident(max_resident_waits)
         # Resolved now: a later chdir must not change which file is meant.
         self.path = absolute_path(path)
         self.executor_id = (
@@ -105,6 +108,8 @@ class Runtime(Registration, SessionCalls, WaitCalls, PatchCalls, RuntimeSchedule
         self.clock: Clock = REAL_CLOCK if clock is None else clock
         self._step_threads = StepThreads()
         self._executor = Executor(self.executor_id)
+        #: Recorded waits kept in memory at most; the longest-waiting beyond hibernate.
+        self._executor.hibernation.cap = resident_cap
         self.clock.attach(self._executor.running_ids)
         self._serving: Serving | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None

@@ -224,7 +224,9 @@ async def wait_first(
             return await settle()
 
         changes = tuple(dict.fromkeys(c for m in members for c in m.changes()))
-        won = await session.notifier.wait_for(changes, settle_if_ready, at, on_notify=settle)
+        won = await session.notifier.wait_for(
+            changes, settle_if_ready, at, on_notify=settle, hibernate=True
+        )
         if won is None:
             await ctx.write(ctx.finish_wait, op_id, NAME, None)
             return None

@@ -39,6 +39,7 @@ __all__ = [
     "check_replay",
     "crash_at",
     "crash_now",
+    "hibernated",
     "waiting",
 ]
 
@@ -164,3 +165,10 @@ def backend(runtime: Runtime) -> SqliteBackend:
     if not isinstance(found, SqliteBackend):
         raise LitewfError(f"testing.backend() looks into SQLite; {runtime!r} is on PostgreSQL")
     return found
+
+
+def hibernated(runtime: Runtime) -> frozenset[str]:
+    """The IDs of a launched ``runtime``'s workflows whose recorded wait left memory
+    (``max_resident_waits``): they still wait, and count in ``waiting``."""
+    runtime._session_for("hibernated()")
+    return frozenset(runtime._executor.hibernation.parked)

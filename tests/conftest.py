@@ -70,6 +70,7 @@ BOTH_BACKENDS = frozenset(
         "test_tracing",
         "test_database",
         "test_shutdown_steps",
+        "test_hibernation",
     }
 )
 
