@@ -113,6 +113,8 @@ class Hibernation:
         ctx = replay.current()
         if ctx is None or ctx.task is not asyncio.current_task():
             return  # not the workflow's own task (a task it started): stays resident
+        if ctx.steps_running:
+            return  # a step of its own runs meanwhile (in a task it started): stays
         self._resident[waiter] = None
         while self.cap is not None and len(self._resident) > self.cap:
             oldest, _ = self._resident.popitem(last=False)
@@ -120,7 +122,10 @@ class Hibernation:
             oldest.nudge()
 
     def evicted(self, waiter: Alarm) -> bool:
-        return waiter in self._evicted
+        if waiter not in self._evicted:
+            return False
+        ctx = replay.current()  # (not while a step of its own runs: it would run again)
+        return ctx is not None and not ctx.steps_running
 
     def leave(self, waiter: Alarm) -> None:
         self._resident.pop(waiter, None)

@@ -150,6 +150,9 @@ class WorkflowContext:
     end_of_history: int | None = None
     #: The task running the workflow's function (its recorded waits may hibernate).
     task: object = None
+    #: Step bodies of this workflow running now, outcome not yet recorded (its recorded
+    #: waits stay in memory meanwhile: unwinding would run those bodies again).
+    steps_running: int = 0
 
     @property
     def records_reads(self) -> bool:

@@ -71,14 +71,18 @@ class Step(Generic[P, R]):
         output: str | None = None
         error: Exception | None = None
         started = time.time()  # recorded with the outcome (wall time, as created_at)
+        ctx.steps_running += 1
         try:
-            value = await self._attempts(args, kwargs, (ctx, op_id))
-            output = dumps_checked(serializer, value, f"the result of step {self.name!r}")
-            # Hand back the decoded form, so the first run sees what a replay will see.
-            result = loads_checked(serializer, output, f"result of step {self.name!r}")
-        except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
-            error = exc
-        await ctx.write(ctx.record, op_id, self.name, output, error, started_at=started)
+            try:
+                value = await self._attempts(args, kwargs, (ctx, op_id))
+                output = dumps_checked(serializer, value, f"the result of step {self.name!r}")
+                # Hand back the decoded form, so the first run sees what a replay will see.
+                result = loads_checked(serializer, output, f"result of step {self.name!r}")
+            except Exception as exc:  # noqa: BLE001 - the step's failure is its outcome
+                error = exc
+            await ctx.write(ctx.record, op_id, self.name, output, error, started_at=started)
+        finally:
+            ctx.steps_running -= 1
         if error is not None:
             # As decoded from its record, so the first run sees what a replay will see
             # (its attributes, its class or WorkflowFailedError); the traceback is kept.

@@ -296,6 +296,47 @@ async def test_a_wait_in_a_task_of_the_workflow_stays_resident(db_path: Path) ->
     assert tops == [1]
 
 
+async def test_a_wait_stays_resident_while_a_step_of_its_workflow_runs(db_path: Path) -> None:
+    """A step running in a task the workflow started keeps the workflow's own wait in
+    memory (unwinding would cancel the step and run its body again); once the step is
+    recorded, the wait may hibernate."""
+    rt = litewf.Runtime(db_path, max_resident_waits=0)
+    tops: list[int] = []
+    bodies: list[int] = []
+    release = anyio.Event()
+
+    @rt.step(name="hib.slow")
+    async def slow() -> str:
+        bodies.append(1)
+        await release.wait()
+        return "slow done"
+
+    @rt.workflow(name="hib.step_beside")
+    async def beside() -> list[str]:
+        tops.append(1)
+        done: list[str] = []
+
+        async def run_step() -> None:
+            done.append(await slow())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_step)
+            done.append(str(await rt.recv("t", timeout=3600)))
+        return done
+
+    async with rt:
+        h = await rt.start_workflow(beside)
+        with anyio.fail_after(20):
+            while not bodies or testing.waiting(rt) < 1:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await anyio.sleep(0.05)  # time to hibernate, were it allowed
+        assert testing.hibernated(rt) == frozenset()
+        release.set()
+        await rt.send(h.workflow_id, "msg", topic="t")
+        assert sorted(await h.get_result(timeout=20)) == ["msg", "slow done"]
+    assert bodies == [1]
+
+
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "10", float("inf")])
 def test_bad_max_resident_waits(tmp_path: Path, bad: Any) -> None:
     with pytest.raises(litewf.InvalidValueError, match="max_resident_waits"):
