@@ -177,12 +177,7 @@ class PgTx(Tx):
         then: Callable[[list[sqlite3.Row]], None] | None = None,
     ) -> bool:
         if self.assumed is None or self.pipe is None:
-            if then is None:
-                return self.execute(sql, params) > 0
-            rows = self.fetchall(sql, params)
-            if rows:
-                then(rows)
-            return bool(rows)
+            return self._apply_now(sql, params, then)
         # Sent without waiting for the answer, taken as True. A statement that changed no
         # row divides by zero, or (with ``then``) returns no row to the batch's end:
         # either fails the batch, which runs again, each answer awaited.

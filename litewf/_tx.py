@@ -57,9 +57,15 @@ class Tx:
         it where "no row" is the rare case). With ``then``, ``sql`` ends in RETURNING and
         ``then(rows)`` runs with its rows if there are any, in this transaction: at once
         here, at the batch's end there (so ``then`` may only write, and log changes)."""
+        return self._apply_now(sql, params, then)
+
+    def _apply_now(
+        self, sql: str, params: Params, then: Callable[[list[sqlite3.Row]], None] | None
+    ) -> bool:
+        """``apply``, its answer awaited."""
         if then is None:
-            return self.conn.execute(sql, tuple(params)).rowcount > 0
-        rows = self.conn.execute(sql, tuple(params)).fetchall()
+            return self.execute(sql, params) > 0
+        rows = self.fetchall(sql, params)
         if rows:
             then(rows)
         return bool(rows)

@@ -68,9 +68,11 @@ async def test_result_of_a_run_here_is_not_read(db_path: Path) -> None:
         assert reads.count("get_result") == 2
 
 
-async def test_cancel_reaches_a_waiter_while_the_run_is_stuck(db_path: Path) -> None:
-    """A cancel made elsewhere wakes the waiter, which reads the row: CANCELLED, although
-    the run here has not noticed yet (its step ignores cancellation)."""
+def stuck_runtime(
+    db_path: Path,
+) -> tuple[litewf.Runtime, litewf.Workflow[[], str], anyio.Event, anyio.Event]:
+    """A runtime whose workflow gets stuck in a step that ignores cancellation: the
+    workflow, the event set once the step is entered, the one that releases it."""
     rt = litewf.Runtime(db_path)
     entered, release = anyio.Event(), anyio.Event()
 
@@ -85,6 +87,13 @@ async def test_cancel_reaches_a_waiter_while_the_run_is_stuck(db_path: Path) -> 
     async def stuck() -> str:
         return await stubborn()
 
+    return rt, stuck, entered, release
+
+
+async def test_cancel_reaches_a_waiter_while_the_run_is_stuck(db_path: Path) -> None:
+    """A cancel made elsewhere wakes the waiter, which reads the row: CANCELLED, although
+    the run here has not noticed yet (its step ignores cancellation)."""
+    rt, stuck, entered, release = stuck_runtime(db_path)
     async with rt:
         handle = await rt.start_workflow(stuck, workflow_id="stuck")
         await entered.wait()
@@ -105,20 +114,7 @@ async def test_a_run_ending_without_outcome_wakes_its_waiters(db_path: Path) -> 
     """Cancelled before ``get_result`` began waiting, while the run here was stuck: the
     waiter's first look skips the read (the run is under way); the run's end wakes it to
     read the row (not the 30 s safety re-check)."""
-    rt = litewf.Runtime(db_path)
-    entered, release = anyio.Event(), anyio.Event()
-
-    @rt.step()
-    async def stubborn() -> str:
-        with anyio.CancelScope(shield=True):
-            entered.set()
-            await release.wait()
-        return "done"
-
-    @rt.workflow()
-    async def stuck() -> str:
-        return await stubborn()
-
+    rt, stuck, entered, release = stuck_runtime(db_path)
     async with rt:
         handle = await rt.start_workflow(stuck, workflow_id="stuck")
         await entered.wait()

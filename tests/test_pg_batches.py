@@ -51,6 +51,19 @@ async def _queued_behind_the_write_lock(
             other.execute("SELECT pg_advisory_unlock(%s)", (db.write_key,))
 
 
+def count_apart(db: PgDatabase) -> list[int]:
+    """The sizes of the batches run unit by unit from now on (instrumentation)."""
+    apart: list[int] = []
+    run_apart = db._run_apart
+
+    def counted(conn: Any, batch: list[Any]) -> None:
+        apart.append(len(batch))
+        run_apart(conn, batch)
+
+    db._run_apart = counted  # type: ignore[method-assign]
+    return apart
+
+
 class Unwind(BaseException):
     """Like litewf's own unwinding signals (a superseded run): not an ``Exception``."""
 
@@ -132,14 +145,7 @@ async def test_an_answer_taken_for_granted_and_wrong_runs_the_batch_again_answer
 
         return call
 
-    apart: list[int] = []
-    run_apart = db._run_apart
-
-    def counted(conn: Any, batch: list[Any]) -> None:
-        apart.append(len(batch))
-        run_apart(conn, batch)
-
-    db._run_apart = counted  # type: ignore[method-assign]
+    apart = count_apart(db)
     await _queued_behind_the_write_lock(db, [write("w1"), write("dup"), write("w3")], write("w0"))
     assert outcomes == {"w0": None, "w1": None, "dup": "db.double", "w3": None}
     assert runs == {"w0": 1, "w1": 2, "dup": 2, "w3": 2}
@@ -160,14 +166,7 @@ async def test_rows_awaited_to_the_batch_end_reach_their_continuation(db: PgData
         lambda tx: tx.execute("UPDATE workflows SET queue_name = 'q' WHERE workflow_id = 'w3'")
     )
     outcomes: dict[str, object] = {}
-    apart: list[int] = []
-    run_apart = db._run_apart
-
-    def counted(conn: Any, batch: list[Any]) -> None:
-        apart.append(len(batch))
-        run_apart(conn, batch)
-
-    db._run_apart = counted  # type: ignore[method-assign]
+    apart = count_apart(db)
 
     def finish(workflow_id: str) -> Callable[[], Any]:
         async def call() -> None:
