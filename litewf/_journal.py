@@ -182,6 +182,10 @@ def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:
 # -- messages --------------------------------------------------------------------------------
 
 
+#: The workflow a message is for exists.
+_EXISTS = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?)"
+
+
 def enqueue_message(
     tx: Tx,
     destination_id: str,
@@ -212,10 +216,6 @@ def enqueue_message(
         return None
     log_change(tx, Change.message(destination_id, topic))
     return True
-
-
-#: The workflow a message is for exists.
-_EXISTS = "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?)"
 
 
 def peek_message(db: Tx, destination_id: str, topic: str | None) -> bool:

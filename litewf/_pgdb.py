@@ -8,8 +8,8 @@ one of them fails), and one COMMIT makes them durable. Every write transaction f
 takes a transaction-level advisory lock of its schema: litewf's writes are serialized as
 they are on SQLite (its read-then-write decisions stay race-free across hosts, and
 change numbers commit in order, so a follower never skips one). A transaction that
-logged a change sends a NOTIFY that lists them, delivered to listeners when it commits. Reads have a
-connection of their own; the reads queued meanwhile share one snapshot.
+logged changes sends a NOTIFY that lists them, delivered to listeners when it commits.
+Reads have a connection of their own; the reads queued meanwhile share one snapshot.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
 replaced on the next call; the call that found it broken fails with ``DatabaseError``.

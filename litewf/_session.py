@@ -181,15 +181,15 @@ class Session:
         # (no read); a wake-up without one (a change made elsewhere, a run that ended
         # without an outcome) reads the row.
         run = self.local_runs.get(workflow_id)
-        first = True
+        first_look = True
 
         async def finished() -> store.ResultRow | None:
-            nonlocal first
-            looked, first = not first, False
+            nonlocal first_look
+            skip_read, first_look = first_look, False
             if run is not None:
                 if run.row is not None:
                     return run.row
-                if not looked and not run.ended:
+                if skip_read and not run.ended:
                     return None
             row = await self.backend.read(store.get_result, workflow_id)
             if row is None:

@@ -25,6 +25,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,12 +134,26 @@ def postgres_database() -> Iterator[Path]:
     drop_schema(url)
 
 
-def drop_schema(url: str) -> None:
-    """Drop the schema a ``postgres_database()`` URL names, with everything in it."""
+@pytest.fixture
+def pg_url() -> Iterator[Path]:
+    """A fresh schema on the test server, for the PostgreSQL-only tests."""
+    yield from postgres_database()
+
+
+def admin(url: str | os.PathLike[str]) -> Any:
+    """A plain autocommit psycopg connection to the database of ``url`` (no schema set)."""
     import psycopg
 
     from litewf._pgdialect import split_url
 
-    dsn, schema = split_url(url)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    dsn, _ = split_url(str(url))
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def drop_schema(url: str) -> None:
+    """Drop the schema a ``postgres_database()`` URL names, with everything in it."""
+    from litewf._pgdialect import split_url
+
+    _, schema = split_url(url)
+    with admin(url) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

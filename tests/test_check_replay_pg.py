@@ -6,7 +6,6 @@ Runs on the server ``LITEWF_TEST_POSTGRES`` names (skipped without it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ import pytest
 from litewf import _copysql as copysql
 from litewf._session import Session
 from litewf.testing import check_replay
-from tests.conftest import postgres_database
 from tests.test_check_replay import EXPECTED, LOG, build, found, produce
-
-
-@pytest.fixture
-def pg_url() -> Iterator[Path]:
-    yield from postgres_database()
 
 
 async def rows(url: Path) -> list[tuple[str, list[tuple[object, ...]]]]:

@@ -9,17 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 
 import litewf
 from litewf._cli import main
 from litewf._copysql import TABLES
-from tests.conftest import postgres_database
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    yield from postgres_database()
 
 
 async def cli(argv: list[str]) -> int:

@@ -62,35 +62,34 @@ async def test_each_waiter_wakes_on_its_changes_whoever_else_watches_them() -> N
     assert notifier.waiting == 0 and notifier._waiters == {}
 
 
+def notifying_on_first_look(
+    notifier: Notifier, answer: str
+) -> tuple[Callable[[], Awaitable[str | None]], list[int]]:
+    """A check that notifies ``A`` during its first look (between the read and the
+    pause) and finds nothing, then answers; and the list of its looks."""
+    looks: list[int] = []
+
+    async def look() -> str | None:
+        looks.append(len(looks) + 1)
+        if len(looks) == 1:
+            notifier.notify(A)
+            return None
+        return answer
+
+    return look, looks
+
+
 async def test_a_notification_during_the_read_ends_the_next_pause_at_once() -> None:
     """The change committed while the check reads: the wait does not sleep past it."""
     notifier = Notifier()
-    looks = 0
-
-    async def look() -> str | None:
-        nonlocal looks
-        looks += 1
-        if looks == 1:
-            notifier.notify(A)  # lands between the read and the pause
-            return None
-        return "got it"
-
+    look, looks = notifying_on_first_look(notifier, "got it")
     with anyio.fail_after(5):  # far below the 30 s safety re-check
         assert await notifier.wait_for(A, look, None) == "got it"
-    assert looks == 2
+    assert len(looks) == 2
 
 
 async def test_a_change_listed_twice_in_one_wait_leaves_nothing_behind() -> None:
     notifier = Notifier()
-    looks = 0
-
-    async def look() -> str | None:
-        nonlocal looks
-        looks += 1
-        if looks == 1:
-            notifier.notify(A)
-            return None
-        return "done"
-
+    look, _ = notifying_on_first_look(notifier, "done")
     assert await notifier.wait_for((A, A), look, None) == "done"
     assert notifier._waiters == {}

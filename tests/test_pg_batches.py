@@ -20,8 +20,7 @@ from litewf._pgdb import PgDatabase
 from litewf._tx import Tx
 from litewf._types import Status
 from tests.conditions import wait_until
-from tests.conftest import postgres_database
-from tests.test_postgres import admin
+from tests.conftest import admin, postgres_database
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -23,19 +22,7 @@ from litewf._pgdialect import split_url
 from litewf._pgliveness import ANSWER_S, HEARTBEAT_S
 from tests import procs
 from tests.conditions import wait_until
-from tests.conftest import postgres_database
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    yield from postgres_database()
-
-
-def admin(url: str) -> Any:
-    import psycopg
-
-    dsn, _ = split_url(url)
-    return psycopg.connect(dsn, autocommit=True)
+from tests.conftest import admin
 
 
 def lock_holder(url: str, executor_id: str) -> int | None:

@@ -5,7 +5,6 @@ log hands over only what the payloads did not)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from litewf import _pgnotify as pgnotify
 from litewf import testing
 from litewf._change import Change
 from tests.conditions import wait_until
-from tests.conftest import postgres_database
 
 
 def test_a_payload_lists_the_changes_and_the_committer() -> None:
@@ -48,16 +46,11 @@ def test_a_read_of_the_log_hands_over_only_what_payloads_did_not() -> None:
     assert handed.unseen([a]) == [a]  # forgotten after a read: nothing stays suppressed
 
 
-@pytest.fixture
-def url() -> Iterator[Path]:
-    yield from postgres_database()
-
-
 async def test_a_message_from_another_connection_wakes_without_reading_the_log(
-    url: Path,
+    pg_url: Path,
 ) -> None:
     """The change log's re-check is a minute away: the recv wakes from the payload."""
-    rt = litewf.Runtime(url, poll_interval=60)
+    rt = litewf.Runtime(pg_url, poll_interval=60)
 
     @rt.workflow()
     async def echo() -> str:
@@ -76,18 +69,18 @@ async def test_a_message_from_another_connection_wakes_without_reading_the_log(
         backend.db.read = read  # type: ignore[method-assign]  # instrumentation
         handle = await rt.start_workflow(echo)
         await wait_until(lambda: testing.waiting(rt) >= 1)  # in recv, not before it
-        async with litewf.Client(url) as client:
+        async with litewf.Client(pg_url) as client:
             await client.send(handle.workflow_id, "hello", topic="t")
         assert await handle.get_result(timeout=30) == "hello"
         assert "changes_since" not in reads
 
 
-async def test_the_log_does_not_hand_over_our_own_changes_again(url: Path) -> None:
+async def test_the_log_does_not_hand_over_our_own_changes_again(pg_url: Path) -> None:
     """Our own commit's changes reach our waiters at commit; the next read of the change
     log (every second) skips them."""
     from litewf import _store as store
 
-    rt = litewf.Runtime(url)
+    rt = litewf.Runtime(pg_url)
     async with rt:
         session = rt._session_for("test")
         backend = session.backend

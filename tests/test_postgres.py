@@ -22,19 +22,7 @@ from litewf._cli import main as cli_main
 from litewf._pgdialect import split_url
 from tests import procs
 from tests.conditions import wait_until
-from tests.conftest import postgres_database
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    yield from postgres_database()
-
-
-def admin(url: str) -> Any:
-    import psycopg
-
-    dsn, _ = split_url(url)
-    return psycopg.connect(dsn, autocommit=True)
+from tests.conftest import admin
 
 
 def lines(out: Path) -> list[list[str]]:
