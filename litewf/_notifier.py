@@ -61,6 +61,8 @@ class Notifier:
         self._closed: str | None = None
         #: Which hibernatable waits stay in memory; None: all of them.
         self.residency: Residency | None = None
+        #: Waits registered but still in their ``first`` look: not ``waiting`` yet.
+        self._first_looks: set[Alarm] = set()
 
     def watch(self, changes: tuple[Change, ...], waiter: Alarm) -> None:
         """Ring ``waiter`` on each of ``changes`` until ``unwatch``-ed."""
@@ -124,14 +126,15 @@ class Notifier:
 
     @property
     def waiting(self) -> int:
-        """How many waits are registered (one waiting on several changes counts once)."""
+        """How many waits are registered and past their first look (one waiting on
+        several changes counts once)."""
         found: set[Alarm] = set()
         for present in self._waiters.values():
             if isinstance(present, set):
                 found |= present
             else:
                 found.add(present)
-        return len(found)
+        return len(found - self._first_looks)
 
     async def wait_for(
         self,
@@ -140,6 +143,7 @@ class Notifier:
         deadline: float | None,
         on_notify: Callable[[], Awaitable[T | None]] | None = None,
         *,
+        first: Callable[[], Awaitable[T | None]] | None = None,
         hibernate: bool = False,
     ) -> T | None:
         """Return ``check()``'s first non-None result, or None once ``deadline`` (epoch s) passes.
@@ -147,7 +151,10 @@ class Notifier:
         ``change`` is what wakes the wait: one change, or a tuple of several (any wakes it).
 
         After a notification ``on_notify`` (if given) is used instead of ``check``: a
-        cheaper path for when the thing waited for has most likely arrived. Deadlines are
+        cheaper path for when the thing waited for has most likely arrived. ``first`` (if
+        given) is the first look instead of ``check``: a write that takes the thing or
+        records that the wait began, made once the waiter is registered, so that no read
+        is needed after it (a commit it did not see rings the waiter). Deadlines are
         wall-clock times (read from ``self.clock``) because they are recorded and must mean
         the same instant after a restart.
 
@@ -164,12 +171,19 @@ class Notifier:
             self._add(one, waiter)
         if residency is not None:
             residency.admit(waiter)
+        look = check
+        if first is not None:
+            look = first
+            self._first_looks.add(waiter)
         try:
             while True:
                 waiter.reset()
                 if self._closed is not None:
                     raise LitewfError(self._closed)
-                result = await (on_notify if notified and on_notify else check)()
+                result = await (on_notify if notified and on_notify else look)()
+                if look is first:
+                    look = check
+                    self._first_looks.discard(waiter)
                 if result is not None:
                     return result
                 if deadline is not None and deadline <= clock.time():
@@ -179,6 +193,7 @@ class Notifier:
                 await clock.pause(waiter, deadline, SAFETY_RECHECK_S)
                 notified = waiter.rung
         finally:
+            self._first_looks.discard(waiter)
             for one in watched:
                 self._remove(one, waiter)
             if residency is not None:

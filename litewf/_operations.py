@@ -10,6 +10,7 @@ restart waits only until the original deadline.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +186,10 @@ class _Receive:
         self.ctx.record(tx, self.op_id, "recv", data, deadline=deadline, done=data is not None)
         return data
 
+    async def take_or_start_waiting_now(self, deadline: float | None) -> tuple[str] | None:
+        data = await self.ctx.write(self.take_or_start_waiting, deadline)
+        return None if data is None else (data,)
+
     def take(self, tx: Tx) -> str | None:
         data = journal.take_message(tx, self.ctx.workflow_id, self.topic)
         if data is not None:
@@ -217,19 +222,21 @@ async def recv(
     if recorded is not None and recorded.done:
         return ctx.outcome(recorded, "message")
     receive = _Receive(ctx, op_id, topic)
+    first = None
     if recorded is None:
         deadline = limit.deadline(session.clock.time())
-        data = await ctx.write(receive.take_or_start_waiting, deadline)
-        if data is not None:
-            return loads_checked(session.serializer, data, "message")
+        first = functools.partial(receive.take_or_start_waiting_now, deadline)
     else:
         assert recorded.deadline is not None
         deadline = recorded.deadline
+    # Registered before the first look (a write when the wait is new): a message that
+    # write did not see rings the waiter, so no read follows it.
     got = await session.notifier.wait_for(
         Change.message(ctx.workflow_id, topic),
         receive.take_if_any,
         deadline,
         on_notify=receive.take_now,
+        first=first,
         hibernate=True,
     )
     if got is None:

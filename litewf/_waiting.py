@@ -188,48 +188,52 @@ async def wait_first(
             return serializer.dumps([member.name, value]), None
         return None
 
-    if recorded is None:
-        at = limit.deadline(session.clock.time())
+    at = limit.deadline(session.clock.time()) if recorded is None else recorded.deadline
 
-        def look_or_start_waiting(tx: Tx) -> tuple[str | None, Exception | None] | None:
-            for member in members:
-                if member.kind != "message" and not store.workflow_exists(tx, member.workflow_id):
-                    error = WorkflowNotFoundError(member.workflow_id)
-                    ctx.record(tx, op_id, NAME, error=error)
-                    return None, error
-            won = first_ready(tx)
-            if won is None:
-                ctx.record(tx, op_id, NAME, deadline=at, done=False)
-            else:
-                ctx.record(tx, op_id, NAME, *won)
-            return won
-
-        won = await ctx.write(look_or_start_waiting)
-    else:
-        at, won = recorded.deadline, None
-    if won is None:
-
-        def finish(tx: Tx) -> tuple[str | None, Exception | None] | None:
-            got = first_ready(tx)
-            if got is not None:
-                ctx.finish_wait(tx, op_id, NAME, *got)
-            return got
-
-        async def settle() -> tuple[str | None, Exception | None] | None:
-            return await ctx.write(finish)
-
-        async def settle_if_ready() -> tuple[str | None, Exception | None] | None:
-            if not await ctx.read(_any_ready, members):
-                return None  # a read, so idle re-checks never take the write lock
-            return await settle()
-
-        changes = tuple(dict.fromkeys(c for m in members for c in m.changes()))
-        won = await session.notifier.wait_for(
-            changes, settle_if_ready, at, on_notify=settle, hibernate=True
-        )
+    def look_or_start_waiting(tx: Tx) -> tuple[str | None, Exception | None] | None:
+        for member in members:
+            if member.kind != "message" and not store.workflow_exists(tx, member.workflow_id):
+                error = WorkflowNotFoundError(member.workflow_id)
+                ctx.record(tx, op_id, NAME, error=error)
+                return None, error
+        won = first_ready(tx)
         if won is None:
-            await ctx.write(ctx.finish_wait, op_id, NAME, None)
-            return None
+            ctx.record(tx, op_id, NAME, deadline=at, done=False)
+        else:
+            ctx.record(tx, op_id, NAME, *won)
+        return won
+
+    async def start() -> tuple[str | None, Exception | None] | None:
+        return await ctx.write(look_or_start_waiting)
+
+    def finish(tx: Tx) -> tuple[str | None, Exception | None] | None:
+        got = first_ready(tx)
+        if got is not None:
+            ctx.finish_wait(tx, op_id, NAME, *got)
+        return got
+
+    async def settle() -> tuple[str | None, Exception | None] | None:
+        return await ctx.write(finish)
+
+    async def settle_if_ready() -> tuple[str | None, Exception | None] | None:
+        if not await ctx.read(_any_ready, members):
+            return None  # a read, so idle re-checks never take the write lock
+        return await settle()
+
+    # Registered before the first look (a write when the wait is new): a commit that
+    # write did not see rings the waiter, so no read follows it.
+    changes = tuple(dict.fromkeys(c for m in members for c in m.changes()))
+    won = await session.notifier.wait_for(
+        changes,
+        settle_if_ready,
+        at,
+        on_notify=settle,
+        first=start if recorded is None else None,
+        hibernate=True,
+    )
+    if won is None:
+        await ctx.write(ctx.finish_wait, op_id, NAME, None)
+        return None
     output, error = won
     if error is not None:
         raise replay_form(error)

@@ -12,19 +12,7 @@ import pytest
 
 import litewf
 
-
-def count_reads(rt: litewf.Runtime) -> list[str]:
-    """Record the name of every read the runtime's backend runs from now on."""
-    backend = rt._session_for("test").backend  # instrumentation, not a mock
-    reads: list[str] = []
-    real = backend.read
-
-    async def read(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        reads.append(getattr(fn, "__name__", repr(fn)))
-        return await real(fn, *args, **kwargs)
-
-    backend.read = read  # type: ignore[method-assign]
-    return reads
+from .conditions import count_reads
 
 
 async def test_result_of_a_run_here_is_not_read(db_path: Path) -> None:

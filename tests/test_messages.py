@@ -19,7 +19,7 @@ import litewf
 from litewf import testing
 from tests import procs, sqldb
 from tests.children.comms import append, lines, register
-from tests.conditions import wait_until
+from tests.conditions import count_reads, wait_until
 
 
 def kill(child: subprocess.Popen[bytes]) -> None:
@@ -34,6 +34,52 @@ async def finish(child: subprocess.Popen[bytes], timeout: float = 60.0) -> tuple
         out, err = await anyio.to_thread.run_sync(child.communicate)
     assert child.returncode == 0, f"child failed ({child.returncode}):\n{out!r}\n{err.decode()}"
     return out.decode(), err.decode()
+
+
+# -- waiting ------------------------------------------------------------------------------------
+
+
+async def test_recv_reads_nothing_to_wait(db_path: Path) -> None:
+    """A recv that waits is registered before its first write (which takes a queued message
+    or records the wait), so it reads nothing: neither after that write nor when woken."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def echo() -> Any:
+        return await rt.recv(timeout=30)
+
+    async with rt:
+        reads = count_reads(rt)
+        h = await rt.start_workflow(echo, workflow_id="quiet")
+        await wait_until(lambda: testing.waiting(rt) == 1)
+        # Counted as waiting only once its first look is done: the wait is recorded.
+        assert [s.outcome for s in await rt.list_steps("quiet")] == ["waiting"]
+        await rt.send("quiet", "hi")
+        assert await h.get_result(timeout=10) == "hi"
+    assert reads.count("peek_message") == 0, reads
+
+
+async def test_recv_racing_sends_loses_no_wakeup(db_path: Path) -> None:
+    """Each send is made while the receiver's recv is starting (its first write under
+    way or just committed): every one is received at once, none waits for the 30 s
+    safety re-check."""
+    rt = litewf.Runtime(db_path, durability="normal")
+    rounds = 40
+
+    @rt.workflow()
+    async def ping() -> int:
+        for i in range(rounds):
+            assert await rt.recv(timeout=30) == i
+            await rt.set_event(f"got{i}", i)
+        return rounds
+
+    async with rt:
+        h = await rt.start_workflow(ping, workflow_id="racer")
+        with anyio.fail_after(20):  # far below rounds * 30 s
+            for i in range(rounds):
+                await rt.send("racer", i)
+                assert await rt.get_event("racer", f"got{i}", timeout=10) == i
+        assert await h.get_result(timeout=10) == rounds
 
 
 # -- durability, order, queues -----------------------------------------------------------------

@@ -18,7 +18,7 @@ from litewf.testing import VirtualClock, crash_at
 from tests import procs, sqldb
 from tests.children import waitfirst
 from tests.children.comms import lines
-from tests.conditions import wait_until
+from tests.conditions import count_reads, wait_until
 
 
 class Declined(Exception):
@@ -451,3 +451,24 @@ async def test_sleep_until_is_a_recorded_sleep(db_path: Path) -> None:
         await rt.sleep_until(datetime.fromtimestamp(clock.time() + 60, UTC))  # plain sleep
     assert [s.name for s in steps] == ["sleep", "get_event", "retrieve_workflow", "get_result"]
     assert operations(db_path, "s")[0][2] == str(2_000_000.0 + 86400)
+
+
+async def test_wait_first_reads_nothing_to_wait(db_path: Path) -> None:
+    """Registered before its first write (which records the wait): no read follows that
+    write, and a notification goes straight to the write that takes the winner."""
+    rt = litewf.Runtime(db_path)
+
+    @rt.workflow()
+    async def first() -> Any:
+        won = await rt.wait_first(a=rt.message("a"), b=rt.message("b"), timeout=30)
+        assert won is not None
+        return [won.name, won.value]
+
+    async with rt:
+        reads = count_reads(rt)
+        h = await rt.start_workflow(first, workflow_id="wf-quiet")
+        await wait_until(lambda: testing.waiting(rt) == 1)
+        assert [s.outcome for s in await rt.list_steps("wf-quiet")] == ["waiting"]
+        await rt.send("wf-quiet", "B", topic="b")
+        assert await h.get_result(timeout=10) == ["b", "B"]
+    assert reads.count("_any_ready") == 0, reads
