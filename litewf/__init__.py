@@ -19,7 +19,8 @@ Module map, from the ground up; each imports only modules listed before it
   loop: the one mechanism under the synchronous API), ``_pgschema`` (PostgreSQL's DDL,
   migrations), ``_dbfile`` (checks on the file), ``_pgtx`` (the ``Tx`` on PostgreSQL),
   ``_db`` (the connection, group commit), ``_pgdb`` (PostgreSQL's group commit and batched
-  reads), ``_pgconn`` (a PostgreSQL connection, in a worker thread), ``_rows`` (checks
+  reads), ``_pgquick`` (a lone one-statement read on the event loop), ``_pgconn`` (a
+  PostgreSQL connection, in a worker thread), ``_rows`` (checks
   every stored column read back), ``_pgliveness`` (executor advisory locks),
   ``_inspectsql`` (SQL: listing filters, a workflow's stored details, its streams).
 - ``_store`` (SQL: workflows, change log, recovery), ``_journal`` (SQL: operations, events,

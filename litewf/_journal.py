@@ -165,10 +165,17 @@ def get_event(db: Tx, workflow_id: str, key: str) -> str | None:
 def get_live_event(db: Tx, workflow_id: str, key: str) -> str | None:
     """As ``get_event``; ``WorkflowNotFoundError`` once the workflow is gone (deleted while
     waited for), so that a wait for its event ends."""
-    data = get_event(db, workflow_id, key)
-    if data is None and not workflow_exists(db, workflow_id):
+    row = db.fetchone(  # one statement: on PostgreSQL a lone read of one is the fastest
+        "SELECT (SELECT value FROM events WHERE workflow_id = ? AND key = ?), "
+        "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?)",
+        (workflow_id, key, workflow_id),
+    )
+    assert row is not None  # (a SELECT without FROM: one row)
+    if row[0] is not None:
+        return Columns(db, "events", workflow_id).text("value", row[0])
+    if not row[1]:
         raise WorkflowNotFoundError(workflow_id)
-    return data
+    return None
 
 
 def get_all_events(db: Tx, workflow_id: str) -> list[tuple[str, str]]:

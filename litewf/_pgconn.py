@@ -25,11 +25,13 @@ __all__ = [
     "KEEPALIVE_IDLE_S",
     "KEEPALIVE_INTERVAL_S",
     "Link",
+    "adapt",
     "advisory_key",
     "connect",
     "forget_after_fork",
     "forget_in_child",
     "import_psycopg",
+    "settings",
 ]
 
 T = TypeVar("T")
@@ -59,33 +61,43 @@ def advisory_key(schema: str, name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def connect(url: str, schema: str, *, durability: Durability = "full") -> Any:
-    """A new autocommit psycopg connection set up for litewf: keepalives, the schema on
-    the search path, ``PgRow`` rows, booleans sent as integers."""
-    psycopg = import_psycopg()
+def settings(schema: str, durability: Durability = "full") -> dict[str, Any]:
+    """psycopg's connection arguments for litewf: autocommit, TCP keepalives both ways,
+    the commit durability, litewf's application name."""
     keepalive = (
         f"-c tcp_keepalives_idle={KEEPALIVE_IDLE_S} "
         f"-c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S} "
         f"-c tcp_keepalives_count={KEEPALIVE_COUNT}"
     )
     sync = "on" if durability == "full" else "off"
+    return {
+        "autocommit": True,
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE_S,
+        "keepalives_interval": KEEPALIVE_INTERVAL_S,
+        "keepalives_count": KEEPALIVE_COUNT,
+        "connect_timeout": 10,
+        "options": f"{keepalive} -c synchronous_commit={sync}",
+        "application_name": f"litewf:{schema}",
+    }
+
+
+def adapt(conn: Any, schema: str) -> str:
+    """Set up a new connection's adaptation (``PgRow`` rows, booleans sent as integers);
+    the statement that puts ``schema`` on its search path, for the caller to run."""
+    conn.adapters.register_dumper(bool, _bool_dumper(import_psycopg()))
+    conn.row_factory = row_factory
+    return f'SET search_path TO "{schema}"'
+
+
+def connect(url: str, schema: str, *, durability: Durability = "full") -> Any:
+    """A new autocommit psycopg connection set up for litewf (``settings``, ``adapt``)."""
+    psycopg = import_psycopg()
     try:
-        conn = psycopg.connect(
-            url,
-            autocommit=True,
-            keepalives=1,
-            keepalives_idle=KEEPALIVE_IDLE_S,
-            keepalives_interval=KEEPALIVE_INTERVAL_S,
-            keepalives_count=KEEPALIVE_COUNT,
-            connect_timeout=10,
-            options=f"{keepalive} -c synchronous_commit={sync}",
-            application_name=f"litewf:{schema}",
-        )
+        conn = psycopg.connect(url, **settings(schema, durability))
     except psycopg.Error as exc:
         raise DatabaseError(redact(url), f"cannot connect: {exc}".strip()) from exc
-    conn.adapters.register_dumper(bool, _bool_dumper(psycopg))
-    conn.row_factory = row_factory
-    conn.execute(f'SET search_path TO "{schema}"')
+    conn.execute(adapt(conn, schema))
     return conn
 
 

@@ -31,6 +31,7 @@ from ._change import Change
 from ._exceptions import DatabaseError, LitewfError
 from ._pgconn import Link, advisory_key, import_psycopg
 from ._pgdialect import redact, split_url
+from ._pgquick import BUSY, SNAPSHOT, QuickReads
 from ._pgschema import check_identity, identity, migrate
 from ._pgtx import Later, NeedsSnapshot, PgTx, Unexpected
 from ._tx import GroupCommit, Unit, run_callbacks
@@ -98,6 +99,7 @@ class PgDatabase:
         self._reader = Link(self.url, self.schema, durability, self.path)
         self._writes = _Batches(self._writer, self._run_writes)
         self._reads = _Batches(self._reader, self._run_reads)
+        self._quick = QuickReads(self.url, self.schema, self.path)
 
     async def open(self) -> None:
         self._pid = os.getpid()
@@ -260,7 +262,13 @@ class PgDatabase:
         one: it is taken after each of them was asked for, so each sees every write that
         committed before it was asked."""
         self.check_process()
-        call = functools.partial(fn, **kwargs) if kwargs else fn
+        call: Callable[..., Any] = functools.partial(fn, **kwargs) if kwargs else fn
+        if not (self._reads.queued or self._reads.running):  # a lone read
+            result = await self._quick.run(call, args)
+            if result is SNAPSHOT:
+                call = _InSnapshot(call)
+            elif result is not BUSY:
+                return result  # type: ignore[no-any-return]
         return await self._reads.submit(call, args)  # type: ignore[no-any-return]
 
     def _run_reads(self, conn: Any, batch: list[Unit]) -> None:
@@ -269,7 +277,8 @@ class PgDatabase:
         fresh snapshot."""
         psycopg = import_psycopg()
         cursor = self._reader.cursor
-        if len(batch) == 1 and self._read_alone(conn, cursor, batch[0]):
+        alone = len(batch) == 1 and not isinstance(batch[0].fn, _InSnapshot)
+        if alone and self._read_alone(conn, cursor, batch[0]):
             return
         pending = batch
         while pending:
@@ -321,10 +330,24 @@ class PgDatabase:
         self.check_process()
         await self._writer.close()
         await self._reader.close()
+        await self._quick.close()
 
     def abandon(self) -> None:
         self._writer.abandon()
         self._reader.abandon()
+        self._quick.abandon()
+
+
+class _InSnapshot:
+    """A read known to need more than one statement: run in a snapshot, even alone."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, tx: PgTx, *args: Any) -> Any:
+        return self.fn(tx, *args)
 
 
 def _check_committed(cursor: Any) -> None:

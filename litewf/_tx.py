@@ -130,12 +130,12 @@ class GroupCommit:
 
     @property
     def running(self) -> bool:
-        """Whether a batch is under way (for tests of the batching)."""
+        """Whether a batch is under way."""
         return self._leading is not None
 
     @property
     def queued(self) -> int:
-        """How many units wait for the next batch (for tests of the batching)."""
+        """How many units wait for the next batch."""
         return len(self._queue)
 
     def _take(self) -> tuple[list[Unit], anyio.Event]:

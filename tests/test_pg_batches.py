@@ -254,6 +254,8 @@ async def test_reads_queued_together_share_a_snapshot_yet_fail_alone(db: PgDatab
     release = anyio.Event()
 
     def blocking(tx: Tx) -> None:
+        tx.fetchone("SELECT 1")
+        tx.fetchone("SELECT 2")  # two statements: it runs in the read batches' thread
         anyio.from_thread.run(release.wait)
 
     def read(name: str, sql: str) -> Callable[[], Any]:
@@ -333,3 +335,74 @@ async def test_a_fork_child_closing_what_it_inherited_leaves_the_parent_connecte
     await db.write(store.insert_workflow, "w1", "db.double", "{}", "ex", None)
     rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
     assert [r[0] for r in rows] == ["w0", "w1"]
+
+
+# -- lone reads on the event loop (``_pgquick``) ------------------------------------------------
+
+
+async def test_a_lone_read_of_one_statement_never_crosses_to_the_readers_thread(
+    db: PgDatabase,
+) -> None:
+    """Answered on the event loop's own connection: the reader's thread connection is
+    never even opened; the answer sees every write committed before it was asked."""
+    await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
+    for _ in range(3):
+        assert await db.read(store.status_of, "w0") == Status.PENDING
+    assert await db.read(store.status_of, "missing") is None
+    assert db._reader.conn is None
+
+
+async def test_a_lone_read_of_two_statements_runs_once_in_a_snapshot(db: PgDatabase) -> None:
+    """Its first statement is answered on the event loop, the second sends it to a
+    snapshot in the reader's thread, where it runs once (not first alone again)."""
+    runs: list[str] = []
+
+    def two(tx: Tx) -> tuple[int, int]:
+        runs.append("run")
+        first = tx.fetchone("SELECT 1")
+        second = tx.fetchone("SELECT 2")
+        assert first is not None and second is not None
+        return first[0], second[0]
+
+    assert await db.read(two) == (1, 2)
+    # The probe (asks its first), the answered run (asks a second), the snapshot.
+    assert len(runs) == 3
+    assert db._reader.conn is not None
+
+
+async def test_lone_reads_at_once_share_the_work(db: PgDatabase) -> None:
+    """While a lone read is under way, the others go to the read batches: all answer."""
+    await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
+    results: list[Any] = []
+
+    async def one() -> None:
+        results.append(await db.read(store.status_of, "w0"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(one)
+    assert results == [Status.PENDING] * 20
+    assert db._reader.conn is not None  # some went to the batches
+
+
+async def test_a_lone_reads_connection_terminated_is_replaced(db: PgDatabase) -> None:
+    """The server ends the quick reads' connection: the read that finds it broken fails
+    with ``DatabaseError``, the next one connects anew."""
+    await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
+    assert await db.read(store.status_of, "w0") == Status.PENDING
+    pid = db._quick._conn.info.backend_pid
+    with admin(db.url) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    with pytest.raises(DatabaseError):
+        await db.read(store.status_of, "w0")
+    assert await db.read(store.status_of, "w0") == Status.PENDING
+    assert db._quick._conn.info.backend_pid != pid
+
+
+async def test_a_lone_read_cancelled_leaves_its_connection_usable(db: PgDatabase) -> None:
+    """A caller cancelled while its read is on the server: the read completes first
+    (shielded), and the connection answers the next read."""
+    with anyio.move_on_after(0.01):
+        await db.read(lambda tx: tx.fetchone("SELECT pg_sleep(0.2)"))
+    assert await db.read(lambda tx: tx.fetchone("SELECT 42")[0]) == 42  # type: ignore[index]
+    assert db._reader.conn is None
