@@ -25,13 +25,7 @@ from . import _store as store
 from . import _upkeep as upkeep
 from ._change import Change
 from ._exceptions import DatabaseError
-from ._pgconn import (
-    KEEPALIVE_COUNT,
-    KEEPALIVE_IDLE_S,
-    KEEPALIVE_INTERVAL_S,
-    forget_after_fork,
-    import_psycopg,
-)
+from ._pgconn import forget_after_fork, import_psycopg, settings
 from ._pgdb import PgDatabase
 from ._pgdialect import translate
 from ._pgliveness import PgExecutorLock, PgProbe
@@ -111,15 +105,7 @@ class PostgresBackend:
         """Forever: hand other processes' changes to ``on_change``, woken by NOTIFY."""
         psycopg = import_psycopg()
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.db.url,
-                autocommit=True,
-                keepalives=1,
-                keepalives_idle=KEEPALIVE_IDLE_S,
-                keepalives_interval=KEEPALIVE_INTERVAL_S,
-                keepalives_count=KEEPALIVE_COUNT,
-                application_name=f"litewf:{self.db.schema}",
-            )
+            conn = await psycopg.AsyncConnection.connect(self.db.url, **settings(self.db.schema))
         except psycopg.Error as exc:
             raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
         forget_after_fork(conn)
