@@ -55,6 +55,8 @@ class JsonSerializer:
 def _refuse_colliding_keys(value: Any) -> None:
     """JSON turns dict keys into strings, so ``{1: "a", "1": "b"}`` would keep one entry
     without a word; refuse it instead."""
+    if type(value) in _SCALARS:
+        return
     stack, seen = [value], set()
     while stack:
         item = stack.pop()
@@ -70,9 +72,13 @@ def _refuse_colliding_keys(value: Any) -> None:
                         "two dict keys become the same JSON key (such as 1 and '1'); "
                         "make the keys distinct strings"
                     )
-            stack.extend(item.values())
+            stack.extend(child for child in item.values() if type(child) not in _SCALARS)
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            stack.extend(child for child in item if type(child) not in _SCALARS)
+
+
+#: Leaves of a value: nothing to walk into (the walks over values skip them).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class PickleSerializer:
@@ -123,6 +129,8 @@ def dumps_checked(serializer: Serializer, value: Any, what: str, *, wrapping: in
 def _refuse_deep_nesting(value: Any, what: str, bound: int) -> None:
     """Refuse a value nested past ``MAX_VALUE_DEPTH``: it might be written (the encoder
     runs at a shallow call depth) but not read back (json.loads recurses too)."""
+    if type(value) in _SCALARS:
+        return
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -138,7 +146,8 @@ def _refuse_deep_nesting(value: Any, what: str, bound: int) -> None:
                 f"{MAX_VALUE_DEPTH} deep (or contains itself); at most {MAX_VALUE_DEPTH} "
                 f"levels are stored, so that every reader can decode it; flatten it"
             )
-        stack.extend((child, depth + 1) for child in children)
+        depth += 1
+        stack.extend((child, depth) for child in children if type(child) not in _SCALARS)
 
 
 def loads_checked(serializer: Serializer, data: str, what: str) -> Any:
