@@ -243,4 +243,6 @@ async def test_workflow_operation_cancelled_at_every_await(
     print(f"{kind}: cancelled at each of {k} awaits")
     # A write is one shielded call (group commit): cancelled before it, the write is
     # withdrawn; cancelled while it runs, it completes. Reads before it are cut short.
-    assert k >= (2 if kind == "recv-waiting" else 0), canceller.statements
+    # A waiting recv makes two writes (start waiting, then take) and no read between
+    # them (its waiter is registered before the first).
+    assert k >= (1 if kind == "recv-waiting" else 0), canceller.statements
