@@ -540,3 +540,21 @@ async def test_a_batch_of_equal_applies_is_one_executemany(
         lambda tx: tx.fetchall("SELECT status FROM workflows WHERE name = 'db.order'")
     )
     assert [r[0] for r in rows] == ["SUCCESS"] * 6
+
+
+async def test_a_refusal_surfacing_in_the_unit_that_took_the_answer_runs_it_answered(
+    db: PgDatabase,
+) -> None:
+    """The server's refusal of an answer taken for granted may surface at the same
+    unit's next statement: the batch still runs again answered, not unit by unit."""
+    await db.write(store.insert_workflow, "taken", "db.double", "{}", "ex", None)
+
+    def insert_then_read(tx: Tx) -> Any:
+        existing = store.insert_workflow(tx, "taken", "db.double", "{}", "ex", None)
+        tx.fetchone("SELECT 1")
+        return existing
+
+    apart = count_apart(db)
+    runs = await _batch_of(db, [insert_then_read, _insert("fresh")])()
+    assert apart == []
+    assert runs == [2, 1]  # the second unit never ran in the refused attempt
