@@ -175,7 +175,7 @@ class PgDatabase:
         psycopg = import_psycopg()
         cursor = self._writer.cursor
         done: list[tuple[Unit, Any, PgTx]] = []
-        assumed = False
+        txs: list[PgTx] = []
         try:
             with conn.pipeline() as pipe:
                 self._begin(cursor)
@@ -185,10 +185,10 @@ class PgDatabase:
                     tx = PgTx(conn, self.path, self.on_change, later, cursor, pipe)
                     if assume:
                         tx.assumed = False
+                    txs.append(tx)
                     done.append((unit, unit.fn(tx, *unit.args), tx))
                     logged += tx.logged
-                    assumed = assumed or bool(tx.assumed)
-                later.resume(pipe)
+                later.resume(pipe, cursor)
                 later.send(cursor)
                 self._commit(cursor, logged)
             _check_committed(cursor)
@@ -198,8 +198,9 @@ class PgDatabase:
             if conn.closed or conn.broken:
                 raise
             _rollback_if_open(conn, psycopg)
+            # (The server's refusal may surface in the unit that sent the statement.)
             refused = isinstance(exc, (psycopg.Error, Unexpected))
-            return "assumed" if assumed and refused else "failed"
+            return "assumed" if refused and any(tx.assumed for tx in txs) else "failed"
         for unit, result, tx in done:
             unit.result, unit.callbacks = result, tx._after_commit
         return "committed"

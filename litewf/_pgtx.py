@@ -60,27 +60,79 @@ class Unexpected(Exception):
 
 
 class Later:
-    """The ``execute_later`` statements of one batch, and the tables they write; and the
-    ``apply(..., then=...)`` statements whose rows the batch has yet to read."""
+    """The ``execute_later`` statements of one batch, and the tables they write; the run
+    of ``apply`` statements held back; and the ``apply(..., then=...)`` statements whose
+    rows the batch has yet to read.
 
-    __slots__ = ("awaiting", "statements", "tables")
+    A run of assumed ``apply`` statements of one text is held, then sent as one
+    ``executemany`` (far less Python per statement than one ``execute`` each) before
+    any other statement of the batch reaches the server: the order of statements there
+    stays that of the calls."""
+
+    __slots__ = ("awaiting", "held", "held_params", "held_thens", "statements", "tables")
 
     def __init__(self) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.tables: set[str] = set()
-        self.awaiting: list[tuple[Any, Callable[[list[sqlite3.Row]], None]]] = []
+        #: Per cursor, the ``then`` of each of its statements, in order.
+        self.awaiting: list[tuple[Any, list[Callable[[list[sqlite3.Row]], None]]]] = []
+        #: The text of the run held back (None: no run), its parameter sets, and their
+        #: ``then``s (None: a run without).
+        self.held: str | None = None
+        self.held_params: list[tuple[Any, ...]] = []
+        self.held_thens: list[Callable[[list[sqlite3.Row]], None]] | None = None
 
-    def resume(self, pipe: Any) -> None:
-        """Read the awaited statements' rows (one round trip) and run their ``then``:
-        ``Unexpected`` if one changed no row."""
+    def hold(
+        self,
+        cursor: Any,
+        sql: str,
+        params: tuple[Any, ...],
+        then: Callable[[list[sqlite3.Row]], None] | None,
+    ) -> None:
+        """Add a statement to the run held back, sending the run first if it differs."""
+        if self.held is not None and (
+            sql != self.held or (then is None) != (self.held_thens is None)
+        ):
+            self.flush(cursor)
+        if self.held is None:
+            self.held = sql
+            self.held_thens = None if then is None else []
+        self.held_params.append(params)
+        if then is not None:
+            self.held_thens.append(then)  # type: ignore[union-attr]
+
+    def flush(self, cursor: Any) -> None:
+        """Send the run held back, if any: a run with ``then``s on a cursor of its own,
+        its rows read at the batch's end (``resume``)."""
+        sql = self.held
+        if sql is None:
+            return
+        params, thens = self.held_params, self.held_thens
+        self.held, self.held_params, self.held_thens = None, [], None
+        if thens is not None:
+            cursor = cursor.connection.cursor()
+            self.awaiting.append((cursor, thens))
+        if len(params) == 1:
+            cursor.execute(translate(sql), params[0])
+        else:
+            cursor.executemany(translate(sql), params, returning=thens is not None)
+
+    def resume(self, pipe: Any, cursor: Any) -> None:
+        """Send the run held back, read the awaited statements' rows (one round trip)
+        and run their ``then``: ``Unexpected`` if one changed no row."""
+        self.flush(cursor)
         while self.awaiting:
             pipe.sync()
             awaiting, self.awaiting = self.awaiting, []
-            for cursor, then in awaiting:
-                rows = cursor.fetchall()
-                if not rows:
-                    raise Unexpected
-                then(rows)
+            for results, thens in awaiting:
+                for i, then in enumerate(thens):
+                    if i:
+                        results.nextset()
+                    rows = results.fetchall()
+                    if not rows:
+                        raise Unexpected
+                    then(rows)
+            self.flush(cursor)
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self.statements.append((sql, params))
@@ -92,7 +144,8 @@ class Later:
 
     def send(self, cursor: Any) -> None:
         """Run the waiting statements in order: one pipelined ``executemany`` per run of
-        equal statements."""
+        equal statements (after the run held back)."""
+        self.flush(cursor)
         statements = self.statements
         start = 0
         while start < len(statements):
@@ -149,18 +202,19 @@ class PgTx(Tx):
         runs in a snapshot)."""
         if self.lone is not None:
             raise NeedsSnapshot
+        self.later.flush(self.cursor)
         return self._pg
 
-    def _run(self, sql: str, params: Params, cursor: Any = None) -> Any:
+    def _run(self, sql: str, params: Params) -> Any:
         if self.lone is not None:
             if self.lone:
                 raise NeedsSnapshot
             self.lone = True
-        later = self.later
+        later, cursor = self.later, self.cursor
+        if later.held is not None:
+            later.flush(cursor)
         if later.statements and later.touched_by(sql):
-            later.send(self.cursor)
-        if cursor is None:
-            cursor = self.cursor
+            later.send(cursor)
         cursor.execute(translate(sql), tuple(params))
         return cursor
 
@@ -180,11 +234,12 @@ class PgTx(Tx):
             return self._apply_now(sql, params, then)
         # Sent without waiting for the answer, taken as True. A statement that changed no
         # row divides by zero, or (with ``then``) returns no row to the batch's end:
-        # either fails the batch, which runs again, each answer awaited.
-        if then is None:
-            self._run(_expecting_a_row(sql), params)
-        else:
-            self.later.awaiting.append((self._run(sql, params, self._pg.cursor()), then))
+        # either fails the batch, which runs again, each answer awaited. Held back in a
+        # run of equal statements, sent before any other statement of the batch.
+        later = self.later
+        if later.statements and later.touched_by(sql):
+            later.send(self.cursor)
+        later.hold(self.cursor, _expecting_a_row(sql) if then is None else sql, tuple(params), then)
         self.assumed = True
         return True
 

@@ -406,3 +406,155 @@ async def test_a_lone_read_cancelled_leaves_its_connection_usable(db: PgDatabase
         await db.read(lambda tx: tx.fetchone("SELECT pg_sleep(0.2)"))
     assert await db.read(lambda tx: tx.fetchone("SELECT 42")[0]) == 42  # type: ignore[index]
     assert db._reader.conn is None
+
+
+def _batch_of(db: PgDatabase, units: list[Callable[[Tx], Any]]) -> Callable[[], Any]:
+    """Run ``units`` in one batch (queued behind the write lock); return their runs."""
+    runs = [0] * len(units)
+
+    def counted(i: int) -> Callable[[], Any]:
+        def unit(tx: Tx) -> Any:
+            runs[i] += 1
+            return units[i](tx)
+
+        async def call() -> None:
+            await db.write(unit)
+
+        return call
+
+    async def first() -> None:
+        await db.write(lambda tx: None)
+
+    async def run() -> list[int]:
+        await _queued_behind_the_write_lock(db, [counted(i) for i in range(len(units))], first)
+        return runs
+
+    return run
+
+
+def _insert(workflow_id: str) -> Callable[[Tx], Any]:
+    return lambda tx: store.insert_workflow(tx, workflow_id, "db.order", "{}", "ex", None)
+
+
+def _claim(workflow_id: str) -> Callable[[Tx], Any]:
+    return lambda tx: tx.apply(
+        "UPDATE workflows SET executor_id = 'mine' WHERE workflow_id = ?", (workflow_id,)
+    )
+
+
+async def test_runs_of_equal_statements_held_back_keep_the_order_of_statements(
+    db: PgDatabase,
+) -> None:
+    """Assumed ``apply``s of one text are held back and sent as one run, yet every other
+    statement waits for the run: an UPDATE that needs the row of the INSERT before it
+    changes it, a read between sees the rows inserted before it, so no unit runs twice."""
+    seen: list[int] = []
+
+    def count(tx: Tx) -> None:
+        row = tx.fetchone("SELECT count(*) FROM workflows WHERE name = 'db.order'")
+        assert row is not None
+        seen.append(row[0])
+
+    units = [
+        _insert("a1"),
+        _insert("a2"),
+        _claim("a2"),
+        _insert("a3"),
+        count,
+        _insert("a4"),
+        _claim("a4"),
+        _claim("a1"),
+    ]
+    apart = count_apart(db)
+    runs = await _batch_of(db, units)()
+    assert runs == [1] * len(units)
+    assert apart == []
+    assert seen == [3]
+    rows = await db.read(
+        lambda tx: tx.fetchall(
+            "SELECT workflow_id, executor_id FROM workflows WHERE name = 'db.order' ORDER BY 1"
+        )
+    )
+    assert [tuple(r) for r in rows] == [
+        ("a1", "mine"),
+        ("a2", "mine"),
+        ("a3", "ex"),
+        ("a4", "mine"),
+    ]
+
+
+async def test_a_run_held_back_reads_each_statements_own_rows(db: PgDatabase) -> None:
+    """A run of ``apply(..., then=...)`` statements sent together: each ``then`` gets the
+    rows of its own statement, once, and the batch runs once."""
+    for workflow_id in ("r1", "r2", "r3"):
+        await db.write(store.insert_workflow, workflow_id, "db.rows", "{}", "ex", None)
+    got: list[tuple[str, ...]] = []
+
+    def renamed(workflow_id: str) -> Callable[[Tx], Any]:
+        return lambda tx: tx.apply(
+            "UPDATE workflows SET executor_id = ? WHERE workflow_id = ? "
+            "RETURNING workflow_id, executor_id",
+            (f"by-{workflow_id}", workflow_id),
+            then=lambda rows: got.append(tuple(rows[0])),
+        )
+
+    runs = await _batch_of(db, [renamed("r1"), renamed("r2"), renamed("r3")])()
+    assert runs == [1, 1, 1]
+    assert got == [("r1", "by-r1"), ("r2", "by-r2"), ("r3", "by-r3")]
+
+
+_TABLES = ("INSERT INTO workflows", "UPDATE workflows", "INSERT INTO changes", "")
+
+
+async def test_a_batch_of_equal_applies_is_one_executemany(
+    db: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N equal assumed ``apply``s in a batch reach psycopg as one ``executemany`` of N
+    parameter sets (with ``then``, too), not N ``execute``s."""
+    calls: list[tuple[str, int]] = []
+    cursor_class = type(db._writer.cursor)
+    executemany = cursor_class.executemany
+
+    def counted(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        params_seq = list(params_seq)
+        text = " ".join(str(query).split())
+        calls.append((next(t for t in _TABLES if t in text), len(params_seq)))
+        executemany(self, query, params_seq, **kwargs)
+
+    monkeypatch.setattr(cursor_class, "executemany", counted)
+    ids = [f"m{i}" for i in range(6)]
+    runs = await _batch_of(db, [_insert(i) for i in ids])()
+    assert runs == [1] * 6
+    assert calls == [("INSERT INTO workflows", 6)]
+    calls.clear()
+
+    def finish(workflow_id: str) -> Callable[[Tx], Any]:
+        return lambda tx: store.finish_workflow(
+            tx, workflow_id, "ex", Status.SUCCESS, "1", None, None, None
+        )
+
+    runs = await _batch_of(db, [finish(i) for i in ids])()
+    assert runs == [1] * 6
+    assert calls == [("UPDATE workflows", 6), ("INSERT INTO changes", 6)]
+    rows = await db.read(
+        lambda tx: tx.fetchall("SELECT status FROM workflows WHERE name = 'db.order'")
+    )
+    assert [r[0] for r in rows] == ["SUCCESS"] * 6
+
+
+async def test_a_refusal_surfacing_in_the_unit_that_took_the_answer_runs_it_answered(
+    db: PgDatabase,
+) -> None:
+    """The server's refusal of an answer taken for granted may surface at the same
+    unit's next statement: the batch still runs again answered, not unit by unit."""
+    await db.write(store.insert_workflow, "taken", "db.double", "{}", "ex", None)
+
+    def insert_then_read(tx: Tx) -> Any:
+        existing = store.insert_workflow(tx, "taken", "db.double", "{}", "ex", None)
+        tx.fetchone("SELECT 1")
+        return existing
+
+    apart = count_apart(db)
+    runs = await _batch_of(db, [insert_then_read, _insert("fresh")])()
+    assert apart == []
+    assert runs == [2, 1]  # the second unit never ran in the refused attempt
