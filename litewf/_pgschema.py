@@ -164,6 +164,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX workflows_by_status_seq ON workflows (status, seq);
     """,
+    # 9
+    """
+    DROP INDEX workflows_by_status;
+    CREATE INDEX workflows_by_status ON workflows (status, executor_id, workflow_id);
+    """,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

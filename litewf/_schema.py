@@ -182,6 +182,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX workflows_by_status_seq ON workflows (status, seq);
     """,
+    # 9: nothing here. On PostgreSQL, ``workflows_by_status`` gains ``workflow_id`` as its
+    # last column: writes for a running workflow check ``WHERE workflow_id = ? AND status
+    # = ? AND executor_id = ?``, and PostgreSQL's generic plans chose that index for it,
+    # scanning every running workflow of the executor for each write. SQLite's planner
+    # looks the ID up in its unique index, so its index stays as small as it was.
+    """
+    SELECT 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -202,3 +202,34 @@ async def test_doctor_checks_the_schema_in_the_catalog_and_every_row(pg_url: str
     assert code == 1 and "integrity check failed" in err
     assert "index workflows_by_status is missing" in info["integrity"]
     assert "workflows.workflow_id is not unique" in info["integrity"]
+
+
+async def test_the_ownership_check_finds_its_row_by_index_whatever_runs(pg_url: str) -> None:
+    """Every write for a running workflow checks ``workflow_id = ? AND status = ? AND
+    executor_id = ?``. Prepared (a generic plan, as psycopg's repeated statements are),
+    that check must look the row up by its ID, not scan the executor's running
+    workflows: with a thousand running, that scan made each write a thousand times
+    dearer."""
+    _, schema = split_url(pg_url)
+    rt = litewf.Runtime(pg_url)
+
+    @rt.workflow(name="pg.parked")
+    async def parked() -> None:
+        await rt.recv(timeout=60)
+
+    async with rt:
+        for _ in range(200):
+            await rt.start_workflow(parked)
+    with admin(pg_url) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute("ANALYZE workflows")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(
+            "PREPARE mine(text, text, text) AS SELECT 1 FROM workflows "
+            "WHERE workflow_id = $1 AND status = $2 AND executor_id = $3"
+        )
+        plan = "\n".join(
+            row[0] for row in conn.execute("EXPLAIN EXECUTE mine('w', 'PENDING', 'e')")
+        )
+    index_cond = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert index_cond and "workflow_id" in index_cond[0], plan
