@@ -140,7 +140,10 @@ class Later:
 
     def touched_by(self, sql: str) -> bool:
         """Whether ``sql`` names a table that a waiting statement writes."""
-        return any(table in sql for table in self.tables)
+        for table in self.tables:
+            if _names(sql, table):
+                return True
+        return False
 
     def send(self, cursor: Any) -> None:
         """Run the waiting statements in order: one pipelined ``executemany`` per run of
@@ -261,6 +264,13 @@ class PgTx(Tx):
 def _expecting_a_row(sql: str) -> str:
     """``sql`` (no RETURNING of its own) made to fail if it changes no row."""
     return f"WITH changed AS ({sql} RETURNING 1) SELECT 1 / count(*) FROM changed"
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(sql: str, table: str) -> bool:
+    """Whether ``sql`` contains ``table`` (asked for each statement of a batch, of the
+    same few texts: remembered)."""
+    return table in sql
 
 
 @functools.lru_cache(maxsize=64)
