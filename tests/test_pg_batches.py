@@ -319,7 +319,8 @@ async def test_a_fork_child_closing_what_it_inherited_leaves_the_parent_connecte
     import psycopg
 
     await db.write(store.insert_workflow, "w0", "db.double", "{}", "ex", None)
-    await db.read(store.last_change)  # both connections open
+    await db.read(store.last_change)  # the lone reads' connection (event loop)
+    await db.read(lambda tx: (tx.fetchone("SELECT 1"), tx.fetchone("SELECT 2")))  # thread
     pid = os.fork()
     if pid == 0:  # the child: close every inherited connection, then leave at once
         code = 0
@@ -327,6 +328,8 @@ async def test_a_fork_child_closing_what_it_inherited_leaves_the_parent_connecte
             for obj in gc.get_objects():
                 if isinstance(obj, psycopg.Connection):
                     obj.close()
+                elif isinstance(obj, psycopg.AsyncConnection):
+                    obj.pgconn.finish()  # (its close() needs the parent's event loop)
         except Exception:  # noqa: BLE001 - told by the exit code
             code = 1
         os._exit(code)
@@ -335,6 +338,8 @@ async def test_a_fork_child_closing_what_it_inherited_leaves_the_parent_connecte
     await db.write(store.insert_workflow, "w1", "db.double", "{}", "ex", None)
     rows = await db.read(lambda tx: tx.fetchall("SELECT workflow_id FROM workflows ORDER BY 1"))
     assert [r[0] for r in rows] == ["w0", "w1"]
+    assert await db.read(store.status_of, "w1") == Status.PENDING  # the lone reads' too
+    assert db._reader.conn is not None and db._quick._conn is not None
 
 
 # -- lone reads on the event loop (``_pgquick``) ------------------------------------------------
