@@ -406,13 +406,13 @@ async def _start(session: Session, args: argparse.Namespace) -> int:
             delay=args.delay,
             partition_key=None,
         )
-        workflow_id = handle.workflow_id
+        workflow_id, stored = handle.workflow_id, False
     else:
-        workflow_id = await _start_unowned(session, name, values, kwargs, args)
+        workflow_id, stored = await _start_unowned(session, name, values, kwargs, args)
     status = await session.get_status(workflow_id)
     if args.json:
         out.print_json(out.status_json(status))
-    elif status.status is Status.ENQUEUED:
+    elif stored or status.status is Status.ENQUEUED:  # (stored: a runtime may run it already)
         where = "" if args.queue is None else f" on queue {args.queue!r}"
         print(f"{workflow_id}: ENQUEUED{where} (a runtime that has workflow {name!r} starts it)")
     else:
@@ -432,10 +432,10 @@ async def _start_unowned(
     values: tuple[Any, ...],
     kwargs: dict[str, Any],
     args: argparse.Namespace,
-) -> str:
+) -> tuple[str, bool]:
     """Store a delayed start due now (or after ``--delay``): ENQUEUED, owned by no one,
-    for the dequeuer of a runtime that has the function; the ID (an existing one's with
-    the same name is left as it is)."""
+    for the dequeuer of a runtime that has the function; the ID, and whether it was
+    stored now (an existing one's with the same name is left as it is)."""
     from . import _deadlinesql as deadlinesql
     from . import _store as store
     from ._operations import check_same
@@ -444,13 +444,13 @@ async def _start_unowned(
     inputs = dumps_arguments(session.serializer, name, values, kwargs)
     not_before = session.clock.time() + (args.delay or 0.0)
 
-    def insert(tx: Tx) -> None:
+    def insert(tx: Tx) -> bool:
         # Inserted owned by "" for a moment: ``place`` makes it ENQUEUED and unowned in
         # the same transaction, and logs the change that wakes the runtimes' dequeuers.
         existing = store.insert_workflow(tx, workflow_id, name, inputs, "", None)
         check_same(workflow_id, existing, name)
         if existing is None:
             deadlinesql.place(tx, workflow_id, None, deadlinesql.Timing(not_before=not_before))
+        return existing is None
 
-    await session.backend.write(insert)
-    return workflow_id
+    return workflow_id, await session.backend.write(insert)
