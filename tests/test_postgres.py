@@ -233,3 +233,42 @@ async def test_the_ownership_check_finds_its_row_by_index_whatever_runs(pg_url: 
         )
     index_cond = [line for line in plan.splitlines() if "Index Cond" in line]
     assert index_cond and "workflow_id" in index_cond[0], plan
+
+
+@pytest.mark.parametrize("topic", [None, "t"])
+async def test_taking_a_message_reads_the_queues_index_however_long(
+    pg_url: str, topic: str | None
+) -> None:
+    """``recv``'s take, prepared (a generic plan), finds the oldest message of its queue
+    in the queue's index: with ``topic IS NOT DISTINCT FROM`` it sorted every message of
+    the destination, so draining a long queue cost the square of its length."""
+    from litewf import _journal as journal
+    from litewf._pgdialect import translate
+    from litewf._tx import Tx
+
+    asked: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Asked(Tx):
+        def fetchone(self, sql: str, params: Any = ()) -> Any:
+            asked.append((translate(sql), tuple(params)))
+            return None
+
+    journal.take_message(Asked(None), "dest", topic)  # type: ignore[arg-type]
+    _, schema = split_url(pg_url)
+    async with litewf.Runtime(pg_url):
+        pass  # the schema
+    with admin(pg_url) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute(  # the queue, and another destination's
+            "INSERT INTO messages (destination_id, topic, message, created_at) "
+            "SELECT CASE WHEN i %% 2 = 0 THEN 'dest' ELSE 'other' END, %s, 'm', 0 "
+            "FROM generate_series(1, 4000) AS i",
+            (topic,),
+        )
+        conn.execute("ANALYZE messages")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        for sql, params in asked:
+            for _ in range(6):  # past psycopg's threshold: a prepared statement
+                rows = conn.execute(f"EXPLAIN {sql}", params, prepare=True).fetchall()
+            nodes = [row[0].strip().removeprefix("->  ").split("  (")[0] for row in rows]
+            assert "Sort" not in nodes and "Seq Scan on messages" not in nodes, nodes
