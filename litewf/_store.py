@@ -370,11 +370,20 @@ def placeholders(names: Sequence[str]) -> str:
     return ",".join("?" * len(names))
 
 
+def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """``executor_id IS ?`` as PostgreSQL can look it up in ``workflows_by_status`` (it
+    becomes ``IS NOT DISTINCT FROM`` there, which an index cannot answer)."""
+    if owner is None:
+        return "executor_id IS NULL", ()
+    return "executor_id = ?", (owner,)
+
+
 def unregistered_pending(db: Tx, owner: str | None, names: Sequence[str]) -> list[tuple[str, str]]:
+    owned, by = _owned(owner)
     rows = db.fetchall(
-        f"SELECT workflow_id, name FROM workflows WHERE status = ? AND executor_id IS ? "
+        f"SELECT workflow_id, name FROM workflows WHERE status = ? AND {owned} "
         f"AND name NOT IN ({placeholders(names)})",
-        (_PENDING, owner, *names),
+        (_PENDING, *by, *names),
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -414,11 +423,12 @@ def claim(
             log_change(tx, Change.status(row[0]))
             slot_freed(tx, row[1])
     bump = 1 if owner is not None else 0
+    owned, by = _owned(owner)
     rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "
-        f"updated_at = ? WHERE status = ? AND executor_id IS ? AND name IN ({placeholders(names)}) "
+        f"updated_at = ? WHERE status = ? AND {owned} AND name IN ({placeholders(names)}) "
         f"RETURNING workflow_id, name, inputs",
-        (executor_id, bump, ts, _PENDING, owner, *names),
+        (executor_id, bump, ts, _PENDING, *by, *names),
     )
     return [ClaimedWorkflow(r[0], r[1], r[2]) for r in rows], [r[0] for r in exhausted]
 

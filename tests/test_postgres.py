@@ -235,14 +235,9 @@ async def test_the_ownership_check_finds_its_row_by_index_whatever_runs(pg_url: 
     assert index_cond and "workflow_id" in index_cond[0], plan
 
 
-@pytest.mark.parametrize("topic", [None, "t"])
-async def test_taking_a_message_reads_the_queues_index_however_long(
-    pg_url: str, topic: str | None
-) -> None:
-    """``recv``'s take, prepared (a generic plan), finds the oldest message of its queue
-    in the queue's index: with ``topic IS NOT DISTINCT FROM`` it sorted every message of
-    the destination, so draining a long queue cost the square of its length."""
-    from litewf import _journal as journal
+def _asked(fn: Any, *args: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements ``fn(tx, *args)`` reads with, in PostgreSQL's dialect (every read
+    answered with no rows)."""
     from litewf._pgdialect import translate
     from litewf._tx import Tx
 
@@ -253,7 +248,32 @@ async def test_taking_a_message_reads_the_queues_index_however_long(
             asked.append((translate(sql), tuple(params)))
             return None
 
-    journal.take_message(Asked(None), "dest", topic)  # type: ignore[arg-type]
+        def fetchall(self, sql: str, params: Any = ()) -> Any:
+            asked.append((translate(sql), tuple(params)))
+            return []
+
+    fn(Asked(None), *args)  # type: ignore[arg-type]
+    return asked
+
+
+def _generic_plan_nodes(conn: Any, sql: str, params: tuple[Any, ...]) -> list[str]:
+    """The plan nodes of ``sql`` once prepared (psycopg prepares a statement on its
+    sixth run), as a generic plan: what a litewf connection runs it with."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    for _ in range(6):
+        rows = conn.execute(f"EXPLAIN {sql}", params, prepare=True).fetchall()
+    return [row[0].strip().removeprefix("->  ") for row in rows]
+
+
+@pytest.mark.parametrize("topic", [None, "t"])
+async def test_taking_a_message_reads_the_queues_index_however_long(
+    pg_url: str, topic: str | None
+) -> None:
+    """``recv``'s take, prepared (a generic plan), finds the oldest message of its queue
+    in the queue's index: with ``topic IS NOT DISTINCT FROM`` it sorted every message of
+    the destination, so draining a long queue cost the square of its length."""
+    from litewf import _journal as journal
+
     _, schema = split_url(pg_url)
     async with litewf.Runtime(pg_url):
         pass  # the schema
@@ -266,9 +286,31 @@ async def test_taking_a_message_reads_the_queues_index_however_long(
             (topic,),
         )
         conn.execute("ANALYZE messages")
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        for sql, params in asked:
-            for _ in range(6):  # past psycopg's threshold: a prepared statement
-                rows = conn.execute(f"EXPLAIN {sql}", params, prepare=True).fetchall()
-            nodes = [row[0].strip().removeprefix("->  ").split("  (")[0] for row in rows]
+        for sql, params in _asked(journal.take_message, "dest", topic):
+            nodes = [node.split("  (")[0] for node in _generic_plan_nodes(conn, sql, params)]
             assert "Sort" not in nodes and "Seq Scan on messages" not in nodes, nodes
+
+
+@pytest.mark.parametrize("owner", [None, "dead-executor"])
+async def test_recovery_claims_by_index_whoever_owned(pg_url: str, owner: str | None) -> None:
+    """Recovery's claim of an executor's (or the released) PENDING workflows looks the
+    owner up in ``workflows_by_status``, not among every PENDING workflow: ``executor_id
+    IS ?`` would become ``IS NOT DISTINCT FROM``, which no index answers."""
+    from litewf import _store as store
+
+    _, schema = split_url(pg_url)
+    async with litewf.Runtime(pg_url):
+        pass  # the schema
+    with admin(pg_url) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute(
+            "INSERT INTO workflows (workflow_id, name, status, inputs, executor_id, "
+            "created_at, updated_at) SELECT 'w' || i, 'n', 'PENDING', '{}', 'e' || (i % 50), "
+            "0, 0 FROM generate_series(1, 4000) AS i"
+        )
+        conn.execute("ANALYZE workflows")
+        asked = _asked(store.claim, owner, "me", ["n"], 3)
+        assert asked
+        for sql, params in asked:
+            plan = _generic_plan_nodes(conn, sql, params)
+            assert any("Index Cond" in node and "executor_id" in node for node in plan), plan
