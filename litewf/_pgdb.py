@@ -9,7 +9,9 @@ takes a transaction-level advisory lock of its schema: litewf's writes are seria
 they are on SQLite (its read-then-write decisions stay race-free across hosts, and
 change numbers commit in order, so a follower never skips one). A transaction that
 logged changes sends a NOTIFY that lists them, delivered to listeners when it commits.
-Reads have a connection of their own; the reads queued meanwhile share one snapshot.
+Reads have connections of their own: a lone read of one statement runs on the event
+loop (``_pgquick``); the others go to the reader's thread, where the reads queued
+meanwhile share one snapshot.
 
 A connection the server dropped (restart, ``pg_terminate_backend``, a network cut) is
 replaced on the next call; the call that found it broken fails with ``DatabaseError``.
@@ -80,8 +82,9 @@ class PgDatabase:
     """One litewf schema in one PostgreSQL database; ``create=False`` never creates or
     migrates it (a Client's).
 
-    Two connections: one for writes, one for reads, so that reads never wait behind a
-    batch of writes (each is still one thread hop per batch)."""
+    Three connections: one for writes, one for reads in a thread, one for lone reads on
+    the event loop, so that reads never wait behind a batch of writes (a batch is one
+    thread hop; a lone read of one statement none)."""
 
     def __init__(self, url: str, *, durability: Durability, create: bool) -> None:
         self.url, self.schema = split_url(url)
