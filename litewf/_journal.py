@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ._change import Change
 from ._exceptions import WorkflowNotFoundError
 from ._rows import Columns
-from ._store import log_change, now, workflow_exists
+from ._store import is_value, log_change, now, workflow_exists
 from ._tx import Tx
 from ._types import Status
 
@@ -226,12 +226,9 @@ def enqueue_message(
 
 
 def _queue(destination_id: str, topic: str | None) -> tuple[str, tuple[str, ...]]:
-    """The condition that selects one message queue, and its parameters. ``topic IS ?``
-    would say it in one text, but PostgreSQL cannot look that up in the queue's index
-    (it becomes ``IS NOT DISTINCT FROM``): each take sorted the whole destination."""
-    if topic is None:
-        return "destination_id = ? AND topic IS NULL", (destination_id,)
-    return "destination_id = ? AND topic = ?", (destination_id, topic)
+    """The condition that selects one message queue in its index, and its parameters."""
+    is_topic, params = is_value("topic", topic)
+    return f"destination_id = ? AND {is_topic}", (destination_id, *params)
 
 
 def peek_message(db: Tx, destination_id: str, topic: str | None) -> bool:

@@ -25,6 +25,8 @@ from ._session import check_event_args, encode_message
 from ._validate import check_key, check_limit, check_value
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._replay import WorkflowContext
     from ._tx import Tx
 
@@ -187,7 +189,11 @@ class _Receive:
         return data
 
     async def take_or_start_waiting_now(self, deadline: float | None) -> tuple[str] | None:
-        data = await self.ctx.write(self.take_or_start_waiting, deadline)
+        return await self._written(self.take_or_start_waiting, deadline)
+
+    async def _written(self, fn: Callable[..., str | None], *args: Any) -> tuple[str] | None:
+        """``fn``'s message, written (a 1-tuple: ``wait_for``'s found value), or None."""
+        data = await self.ctx.write(fn, *args)
         return None if data is None else (data,)
 
     def take(self, tx: Tx) -> str | None:
@@ -197,8 +203,7 @@ class _Receive:
         return data
 
     async def take_now(self) -> tuple[str] | None:
-        data = await self.ctx.write(self.take)
-        return None if data is None else (data,)
+        return await self._written(self.take)
 
     async def take_if_any(self) -> tuple[str] | None:
         if not await self.ctx.read(journal.peek_message, self.ctx.workflow_id, self.topic):

@@ -25,7 +25,7 @@ from . import _store as store
 from . import _upkeep as upkeep
 from ._change import Change
 from ._exceptions import DatabaseError
-from ._pgconn import forget_after_fork, import_psycopg, settings
+from ._pgconn import connect_async, import_psycopg
 from ._pgdb import PgDatabase
 from ._pgdialect import translate
 from ._pgliveness import PgExecutorLock, PgProbe
@@ -104,11 +104,7 @@ class PostgresBackend:
     async def follow(self, interval: float) -> None:
         """Forever: hand other processes' changes to ``on_change``, woken by NOTIFY."""
         psycopg = import_psycopg()
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.db.url, **settings(self.db.schema))
-        except psycopg.Error as exc:
-            raise DatabaseError(self.path, f"cannot listen: {exc}") from exc
-        forget_after_fork(conn)
+        conn = await connect_async(self.db.url, self.db.schema, "cannot listen")
         try:
             await self._listen(conn, psycopg)
             seq = await self.db.read(store.last_change)

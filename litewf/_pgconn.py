@@ -28,6 +28,7 @@ __all__ = [
     "adapt",
     "advisory_key",
     "connect",
+    "connect_async",
     "forget_after_fork",
     "forget_in_child",
     "import_psycopg",
@@ -88,6 +89,18 @@ def adapt(conn: Any, schema: str) -> str:
     conn.adapters.register_dumper(bool, _bool_dumper(import_psycopg()))
     conn.row_factory = row_factory
     return f'SET search_path TO "{schema}"'
+
+
+async def connect_async(url: str, schema: str, failed: str) -> Any:
+    """A new autocommit psycopg async connection with litewf's ``settings``, let go of
+    in a fork() child; ``DatabaseError`` saying ``failed: <why>`` if it cannot connect."""
+    psycopg = import_psycopg()
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, **settings(schema))
+    except psycopg.Error as exc:
+        raise DatabaseError(redact(url), f"{failed}: {exc}".strip()) from exc
+    forget_after_fork(conn)
+    return conn
 
 
 def connect(url: str, schema: str, *, durability: Durability = "full") -> Any:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import anyio
 
 from ._exceptions import DatabaseError
-from ._pgconn import adapt, forget_after_fork, import_psycopg, settings
+from ._pgconn import adapt, connect_async, import_psycopg
 from ._pgdialect import translate
 from ._pgtx import NeedsSnapshot
 from ._tx import Params, Tx
@@ -123,22 +123,14 @@ class QuickReads:
         conn = self._conn
         try:
             if conn is None or conn.closed:
-                conn = self._conn = await self._connect(psycopg)
+                conn = self._conn = await connect_async(self._url, self._schema, "cannot connect")
+                await conn.execute(adapt(conn, self._schema))
             cursor = await conn.execute(translate(sql), params)
             return await (cursor.fetchone() if one else cursor.fetchall())
         except psycopg.Error as exc:
             if conn is not None and (conn.closed or conn.broken):
                 self.abandon()
             raise DatabaseError(self._where, str(exc).strip() or type(exc).__name__) from exc
-
-    async def _connect(self, psycopg: Any) -> Any:
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._url, **settings(self._schema))
-        except psycopg.Error as exc:
-            raise DatabaseError(self._where, f"cannot connect: {exc}".strip()) from exc
-        forget_after_fork(conn)
-        await conn.execute(adapt(conn, self._schema))
-        return conn
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -370,16 +370,16 @@ def placeholders(names: Sequence[str]) -> str:
     return ",".join("?" * len(names))
 
 
-def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
-    """``executor_id IS ?`` as PostgreSQL can look it up in ``workflows_by_status`` (it
-    becomes ``IS NOT DISTINCT FROM`` there, which an index cannot answer)."""
-    if owner is None:
-        return "executor_id IS NULL", ()
-    return "executor_id = ?", (owner,)
+def is_value(column: str, value: str | None) -> tuple[str, tuple[str, ...]]:
+    """``column IS ?`` as a condition an index answers, and its parameters: PostgreSQL
+    turns ``IS ?`` into ``IS NOT DISTINCT FROM``, which no index can look up."""
+    if value is None:
+        return f"{column} IS NULL", ()
+    return f"{column} = ?", (value,)
 
 
 def unregistered_pending(db: Tx, owner: str | None, names: Sequence[str]) -> list[tuple[str, str]]:
-    owned, by = _owned(owner)
+    owned, by = is_value("executor_id", owner)
     rows = db.fetchall(
         f"SELECT workflow_id, name FROM workflows WHERE status = ? AND {owned} "
         f"AND name NOT IN ({placeholders(names)})",
@@ -423,7 +423,7 @@ def claim(
             log_change(tx, Change.status(row[0]))
             slot_freed(tx, row[1])
     bump = 1 if owner is not None else 0
-    owned, by = _owned(owner)
+    owned, by = is_value("executor_id", owner)
     rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "
         f"updated_at = ? WHERE status = ? AND {owned} AND name IN ({placeholders(names)}) "
