@@ -409,7 +409,9 @@ async def test_concurrency_holds_across_processes_killed_at_random(
 
     for _ in range(k):
         await start_child()
-    n = 60
+    # Enough work that the queue outlasts a few kills and restarts, even on a loaded
+    # machine where a child takes a second to start (at 60 it could drain after one).
+    n = 150
     async with litewf.Client(db_path) as client:
         ids = [(await client.enqueue("shared", "job", i)).workflow_id for i in range(n)]
         for _ in range(6):
