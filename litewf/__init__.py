@@ -53,7 +53,8 @@ Module map, from the ground up; each imports only modules listed before it
   ``_bench_wake``, ``_bench_queue``, ``_bench_limits`` (the machine's bounds: raw SQL,
   commit latency), ``_bench_scale`` (costs under load: 10,000 at once, a million
   rows), ``_cli_queue``, ``_cli_check``, ``_cli_change`` (fork, delete),
-  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps, start), ``_cli_migrate``
+  ``_cli_schedule``, ``_cli_inspect`` (list, show, steps), ``_cli_start``, ``_cli_args``
+  (the command line's argument types), ``_cli_migrate``
   (``litewf migrate``), ``_cli_ui`` (``litewf ui``), ``_ui`` (the dashboard's web app, the
   ``ui`` extra), ``_ui_pages`` (its HTML, every stored value escaped), ``_ui_assets`` (its
   stylesheet and script), ``_cli``, ``_bench``: tools.

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _cli_args as arg
 from . import _cli_change as cli_change
 from . import _cli_check as cli_check
 from . import _cli_inspect as cli_inspect
@@ -27,6 +26,7 @@ from . import _cli_migrate as cli_migrate
 from . import _cli_output as out
 from . import _cli_queue as cli_queue
 from . import _cli_schedule as cli_schedule
+from . import _cli_start as cli_start
 from . import _cli_ui as cli_ui
 from ._exceptions import LitewfError
 from ._serialization import JsonSerializer
@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # imported when a command runs, so that ``litewf --help`` sta
 
 __all__ = ["main"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_VALUE_OPTIONS = ("--db",)
 
 
@@ -117,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    cli_inspect.add_commands(command, _count)  # list, show, steps, start
+    cli_inspect.add_commands(command)  # list, show, steps
+    cli_start.add_command(command)
     command("events", _events, "the events a workflow has set").add_argument(
         "workflow_id", metavar="ID"
     )
@@ -130,16 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("key", metavar="KEY")
     p.add_argument(
-        "--timeout", type=_duration, default=0.0, help="wait up to S for it (default: no wait)"
+        "--timeout", type=arg.duration, default=0.0, help="wait up to S for it (default: no wait)"
     )
     p = command("tail", _tail, "print a workflow's stream as it grows, until it ends")
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("key", metavar="KEY")
     p.add_argument(
-        "--from", dest="offset", type=_offset, default=0, metavar="N", help="start at offset N"
+        "--from", dest="offset", type=arg.offset, default=0, metavar="N", help="start at offset N"
     )
     p.add_argument(
-        "--timeout", type=_duration, metavar="S", help="stop after S with no new value (exit 1)"
+        "--timeout", type=arg.duration, metavar="S", help="stop after S with no new value (exit 1)"
     )
     command("cancel", _cancel, "cancel a PENDING workflow").add_argument(
         "workflow_id", metavar="ID"
@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("gc", _gc, "delete finished workflows and their data")
     p.add_argument(
         "--older-than",
-        type=_age,
+        type=arg.age,
         required=True,
         metavar="AGE",
         help="last updated longer ago than AGE, with its unit: 90s, 30m, 12h, 7d",
@@ -163,10 +163,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also delete PENDING workflows not updated for AGE (running ones stop)",
     )
-    cli_queue.add_commands(command, _duration, _count)
+    cli_queue.add_commands(command)
     cli_check.add_command(sub)
     cli_migrate.add_command(sub)
-    cli_change.add_commands(command, _count)
+    cli_change.add_commands(command)
     cli_schedule.add_commands(command)
     cli_ui.add_command(sub)
     command("doctor", _doctor, "check the database: schema, journal, integrity, counts")
@@ -177,45 +177,6 @@ def _parser() -> argparse.ArgumentParser:
 def _add_globals(parser: argparse.ArgumentParser, db: str, flag: Any) -> None:
     parser.add_argument("--db", default=db, metavar="PATH", help="the database file")
     parser.add_argument("--json", action="store_true", default=flag, help="output JSON")
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def _offset(text: str) -> int:
-    """A stream offset: a whole number that SQLite can store."""
-    value = _count(text)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError(f"expected an offset below 2**63, got {text!r}")
-    return value
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``7d``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 90s, 30m, 12h or 7d, got {text!r}"
-        )
-    return float(match[1]) * _UNITS[match[2] or "s"]
-
-
-def _age(text: str) -> float:
-    """Seconds from ``90s``, ``30m``, ``12h`` or ``7d``: the unit is required, because a
-    bare ``7`` meant seconds where days were meant, and deleted a week of history."""
-    seconds = _duration(text)
-    if not re.search(r"[smhd]\s*$", text) and seconds != 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no unit; add one: s, m, h or d (e.g. {text.strip()}d for days)"
-        )
-    return seconds
 
 
 def _bench_arguments(argv: list[str]) -> list[str] | None:
@@ -253,13 +214,7 @@ async def _events(session: Session, args: argparse.Namespace) -> int:
 
 
 async def _send(session: Session, args: argparse.Namespace) -> int:
-    try:
-        message = json.loads(args.message)
-    except ValueError as exc:
-        raise UserError(
-            f"the message is not valid JSON ({exc}); quote it for the shell, "
-            f"e.g. '{{\"ok\": true}}' or '\"text\"'"
-        ) from None
+    message = arg.json_argument(args.message, "the message")
     sent = await session.send(args.workflow_id, message, args.topic, args.idempotency_key)
     if args.json:
         out.print_json({"workflow_id": args.workflow_id, "topic": args.topic, "sent": sent})

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from . import _cli_args as arg
 from . import _cli_output as out
 from ._exceptions import LitewfError
 
@@ -25,13 +26,13 @@ if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help
 __all__ = ["add_commands"]
 
 
-def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``fork`` and ``delete`` to the parser (``command`` makes a subcommand)."""
     p = command("fork", _fork, "copy a workflow's history before a step into a new workflow")
     p.add_argument("workflow_id", metavar="ID", help="the workflow to fork")
     p.add_argument(
         "--from-step",
-        type=count,
+        type=arg.count,
         required=True,
         metavar="N",
         help="copy operations 0..N-1 (see 'litewf show ID'); the fork runs the rest anew",

@@ -1,15 +1,9 @@
-"""The ``litewf list``, ``show``, ``steps`` and ``start`` commands (added to ``_cli``'s parser).
+"""The ``litewf list``, ``show`` and ``steps`` commands (added to ``_cli``'s parser).
 
 ``list`` filters the workflows (status, name, queue, creation time, ID prefix, parent);
 ``show`` prints one workflow whole: status, inputs, output or error, steps, events and
 waiting messages (long values shortened unless ``--full``; ``--json`` never shortens);
 ``steps`` its operations, one per line.
-
-``start NAME ARGS...`` has no runtime in its process to run the workflow. It stores it
-as a delayed start due now (ENQUEUED, unowned, no queue): every runtime's dequeuer is
-woken by the change, and the first one that registered ``NAME`` starts it, within
-milliseconds; a runtime without the function leaves it alone. With ``--queue`` it is
-enqueued there instead, as ``litewf enqueue`` and ``Client.enqueue`` do.
 """
 
 from __future__ import annotations
@@ -17,23 +11,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import _cli_args as arg
 from . import _cli_output as out
-from ._exceptions import CorruptDatabaseError, InvalidValueError, LitewfError
-from ._serialization import dumps_arguments
+from ._exceptions import CorruptDatabaseError, LitewfError
 from ._tracing import TRACE_KEY
 from ._types import Status, StepRecord
 from ._validate import check_id
 
 if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help`` is quick
     from ._session import Session
-    from ._tx import Tx
 
     Command = Callable[[Session, argparse.Namespace], Awaitable[int]]
     AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
@@ -42,12 +33,11 @@ __all__ = ["add_commands", "event_rows", "report"]
 
 #: Longest value ``show`` prints without ``--full`` (compact JSON characters).
 SHORT = 300
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: ``list`` filters that the library's ``list_workflows`` takes (issue 17).
 
 
-def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
-    """Add ``list``, ``show``, ``steps`` and ``start`` (``command`` makes a subcommand)."""
+def add_commands(command: AddCommand) -> None:
+    """Add ``list``, ``show`` and ``steps`` (``command`` makes a subcommand)."""
     p = command("list", _list, "list workflows, newest first")
     p.add_argument(
         "--status",
@@ -60,64 +50,17 @@ def add_commands(command: AddCommand, count: Callable[[str], int]) -> None:
     p.add_argument("--prefix", help="only workflow IDs that start with this text")
     p.add_argument("--parent", metavar="ID", help="only the children of workflow ID")
     when = "an ISO datetime (UTC unless it has an offset) or an age such as 90s, 30m, 2h, 7d"
-    p.add_argument("--since", type=moment, metavar="WHEN", help=f"created at or after: {when}")
-    p.add_argument("--until", type=moment, metavar="WHEN", help=f"created before: {when}")
+    p.add_argument("--since", type=arg.moment, metavar="WHEN", help=f"created at or after: {when}")
+    p.add_argument("--until", type=arg.moment, metavar="WHEN", help=f"created before: {when}")
     p.add_argument(
-        "--limit", type=count, default=50, metavar="K", help="at most K (default 50; 0: all)"
+        "--limit", type=arg.count, default=50, metavar="K", help="at most K (default 50; 0: all)"
     )
-    p.add_argument("--offset", type=count, default=0, metavar="N", help="skip the first N")
+    p.add_argument("--offset", type=arg.count, default=0, metavar="N", help="skip the first N")
     p = command("show", _show, "a workflow: status, inputs, output, steps, events, messages")
     p.add_argument("workflow_id", metavar="ID")
     p.add_argument("--full", action="store_true", help="print long values whole")
     p = command("steps", _steps, "a workflow's recorded operations, one per line")
     p.add_argument("workflow_id", metavar="ID")
-    p = command("start", _start, "start a workflow by its registered name, for a runtime")
-    p.epilog = "Give the arguments before the options: start NAME 1 '\"a\"' --workflow-id ID."
-    p.add_argument("workflow_name", metavar="NAME", help="the workflow's registered name")
-    p.add_argument("args", nargs="*", metavar="JSON", help="its arguments, each as JSON")
-    p.add_argument("--kwargs", metavar="JSON", help="its keyword arguments, a JSON object")
-    p.add_argument("--workflow-id", metavar="ID", help="its ID (default: a new UUID)")
-    p.add_argument("--queue", metavar="QUEUE", help="enqueue it on this queue instead")
-    p.add_argument(
-        "--delay", type=_seconds, metavar="S", help="start no sooner than S from now (90s, 2h)"
-    )
-
-
-# -- arguments ---------------------------------------------------------------------------------
-
-
-def _seconds(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 90s, 30m, 12h or 7d, got {text!r}"
-        )
-    return float(match[1]) * _UNITS[match[2] or "s"]
-
-
-def moment(text: str, now: datetime | None = None) -> datetime:
-    """An aware datetime from an ISO date or datetime (naive: UTC, as the CLI prints
-    times) or from an age with its unit (``2h``: two hours ago)."""
-    if re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*[smhdw]\s*", text):
-        return (now or datetime.now(UTC)) - timedelta(seconds=_seconds(text))
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO datetime (2026-11-27T09:00, 2026-11-27 09:00+01:00) or an age "
-            f"with its unit (90s, 30m, 2h, 7d, 2w), got {text!r}"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-def _json_argument(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidValueError(
-            f"{what} {text!r} is not valid JSON ({exc}); quote it for the shell, "
-            f"e.g. '\"text\"' or '{{\"n\": 1}}'"
-        ) from None
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -379,78 +322,3 @@ def report(errors: Sequence[LitewfError]) -> None:
         raise errors[0]
     if errors:
         raise LitewfError(f"{len(errors)} parts could not be read; the first: {errors[0]}")
-
-
-# -- start -------------------------------------------------------------------------------------
-
-
-async def _start(session: Session, args: argparse.Namespace) -> int:
-    from ._queues import enqueue_by_name
-
-    name = check_id(args.workflow_name, "workflow_name")
-    values = tuple(_json_argument(text, "argument") for text in args.args)
-    kwargs = {} if args.kwargs is None else _json_argument(args.kwargs, "--kwargs")
-    if not isinstance(kwargs, dict):
-        raise InvalidValueError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
-    known = await session.list_workflows(name=name, limit=1)
-    if args.queue is not None:
-        handle = await enqueue_by_name(
-            session,
-            args.queue,
-            name,
-            values,
-            kwargs,
-            workflow_id=args.workflow_id,
-            priority=None,
-            dedup_id=None,
-            delay=args.delay,
-            partition_key=None,
-        )
-        workflow_id, stored = handle.workflow_id, False
-    else:
-        workflow_id, stored = await _start_unowned(session, name, values, kwargs, args)
-    status = await session.get_status(workflow_id)
-    if args.json:
-        out.print_json(out.status_json(status))
-    elif stored or status.status is Status.ENQUEUED:  # (stored: a runtime may run it already)
-        where = "" if args.queue is None else f" on queue {args.queue!r}"
-        print(f"{workflow_id}: ENQUEUED{where} (a runtime that has workflow {name!r} starts it)")
-    else:
-        print(f"{workflow_id}: {status.status.value} (already stored under this ID)")
-    if not known:
-        print(
-            f"litewf: note: no workflow named {name!r} was stored before; a runtime starts it "
-            f"only if it registered that name (module.qualname unless name= was given)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-async def _start_unowned(
-    session: Session,
-    name: str,
-    values: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    args: argparse.Namespace,
-) -> tuple[str, bool]:
-    """Store a delayed start due now (or after ``--delay``): ENQUEUED, owned by no one,
-    for the dequeuer of a runtime that has the function; the ID, and whether it was
-    stored now (an existing one's with the same name is left as it is)."""
-    from . import _deadlinesql as deadlinesql
-    from . import _store as store
-    from ._operations import check_same
-
-    workflow_id = check_id(args.workflow_id) if args.workflow_id else str(uuid.uuid4())
-    inputs = dumps_arguments(session.serializer, name, values, kwargs)
-    not_before = session.clock.time() + (args.delay or 0.0)
-
-    def insert(tx: Tx) -> bool:
-        # Inserted owned by "" for a moment: ``place`` makes it ENQUEUED and unowned in
-        # the same transaction, and logs the change that wakes the runtimes' dequeuers.
-        existing = store.insert_workflow(tx, workflow_id, name, inputs, "", None)
-        check_same(workflow_id, existing, name)
-        if existing is None:
-            deadlinesql.place(tx, workflow_id, None, deadlinesql.Timing(not_before=not_before))
-        return existing is None
-
-    return workflow_id, await session.backend.write(insert)

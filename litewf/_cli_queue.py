@@ -8,13 +8,12 @@ queue's workflows that wait (ENQUEUED) or run (PENDING), or those of one ``--sta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from . import _cli_args as arg
 from . import _cli_output as out
-from ._exceptions import InvalidValueError
 from ._types import Status
 
 if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help`` is quick
@@ -26,18 +25,18 @@ if TYPE_CHECKING:  # the commands import what they run when run: ``litewf --help
 __all__ = ["add_commands"]
 
 
-def add_commands(
-    command: AddCommand, duration: Callable[[str], float], count: Callable[[str], int]
-) -> None:
+def add_commands(command: AddCommand) -> None:
     """Add ``enqueue`` and ``queue`` to the parser (``command`` makes a subcommand)."""
     p = command("enqueue", _enqueue, "enqueue a workflow on a queue by its registered name")
     p.add_argument("queue_name", metavar="QUEUE")
     p.add_argument("workflow_name", metavar="WORKFLOW", help="the workflow's registered name")
     p.add_argument("args", nargs="*", metavar="JSON", help="its arguments, each as JSON")
     p.add_argument("--workflow-id", metavar="ID", help="its ID (default: a new UUID)")
-    p.add_argument("--priority", type=count, default=0, help="lower runs first (default 0)")
+    p.add_argument("--priority", type=arg.count, default=0, help="lower runs first (default 0)")
     p.add_argument("--dedup-id", metavar="KEY", help="refused while one with it waits or runs")
-    p.add_argument("--delay", type=duration, metavar="S", help="start no sooner than S from now")
+    p.add_argument(
+        "--delay", type=arg.duration, metavar="S", help="start no sooner than S from now"
+    )
     p.add_argument("--partition-key", metavar="KEY", help="concurrency applies per partition")
     p = command("queue", _queue, "list a queue's workflows: waiting and running by default")
     p.add_argument("action", choices=["list"])
@@ -48,23 +47,13 @@ def add_commands(
         choices=[s.value for s in Status],
         help="only this status (default: ENQUEUED and PENDING)",
     )
-    p.add_argument("--limit", type=count, default=50, metavar="K", help="at most K (0: all)")
-
-
-def _json_argument(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidValueError(
-            f"argument {text!r} is not valid JSON ({exc}); quote it for the shell, "
-            f"e.g. '\"text\"' or '{{\"n\": 1}}'"
-        ) from None
+    p.add_argument("--limit", type=arg.count, default=50, metavar="K", help="at most K (0: all)")
 
 
 async def _enqueue(session: Session, args: argparse.Namespace) -> int:
     from ._queues import enqueue_by_name
 
-    values = [_json_argument(text) for text in args.args]
+    values = [arg.json_argument(text, "argument") for text in args.args]
     handle = await enqueue_by_name(
         session,
         args.queue_name,

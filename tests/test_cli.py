@@ -22,7 +22,8 @@ import anyio
 import pytest
 
 import litewf
-from litewf._cli import _age, main
+from litewf._cli import main
+from litewf._cli_args import age
 from litewf._pgdialect import is_postgres_url, split_url
 from litewf._schema import SCHEMA_VERSION
 from tests import procs, sqldb
@@ -499,11 +500,12 @@ def test_bench_hands_its_arguments_to_the_benchmark_module(
         ("2h", 7200.0),
         ("7d", 604800.0),
         (".5h", 1800.0),
+        ("2w", 1209600.0),
     ],
 )
-def test_ages_accept_s_m_h_d(text: str, seconds: float) -> None:
+def test_ages_accept_s_m_h_d_w(text: str, seconds: float) -> None:
     """gc --older-than reads a number with its unit."""
-    assert _age(text) == seconds
+    assert age(text) == seconds
 
 
 # -- the operator's safety (issue 10, section 5) -------------------------------------------------

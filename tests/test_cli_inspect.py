@@ -21,7 +21,7 @@ import anyio
 import pytest
 
 import litewf
-from litewf._cli_inspect import moment
+from litewf._cli_args import moment
 from tests.conftest import new_database
 from tests.tampering import run_cli, tamper
 from tests.test_cli import App, snapshot, start_app, stop
