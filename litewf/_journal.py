@@ -356,11 +356,10 @@ def list_queued(
     db: Tx, workflow_id: str, topic: str | None, every_topic: bool
 ) -> list[tuple[str | None, str, float]]:
     """Unconsumed messages (topic, message, created_at), oldest first."""
-    rows = db.fetchall(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages "
-        "WHERE destination_id = ? AND (? OR topic IS ?) ORDER BY seq",
-        (workflow_id, every_topic, topic),
-    )
+    queue, params = _queue(workflow_id, topic)
+    if every_topic:
+        queue, params = "destination_id = ?", (workflow_id,)
+    rows = db.fetchall(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {queue} ORDER BY seq", params)
     check = Columns(db, "messages", workflow_id)
     return [message_row(check, r) for r in rows]
 

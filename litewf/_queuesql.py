@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ._change import Change
 from ._exceptions import QueueDuplicateError
-from ._store import ClaimedWorkflow, log_change, now, placeholders
+from ._store import ClaimedWorkflow, log_change, now, placeholders, status_is
 from ._tx import Tx
 from ._types import Status
 
@@ -22,6 +22,10 @@ __all__ = ["Dequeued", "Enqueued", "QueueLimits", "dequeue", "enqueue"]
 
 _ENQUEUED = Status.ENQUEUED.value
 _PENDING = Status.PENDING.value
+# Written into the SQL of lookups by status (``status_is``: generic plans read an index).
+_IS_PENDING = status_is(Status.PENDING)
+_IS_ENQUEUED = status_is(Status.ENQUEUED)
+_IS_UNFINISHED = status_is(Status.ENQUEUED, Status.PENDING)
 
 #: How many queued candidates one dequeue looks at (it loops while it takes a full batch).
 _SCAN = 500
@@ -76,8 +80,8 @@ def enqueue(tx: Tx, item: Enqueued) -> str | None:
     if item.dedup_id is not None:
         held = tx.fetchone(
             "SELECT workflow_id FROM workflows WHERE queue_name = ? AND dedup_id = ? "
-            "AND status IN (?, ?) LIMIT 1",
-            (item.queue_name, item.dedup_id, _ENQUEUED, _PENDING),
+            f"AND {_IS_UNFINISHED} LIMIT 1",
+            (item.queue_name, item.dedup_id),
         )
         if held is not None:
             raise QueueDuplicateError(item.queue_name, item.dedup_id, str(held[0]))
@@ -129,9 +133,9 @@ def dequeue(
     if limits.worker_concurrency is not None:
         mine = _count(
             tx,
-            "SELECT count(*) FROM workflows WHERE queue_name = ? AND status = ? "
+            f"SELECT count(*) FROM workflows WHERE queue_name = ? AND {_IS_PENDING} "
             "AND executor_id = ?",
-            (queue_name, _PENDING, executor_id),
+            (queue_name, executor_id),
         )
         budget = min(budget, limits.worker_concurrency - mine)
     if limits.rate_limit is not None:
@@ -149,9 +153,9 @@ def dequeue(
     running: dict[str | None, int] = {}
     if limits.concurrency is not None:
         for key, count in tx.fetchall(
-            "SELECT partition_key, count(*) FROM workflows WHERE queue_name = ? AND status = ? "
-            "GROUP BY partition_key",
-            (queue_name, _PENDING),
+            f"SELECT partition_key, count(*) FROM workflows WHERE queue_name = ? "
+            f"AND {_IS_PENDING} GROUP BY partition_key",
+            (queue_name,),
         ):
             running[key] = int(count)
         if len(running) == 1 and None in running and running[None] >= limits.concurrency:
@@ -163,9 +167,9 @@ def dequeue(
             f"SELECT seq, workflow_id, name, inputs, partition_key, priority, not_before, "
             f"started_at "
             f"FROM workflows "
-            f"WHERE queue_name = ? AND status = ? AND (priority, seq) > (?, ?) "
+            f"WHERE queue_name = ? AND {_IS_ENQUEUED} AND (priority, seq) > (?, ?) "
             f"AND name IN ({placeholders(names)}) ORDER BY priority, seq LIMIT ?",
-            (queue_name, _ENQUEUED, *after, *names, _SCAN),
+            (queue_name, *after, *names, _SCAN),
         )
         for seq, workflow_id, name, inputs, partition, priority, not_before, started in rows:
             after = (priority, seq)

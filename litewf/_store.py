@@ -26,9 +26,22 @@ from ._types import Status, WorkflowStatus
 __all__ = [
     "ClaimedWorkflow",
     "ResultRow",
+    "status_is",
 ]
 
+
+def status_is(*statuses: Status) -> str:
+    """``status = 'PENDING'`` (``status IN (...)`` for several) with the values written
+    into the SQL, for a statement that looks rows up by status: PostgreSQL's generic
+    plan of a prepared statement then knows from the column's statistics how few rows
+    are unfinished and reads an index; with the status bound, it guessed a third of the
+    table and read all of it. (litewf's own constants, never a caller's text.)"""
+    values = ", ".join(f"'{status.value}'" for status in statuses)
+    return f"status = {values}" if len(statuses) == 1 else f"status IN ({values})"
+
+
 _PENDING = Status.PENDING.value
+_IS_PENDING = status_is(Status.PENDING)
 
 
 def now() -> float:
@@ -318,10 +331,10 @@ def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> i
     ``keep``: workflows with a step body still running in this process."""
     kept = list(keep)
     return tx.execute(
-        "UPDATE workflows SET executor_id = NULL, updated_at = ? "
-        "WHERE status = ? AND executor_id = ? "
-        "AND workflow_id NOT IN (SELECT value FROM json_each(?))",
-        (now(), _PENDING, executor_id, json.dumps(kept)),
+        f"UPDATE workflows SET executor_id = NULL, updated_at = ? "
+        f"WHERE {_IS_PENDING} AND executor_id = ? "
+        f"AND workflow_id NOT IN (SELECT value FROM json_each(?))",
+        (now(), executor_id, json.dumps(kept)),
     )
 
 
@@ -330,7 +343,7 @@ def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> i
 
 def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
-    rows = db.fetchall("SELECT DISTINCT executor_id FROM workflows WHERE status = ?", (_PENDING,))
+    rows = db.fetchall(f"SELECT DISTINCT executor_id FROM workflows WHERE {_IS_PENDING}")
     # A non-text owner is a hand-edited row, no executor's: leave it (list and show report it).
     return [r[0] for r in rows if r[0] is None or isinstance(r[0], str)]
 
@@ -338,8 +351,8 @@ def pending_owners(db: Tx) -> list[str | None]:
 def count_owned_pending(db: Tx, executor_id: str) -> int:
     """How many PENDING workflows this executor owns (counted on the status index)."""
     row = db.fetchone(
-        "SELECT count(*) FROM workflows WHERE status = ? AND executor_id = ?",
-        (_PENDING, executor_id),
+        f"SELECT count(*) FROM workflows WHERE {_IS_PENDING} AND executor_id = ?",
+        (executor_id,),
     )
     return 0 if row is None else int(row[0])
 
@@ -347,8 +360,8 @@ def count_owned_pending(db: Tx, executor_id: str) -> int:
 def owned_pending_ids(db: Tx, executor_id: str) -> list[str]:
     """The IDs of this executor's PENDING workflows (a scan of the status index)."""
     rows = db.fetchall(
-        "SELECT workflow_id FROM workflows WHERE status = ? AND executor_id = ?",
-        (_PENDING, executor_id),
+        f"SELECT workflow_id FROM workflows WHERE {_IS_PENDING} AND executor_id = ?",
+        (executor_id,),
     )
     return [r[0] for r in rows]
 
@@ -358,9 +371,9 @@ def owned_pending(db: Tx, executor_id: str, among: Sequence[str]) -> list[tuple[
     found: list[tuple[str, str, str]] = []
     for chunk in chunks(list(among)):
         rows = db.fetchall(
-            f"SELECT workflow_id, name, inputs FROM workflows WHERE status = ? "
+            f"SELECT workflow_id, name, inputs FROM workflows WHERE {_IS_PENDING} "
             f"AND executor_id = ? AND workflow_id IN ({placeholders(chunk)})",
-            (_PENDING, executor_id, *chunk),
+            (executor_id, *chunk),
         )
         found.extend((r[0], r[1], r[2]) for r in rows)
     return found
@@ -381,9 +394,9 @@ def is_value(column: str, value: str | None) -> tuple[str, tuple[str, ...]]:
 def unregistered_pending(db: Tx, owner: str | None, names: Sequence[str]) -> list[tuple[str, str]]:
     owned, by = is_value("executor_id", owner)
     rows = db.fetchall(
-        f"SELECT workflow_id, name FROM workflows WHERE status = ? AND {owned} "
+        f"SELECT workflow_id, name FROM workflows WHERE {_IS_PENDING} AND {owned} "
         f"AND name NOT IN ({placeholders(names)})",
-        (_PENDING, *by, *names),
+        (*by, *names),
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -408,12 +421,11 @@ def claim(
     if owner is not None:
         exhausted = tx.fetchall(
             f"UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
-            f"WHERE status = ? AND executor_id = ? AND recovery_attempts >= ? "
+            f"WHERE {_IS_PENDING} AND executor_id = ? AND recovery_attempts >= ? "
             f"AND name IN ({placeholders(names)}) RETURNING workflow_id, queue_name",
             (
                 Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
                 ts,
-                _PENDING,
                 owner,
                 max_attempts,
                 *names,
@@ -426,9 +438,9 @@ def claim(
     owned, by = is_value("executor_id", owner)
     rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "
-        f"updated_at = ? WHERE status = ? AND {owned} AND name IN ({placeholders(names)}) "
+        f"updated_at = ? WHERE {_IS_PENDING} AND {owned} AND name IN ({placeholders(names)}) "
         f"RETURNING workflow_id, name, inputs",
-        (executor_id, bump, ts, _PENDING, *by, *names),
+        (executor_id, bump, ts, *by, *names),
     )
     return [ClaimedWorkflow(r[0], r[1], r[2]) for r in rows], [r[0] for r in exhausted]
 
