@@ -37,7 +37,8 @@ __all__ = [
 DELAYED = ""
 
 _IS_UNFINISHED = status_is(Status.PENDING, Status.ENQUEUED)
-_DELAYED_ROW = f"status = '{Status.ENQUEUED.value}' AND queue_name IS NULL"
+_ENQUEUED = Status.ENQUEUED.value
+_DELAYED_ROW = f"status = '{_ENQUEUED}' AND queue_name IS NULL"
 
 #: How many delayed starts one pass takes (the next pass takes more).
 _BATCH = 500
@@ -136,8 +137,9 @@ def start_due(
             f"UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ?, "
             f"deadline = CASE WHEN timeout IS NULL THEN deadline "
             f"WHEN deadline IS NULL OR deadline > ? + timeout THEN ? + timeout "
-            f"ELSE deadline END WHERE workflow_id = ? AND {_DELAYED_ROW} RETURNING deadline",
-            (Status.PENDING.value, executor_id, at, ts, at, at, workflow_id),
+            f"ELSE deadline END WHERE workflow_id = ? AND status = ? AND queue_name IS NULL "
+            f"RETURNING deadline",  # (status bound: a plan can't read the delayed rows' index)
+            (Status.PENDING.value, executor_id, at, ts, at, at, workflow_id, _ENQUEUED),
         )
         if row is not None:
             log_change(tx, Change.status(workflow_id))

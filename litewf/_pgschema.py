@@ -169,6 +169,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX workflows_by_status;
     CREATE INDEX workflows_by_status ON workflows (status, executor_id, workflow_id);
     """,
+    # 10 (see _schema's 10)
+    """
+    DROP INDEX workflows_by_status;
+    CREATE INDEX workflows_by_status ON workflows (status, workflow_id, executor_id);
+    """,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

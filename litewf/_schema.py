@@ -190,6 +190,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     SELECT 1;
     """,
+    # 10: nothing here either. On PostgreSQL, ``workflows_by_status`` becomes (status,
+    # workflow_id, executor_id): whatever a prepared statement's generic plan chooses for
+    # a lookup by ID and status (``workflow_id = ? AND status = ?``, with or without the
+    # owner), this index or the unique one, it is a lookup of one entry. Plans are made
+    # when a statement is first prepared, often on a table that is still empty, where
+    # every index costs the same; with (status, executor_id, workflow_id) a queued
+    # workflow's claim (no owner yet) read every ENQUEUED entry. Lookups by status and
+    # owner (recovery, once a second) read the status's entries, as listing the owners
+    # of PENDING workflows already does.
+    """
+    SELECT 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
