@@ -134,11 +134,11 @@ def start_due(
     ts = now()
     for workflow_id, name, inputs in rows:
         row = tx.fetchone(
-            f"UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ?, "
-            f"deadline = CASE WHEN timeout IS NULL THEN deadline "
-            f"WHEN deadline IS NULL OR deadline > ? + timeout THEN ? + timeout "
-            f"ELSE deadline END WHERE workflow_id = ? AND status = ? AND queue_name IS NULL "
-            f"RETURNING deadline",  # (status bound: a plan can't read the delayed rows' index)
+            "UPDATE workflows SET status = ?, executor_id = ?, started_at = ?, updated_at = ?, "
+            "deadline = CASE WHEN timeout IS NULL THEN deadline "
+            "WHEN deadline IS NULL OR deadline > ? + timeout THEN ? + timeout "
+            "ELSE deadline END WHERE workflow_id = ? AND status = ? AND queue_name IS NULL "
+            "RETURNING deadline",  # (status bound: a plan can't read the delayed rows' index)
             (Status.PENDING.value, executor_id, at, ts, at, at, workflow_id, _ENQUEUED),
         )
         if row is not None:
