@@ -176,10 +176,10 @@ def time_out(tx: Tx, workflow_id: str, at: float) -> list[str]:
     """End the workflow CANCELLED with ``WorkflowTimeoutError`` if it is unfinished and
     its deadline has passed at ``at``, with every unfinished workflow under it (each
     with its own error); the IDs it ended."""
-    row = tx.fetchone(
-        f"SELECT deadline FROM workflows WHERE workflow_id = ? AND deadline IS NOT NULL "
-        f"AND {_IS_UNFINISHED} AND deadline <= ?",
-        (workflow_id, at),
+    row = tx.fetchone(  # (statuses bound: a plan can't read the deadlines' partial index)
+        "SELECT deadline FROM workflows WHERE workflow_id = ? AND deadline IS NOT NULL "
+        "AND status IN (?, ?) AND deadline <= ?",
+        (workflow_id, Status.PENDING.value, _ENQUEUED, at),
     )
     if row is None:
         return []

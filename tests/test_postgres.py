@@ -275,7 +275,8 @@ def _generic_plan_nodes(conn: Any, sql: str, params: tuple[Any, ...]) -> list[st
     numbered = re.sub(r"%s", lambda _: f"${next(numbers)}", sql).replace("%%", "%")
     args = pgsql.SQL(", ").join(map(pgsql.Literal, params)).as_string(conn)
     conn.execute("SET plan_cache_mode = force_generic_plan")
-    conn.execute("DEALLOCATE ALL")
+    if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'generic'").fetchone():
+        conn.execute("DEALLOCATE generic")  # (not ALL: psycopg's own would go)
     conn.execute(f"PREPARE generic AS {numbered}")
     rows = conn.execute(f"EXPLAIN EXECUTE generic({args})" if params else "EXPLAIN EXECUTE generic")
     return [row[0].strip().removeprefix("->  ") for row in rows.fetchall()]
@@ -354,8 +355,8 @@ async def test_lookups_by_id_and_status_read_one_entry_in_plans_of_an_empty_tabl
     """A statement is prepared on its sixth run, often in a new database's first
     milliseconds, and its generic plan, made on a table that is still empty (where every
     index costs the same), stays until the table is analyzed. Whichever index such a plan
-    takes for the hot lookups by workflow ID and status (ownership checks, finishing,
-    a queued or delayed workflow's claim), it must bound the ID: with workflows_by_status
+    takes for the lookups by workflow ID and status (ownership checks, finishing,
+    a queued or delayed workflow's claim, a cancel, a timeout), it must bound the ID: with workflows_by_status
     on (status, executor_id, workflow_id), a queued workflow's claim read every ENQUEUED
     entry (10,000 queued: 0.15 ms each)."""
     from litewf import _deadlinesql as deadlinesql
@@ -364,10 +365,14 @@ async def test_lookups_by_id_and_status_read_one_entry_in_plans_of_an_empty_tabl
     from litewf import _store as store
     from litewf._types import Status
 
-    def one_due(sql: str) -> list[tuple[Any, ...]]:  # the dequeuer's and start_due's scans
+    def one_due(sql: str) -> list[tuple[Any, ...]]:  # what the scans find
         if "ORDER BY priority, seq" in sql:
             return [(1, "w1", "n", "{}", None, 0, None, None)]
-        return [("w1", "n", "{}")] if "ORDER BY not_before" in sql else []
+        if "ORDER BY not_before" in sql:
+            return [("w1", "n", "{}")]
+        if sql.startswith("SELECT deadline"):
+            return [(0.0,)]  # (time_out's look, then its tree)
+        return [("w1",)] if sql.startswith("WITH RECURSIVE") else []
 
     _, schema = split_url(pg_url)
     async with litewf.Runtime(pg_url):
@@ -381,6 +386,7 @@ async def test_lookups_by_id_and_status_read_one_entry_in_plans_of_an_empty_tabl
         *_asked(queuesql.dequeue, "q", limits, "e", ["n"], 0.0, answer=one_due),
         *_asked(deadlinesql.start_due, "e", ["n"], 0.0, answer=one_due),
         *_asked(store.cancel_workflow, "w1"),
+        *_asked(deadlinesql.time_out, "w1", 1.0, answer=one_due),
     ]
     by_id = [(sql, params) for sql, params in asked if "workflow_id = %s" in sql]
     assert len(by_id) >= 6
