@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from ._change import Change
 from ._exceptions import WorkflowTimeoutError
 from ._serialization import encode_exception, exception_type_and_message
-from ._store import ClaimedWorkflow, log_change, now, placeholders, slot_freed, status_is
+from ._store import (
+    IS_ENQUEUED,
+    IS_UNFINISHED,
+    ClaimedWorkflow,
+    log_change,
+    now,
+    placeholders,
+    slot_freed,
+)
 from ._tx import Tx
 from ._types import Status
 
@@ -36,9 +44,8 @@ __all__ = [
 #: dequeuer looks at them when one is recorded, as at its queues' changes.
 DELAYED = ""
 
-_IS_UNFINISHED = status_is(Status.PENDING, Status.ENQUEUED)
 _ENQUEUED = Status.ENQUEUED.value
-_DELAYED_ROW = f"status = '{_ENQUEUED}' AND queue_name IS NULL"
+_DELAYED_ROW = f"{IS_ENQUEUED} AND queue_name IS NULL"
 
 #: How many delayed starts one pass takes (the next pass takes more).
 _BATCH = 500
@@ -166,7 +173,7 @@ def overdue(db: Tx, at: float, limit: int = 500) -> list[str]:
     """Unfinished workflows whose deadline has passed at ``at`` (earliest first)."""
     rows = db.fetchall(
         f"SELECT workflow_id FROM workflows WHERE deadline IS NOT NULL "
-        f"AND {_IS_UNFINISHED} AND deadline <= ? ORDER BY deadline LIMIT ?",
+        f"AND {IS_UNFINISHED} AND deadline <= ? ORDER BY deadline LIMIT ?",
         (at, limit),
     )
     return [str(r[0]) for r in rows]
@@ -197,7 +204,7 @@ def time_out(tx: Tx, workflow_id: str, at: float) -> list[str]:
         changed = tx.fetchall(
             f"UPDATE workflows SET status = ?, executor_id = NULL, error = ?, error_type = ?, "
             f"error_message = ?, updated_at = ? WHERE workflow_id = ? "
-            f"AND {_IS_UNFINISHED} RETURNING queue_name",
+            f"AND {IS_UNFINISHED} RETURNING queue_name",
             (Status.CANCELLED.value, error, error_type, message, ts, member),
         )
         if changed:

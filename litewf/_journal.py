@@ -356,9 +356,10 @@ def list_queued(
     db: Tx, workflow_id: str, topic: str | None, every_topic: bool
 ) -> list[tuple[str | None, str, float]]:
     """Unconsumed messages (topic, message, created_at), oldest first."""
-    queue, params = _queue(workflow_id, topic)
-    if every_topic:
-        queue, params = "destination_id = ?", (workflow_id,)
+    queue: str = "destination_id = ?"
+    params: tuple[str, ...] = (workflow_id,)
+    if not every_topic:
+        queue, params = _queue(workflow_id, topic)
     rows = db.fetchall(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {queue} ORDER BY seq", params)
     check = Columns(db, "messages", workflow_id)
     return [message_row(check, r) for r in rows]

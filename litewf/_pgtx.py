@@ -138,12 +138,13 @@ class Later:
         self.statements.append((sql, params))
         self.tables.add(_table(sql))
 
-    def touched_by(self, sql: str) -> bool:
-        """Whether ``sql`` names a table that a waiting statement writes."""
-        for table in self.tables:
-            if _names(sql, table):
-                return True
-        return False
+    def send_before(self, cursor: Any, sql: str) -> None:
+        """Send the waiting statements now if ``sql`` names a table one of them writes."""
+        if self.statements:
+            for table in self.tables:  # (a loop: no generator per statement)
+                if _names(sql, table):
+                    self.send(cursor)
+                    return
 
     def send(self, cursor: Any) -> None:
         """Run the waiting statements in order: one pipelined ``executemany`` per run of
@@ -216,8 +217,7 @@ class PgTx(Tx):
         later, cursor = self.later, self.cursor
         if later.held is not None:
             later.flush(cursor)
-        if later.statements and later.touched_by(sql):
-            later.send(cursor)
+        later.send_before(cursor, sql)
         cursor.execute(translate(sql), tuple(params))
         return cursor
 
@@ -240,8 +240,7 @@ class PgTx(Tx):
         # either fails the batch, which runs again, each answer awaited. Held back in a
         # run of equal statements, sent before any other statement of the batch.
         later = self.later
-        if later.statements and later.touched_by(sql):
-            later.send(self.cursor)
+        later.send_before(self.cursor, sql)
         later.hold(self.cursor, _expecting_a_row(sql) if then is None else sql, tuple(params), then)
         self.assumed = True
         return True

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from ._change import Change
 from ._exceptions import QueueDuplicateError
-from ._store import ClaimedWorkflow, log_change, now, placeholders, status_is
+from ._store import (
+    IS_ENQUEUED,
+    IS_PENDING,
+    IS_UNFINISHED,
+    ClaimedWorkflow,
+    log_change,
+    now,
+    placeholders,
+)
 from ._tx import Tx
 from ._types import Status
 
@@ -22,10 +30,6 @@ __all__ = ["Dequeued", "Enqueued", "QueueLimits", "dequeue", "enqueue"]
 
 _ENQUEUED = Status.ENQUEUED.value
 _PENDING = Status.PENDING.value
-# Written into the SQL of lookups by status (``status_is``: generic plans read an index).
-_IS_PENDING = status_is(Status.PENDING)
-_IS_ENQUEUED = status_is(Status.ENQUEUED)
-_IS_UNFINISHED = status_is(Status.ENQUEUED, Status.PENDING)
 
 #: How many queued candidates one dequeue looks at (it loops while it takes a full batch).
 _SCAN = 500
@@ -80,7 +84,7 @@ def enqueue(tx: Tx, item: Enqueued) -> str | None:
     if item.dedup_id is not None:
         held = tx.fetchone(
             "SELECT workflow_id FROM workflows WHERE queue_name = ? AND dedup_id = ? "
-            f"AND {_IS_UNFINISHED} LIMIT 1",
+            f"AND {IS_UNFINISHED} LIMIT 1",
             (item.queue_name, item.dedup_id),
         )
         if held is not None:
@@ -133,7 +137,7 @@ def dequeue(
     if limits.worker_concurrency is not None:
         mine = _count(
             tx,
-            f"SELECT count(*) FROM workflows WHERE queue_name = ? AND {_IS_PENDING} "
+            f"SELECT count(*) FROM workflows WHERE queue_name = ? AND {IS_PENDING} "
             "AND executor_id = ?",
             (queue_name, executor_id),
         )
@@ -154,7 +158,7 @@ def dequeue(
     if limits.concurrency is not None:
         for key, count in tx.fetchall(
             f"SELECT partition_key, count(*) FROM workflows WHERE queue_name = ? "
-            f"AND {_IS_PENDING} GROUP BY partition_key",
+            f"AND {IS_PENDING} GROUP BY partition_key",
             (queue_name,),
         ):
             running[key] = int(count)
@@ -167,7 +171,7 @@ def dequeue(
             f"SELECT seq, workflow_id, name, inputs, partition_key, priority, not_before, "
             f"started_at "
             f"FROM workflows "
-            f"WHERE queue_name = ? AND {_IS_ENQUEUED} AND (priority, seq) > (?, ?) "
+            f"WHERE queue_name = ? AND {IS_ENQUEUED} AND (priority, seq) > (?, ?) "
             f"AND name IN ({placeholders(names)}) ORDER BY priority, seq LIMIT ?",
             (queue_name, *after, *names, _SCAN),
         )

@@ -24,6 +24,9 @@ from ._tx import Tx
 from ._types import Status, WorkflowStatus
 
 __all__ = [
+    "IS_ENQUEUED",
+    "IS_PENDING",
+    "IS_UNFINISHED",
     "ClaimedWorkflow",
     "ResultRow",
     "status_is",
@@ -41,7 +44,10 @@ def status_is(*statuses: Status) -> str:
 
 
 _PENDING = Status.PENDING.value
-_IS_PENDING = status_is(Status.PENDING)
+#: Conditions on the status, written out (``status_is``), shared by the SQL modules.
+IS_PENDING = status_is(Status.PENDING)
+IS_ENQUEUED = status_is(Status.ENQUEUED)
+IS_UNFINISHED = status_is(Status.PENDING, Status.ENQUEUED)
 
 
 def now() -> float:
@@ -332,7 +338,7 @@ def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> i
     kept = list(keep)
     return tx.execute(
         f"UPDATE workflows SET executor_id = NULL, updated_at = ? "
-        f"WHERE {_IS_PENDING} AND executor_id = ? "
+        f"WHERE {IS_PENDING} AND executor_id = ? "
         f"AND workflow_id NOT IN (SELECT value FROM json_each(?))",
         (now(), executor_id, json.dumps(kept)),
     )
@@ -343,7 +349,7 @@ def release_workflows(tx: Tx, executor_id: str, keep: Collection[str] = ()) -> i
 
 def pending_owners(db: Tx) -> list[str | None]:
     """Executors holding PENDING workflows (``None`` for released ones)."""
-    rows = db.fetchall(f"SELECT DISTINCT executor_id FROM workflows WHERE {_IS_PENDING}")
+    rows = db.fetchall(f"SELECT DISTINCT executor_id FROM workflows WHERE {IS_PENDING}")
     # A non-text owner is a hand-edited row, no executor's: leave it (list and show report it).
     return [r[0] for r in rows if r[0] is None or isinstance(r[0], str)]
 
@@ -351,7 +357,7 @@ def pending_owners(db: Tx) -> list[str | None]:
 def count_owned_pending(db: Tx, executor_id: str) -> int:
     """How many PENDING workflows this executor owns (counted on the status index)."""
     row = db.fetchone(
-        f"SELECT count(*) FROM workflows WHERE {_IS_PENDING} AND executor_id = ?",
+        f"SELECT count(*) FROM workflows WHERE {IS_PENDING} AND executor_id = ?",
         (executor_id,),
     )
     return 0 if row is None else int(row[0])
@@ -360,7 +366,7 @@ def count_owned_pending(db: Tx, executor_id: str) -> int:
 def owned_pending_ids(db: Tx, executor_id: str) -> list[str]:
     """The IDs of this executor's PENDING workflows (a scan of the status index)."""
     rows = db.fetchall(
-        f"SELECT workflow_id FROM workflows WHERE {_IS_PENDING} AND executor_id = ?",
+        f"SELECT workflow_id FROM workflows WHERE {IS_PENDING} AND executor_id = ?",
         (executor_id,),
     )
     return [r[0] for r in rows]
@@ -371,7 +377,7 @@ def owned_pending(db: Tx, executor_id: str, among: Sequence[str]) -> list[tuple[
     found: list[tuple[str, str, str]] = []
     for chunk in chunks(list(among)):
         rows = db.fetchall(
-            f"SELECT workflow_id, name, inputs FROM workflows WHERE {_IS_PENDING} "
+            f"SELECT workflow_id, name, inputs FROM workflows WHERE {IS_PENDING} "
             f"AND executor_id = ? AND workflow_id IN ({placeholders(chunk)})",
             (executor_id, *chunk),
         )
@@ -394,7 +400,7 @@ def is_value(column: str, value: str | None) -> tuple[str, tuple[str, ...]]:
 def unregistered_pending(db: Tx, owner: str | None, names: Sequence[str]) -> list[tuple[str, str]]:
     owned, by = is_value("executor_id", owner)
     rows = db.fetchall(
-        f"SELECT workflow_id, name FROM workflows WHERE {_IS_PENDING} AND {owned} "
+        f"SELECT workflow_id, name FROM workflows WHERE {IS_PENDING} AND {owned} "
         f"AND name NOT IN ({placeholders(names)})",
         (*by, *names),
     )
@@ -421,7 +427,7 @@ def claim(
     if owner is not None:
         exhausted = tx.fetchall(
             f"UPDATE workflows SET status = ?, executor_id = NULL, updated_at = ? "
-            f"WHERE {_IS_PENDING} AND executor_id = ? AND recovery_attempts >= ? "
+            f"WHERE {IS_PENDING} AND executor_id = ? AND recovery_attempts >= ? "
             f"AND name IN ({placeholders(names)}) RETURNING workflow_id, queue_name",
             (
                 Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
@@ -438,7 +444,7 @@ def claim(
     owned, by = is_value("executor_id", owner)
     rows = tx.fetchall(
         f"UPDATE workflows SET executor_id = ?, recovery_attempts = recovery_attempts + ?, "
-        f"updated_at = ? WHERE {_IS_PENDING} AND {owned} AND name IN ({placeholders(names)}) "
+        f"updated_at = ? WHERE {IS_PENDING} AND {owned} AND name IN ({placeholders(names)}) "
         f"RETURNING workflow_id, name, inputs",
         (executor_id, bump, ts, *by, *names),
     )
